@@ -1,0 +1,279 @@
+"""Trial keys: one frozen dataclass with flat keys, parsed and validated from YAML or ``--set``.
+
+One key means one thing everywhere: the CLI's ``--set KEY=VALUE``, a YAML config, a search space
+and a Parquet column all use these names. ``hgsearch keys`` prints this table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hgsearch.errors import UserError
+
+DATASETS = ("synthetic", "cifar10", "cifar100", "tinyimagenet", "imagefolder")
+ARCHS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet18")
+REGS = ("none", "l1", "group_lasso", "exclusive", "group_l12")
+
+# Names that become file names (trial ids, sweep names): no separators, no dot-files.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def _key(default: Any, help: str, *, choices: tuple | None = None,
+         lo: float | None = None, hi: float | None = None, group: str = "") -> Any:
+    meta = {"help": help, "choices": choices, "lo": lo, "hi": hi, "group": group}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Every setting of one trial; defaults: the method's reference setting, synthetic data."""
+
+    # --- identity and reproducibility
+    trial_id: str = _key("", "name of the trial's files; empty: generated (time + random)",
+                         group="run")
+    seed: int = _key(0, "seed for weight init, batch order, augmentation and scoring sample",
+                     group="run")
+    out_dir: str = _key("results", "folder that receives trials/, curves/ and models/",
+                        group="run")
+    device: str = _key("auto", "auto: CUDA when present (the GPU Ray assigned), else CPU",
+                       choices=("auto", "cpu", "cuda"), group="run")
+    precision: str = _key("auto", "auto: bf16 autocast on CUDA, fp32 on CPU",
+                          choices=("auto", "fp32", "bf16"), group="run")
+    channels_last: str = _key("auto", "memory format; auto: on for CUDA, off for CPU",
+                              choices=("auto", "on", "off"), group="run")
+    compile: bool = _key(False, "torch.compile the training model", group="run")
+
+    # --- data
+    dataset: str = _key("synthetic", "which dataset", choices=DATASETS, group="data")
+    data_dir: str = _key("", "folder holding the dataset in its official layout (not synthetic)",
+                         group="data")
+    image_size: int = _key(32, "side in pixels images are resized to (imagefolder only)",
+                           lo=8, hi=512, group="data")
+    val_fraction: float = _key(0.1, "share of the training data held out for validation",
+                               lo=0.01, hi=0.5, group="data")
+    data_seed: int = _key(0, "seed of the synthetic data and of the validation split",
+                          group="data")
+    synthetic_train_size: int = _key(5000, "synthetic images for training + validation",
+                                     lo=100, hi=1_000_000, group="data")
+    synthetic_test_size: int = _key(1000, "synthetic images in the test split",
+                                    lo=10, hi=1_000_000, group="data")
+    cache_dir: str = _key("", "decoded-image cache; empty: $HGSEARCH_CACHE or ~/.cache/hgsearch",
+                          group="data")
+
+    # --- model and training
+    arch: str = _key("resnet20", "network", choices=ARCHS, group="train")
+    epochs: int = _key(5, "training epochs with the regularizer", lo=1, hi=10_000, group="train")
+    batch_size: int = _key(128, "images per SGD step", lo=1, hi=65_536, group="train")
+    lr: float = _key(0.1, "peak learning rate (per batch_size images)", lo=0.0, hi=10.0,
+                     group="train")
+    momentum: float = _key(0.9, "SGD momentum", lo=0.0, hi=0.999, group="train")
+    nesterov: bool = _key(False, "Nesterov momentum", group="train")
+    weight_decay: float = _key(5e-4, "SGD weight decay (L2), on top of the regularizer",
+                               lo=0.0, hi=1.0, group="train")
+    schedule: str = _key("cosine", "learning-rate schedule: cosine to 0, or x0.1 at 50% and 75%",
+                         choices=("cosine", "step"), group="train")
+    eval_batch_size: int = _key(512, "images per forward in evaluation and scoring",
+                                lo=1, hi=65_536, group="train")
+
+    # --- hierarchical group sparse regularization (METHOD.md part 1)
+    reg: str = _key("group_l12", "regularizer family", choices=REGS, group="hgsr")
+    reg_levels: int = _key(2, "hierarchy levels: 1 flat groups, 2 groups of kernels",
+                           choices=(1, 2), group="hgsr")
+    reg_outer: str = _key("square", "outer function of a 2-level group (reg_levels=2 only)",
+                          choices=("sqrt", "square"), group="hgsr")
+    reg_grouping: str = _key("input", "outer group: kernels reading one input channel (input) or "
+                             "writing one output filter (output)", choices=("input", "output"),
+                             group="hgsr")
+    lam: float = _key(1e-4, "regularization weight (search log-uniformly)", lo=0.0, hi=10.0,
+                      group="hgsr")
+    mix: float = _key(0.5, "share of R(W) against plain L1 in the penalty", lo=0.0, hi=1.0,
+                      group="hgsr")
+    zero_tol: float = _key(1e-2, "a group counts as zero when its L2 norm is below zero_tol x the "
+                           "layer's largest group norm", lo=0.0, hi=1.0, group="hgsr")
+
+    # --- filter scoring and pruning (METHOD.md parts 2 and 3)
+    score_samples: int = _key(256, "training images used to score filters", lo=1, hi=1_000_000,
+                              group="prune")
+    prune_ratio: float = _key(0.5, "fraction removed (of prune_target)", lo=0.0, hi=0.95,
+                              group="prune")
+    prune_target: str = _key("channels", "what prune_ratio counts",
+                             choices=("channels", "params", "macs"), group="prune")
+    prune_scope: str = _key("global", "one ranking across layers, or the same ratio per block",
+                            choices=("global", "layer"), group="prune")
+    prune_steps: int = _key(1, "score-and-remove rounds to reach prune_ratio", lo=1, hi=100,
+                            group="prune")
+    min_channels: int = _key(1, "channels every block keeps at least", lo=1, hi=4096,
+                             group="prune")
+    round_to: int = _key(1, "each block's width stays a multiple of this", lo=1, hi=512,
+                         group="prune")
+
+    # --- fine-tuning the compact network
+    finetune_epochs: int = _key(3, "epochs of fine-tuning after pruning", lo=0, hi=10_000,
+                                group="finetune")
+    finetune_lr: float = _key(0.01, "peak learning rate of fine-tuning (cosine to 0)",
+                              lo=0.0, hi=10.0, group="finetune")
+
+    # --- measurement
+    latency_batch: int = _key(128, "the large batch of the latency measurement", lo=1,
+                              hi=65_536, group="measure")
+    latency_repeats: int = _key(10, "timed forwards per latency figure (median reported)",
+                                lo=1, hi=10_000, group="measure")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrialConfig:
+        return make_config({**self.to_dict(), **changes})
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrialConfig)}
+
+
+def key_table() -> list[tuple[str, str, str, str]]:
+    """(key, type, default, meaning) for every trial key, in declaration order."""
+    rows = []
+    for f in dataclasses.fields(TrialConfig):
+        meta = f.metadata
+        allowed = ""
+        if meta["choices"]:
+            allowed = " {" + ", ".join(str(c) for c in meta["choices"]) + "}"
+        elif meta["lo"] is not None:
+            allowed = f" [{meta['lo']:g}, {meta['hi']:g}]"
+        rows.append((f.name, _type_name(f) + allowed, repr(f.default), meta["help"]))
+    return rows
+
+
+def _type_name(f: dataclasses.Field) -> str:
+    return f.type if isinstance(f.type, str) else f.type.__name__
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Convert one value (a YAML scalar or a ``--set`` string) to the key's type, or raise."""
+    if key not in FIELDS:
+        raise UserError(f"unknown key {key!r}; `hgsearch keys` lists the allowed keys")
+    kind = _type_name(FIELDS[key])
+    text = value.strip() if isinstance(value, str) else None
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if text is not None and text.lower() in _TRUE | _FALSE:
+                return text.lower() in _TRUE
+            raise ValueError
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, int):
+                return value
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            if text is not None:
+                return int(text)
+            raise ValueError
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, (int, float)):
+                return float(value)
+            if text is not None:
+                return float(text)
+            raise ValueError
+        if isinstance(value, str):
+            return value
+        if value is None:
+            return ""
+        raise ValueError
+    except ValueError:
+        raise UserError(f"{key}={value!r}: expected {kind}") from None
+
+
+def check(key: str, value: Any) -> str | None:
+    """The problem with an already-coerced value, or None."""
+    meta = FIELDS[key].metadata
+    if meta["choices"] and value not in meta["choices"]:
+        allowed = ", ".join(str(c) for c in meta["choices"])
+        return f"{key}={value!r}: allowed values are {allowed}"
+    if meta["lo"] is not None and not (meta["lo"] <= value <= meta["hi"]):
+        return f"{key}={value!r}: must be between {meta['lo']:g} and {meta['hi']:g}"
+    if value != value:  # NaN passes the range check above
+        return f"{key}={value!r}: must be a number"
+    return None
+
+
+def problems_of(values: Mapping[str, Any]) -> list[str]:
+    """Every problem in a mapping of trial keys, one line each (empty when it is valid)."""
+    problems: list[str] = []
+    coerced: dict[str, Any] = {}
+    for key, raw in values.items():
+        try:
+            coerced[key] = coerce(key, raw)
+        except UserError as err:
+            problems.extend(err.problems)
+            continue
+        problem = check(key, coerced[key])
+        if problem:
+            problems.append(problem)
+    if problems:
+        return problems
+    merged = {**{k: f.default for k, f in FIELDS.items()}, **coerced}
+    if merged["trial_id"] and not SAFE_NAME.match(merged["trial_id"]):
+        problems.append(f"trial_id={merged['trial_id']!r}: use letters, digits, '.', '_' and '-' "
+                        "(at most 128, not starting with '.' or '-')")
+    if merged["dataset"] != "synthetic" and not merged["data_dir"]:
+        problems.append(f"data_dir is empty: dataset={merged['dataset']} reads its files from "
+                        "data_dir")
+    if merged["min_channels"] % merged["round_to"] and merged["round_to"] > 1:
+        problems.append(f"min_channels={merged['min_channels']}: must be a multiple of "
+                        f"round_to={merged['round_to']}")
+    return problems
+
+
+def make_config(values: Mapping[str, Any] | None = None) -> TrialConfig:
+    """Build a validated TrialConfig from any mapping of keys; raise UserError on every problem."""
+    values = dict(values or {})
+    problems = problems_of(values)
+    if problems:
+        raise UserError(*problems)
+    return TrialConfig(**{k: coerce(k, v) for k, v in values.items()})
+
+
+def parse_assignments(items: list[str]) -> dict[str, str]:
+    """``["lam=1e-3", "arch=resnet56"]`` -> ``{"lam": "1e-3", "arch": "resnet56"}``."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set lam=1e-3")
+        out[key.strip()] = value
+    return out
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML file holding a flat mapping of trial keys."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot read ({err.__class__.__name__})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}:{where} is not valid YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of trial keys, found {type(data).__name__}")
+    return data
