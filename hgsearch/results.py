@@ -1,0 +1,194 @@
+"""Trial rows and curves as Parquet: one file per trial, written atomically, read back as pandas.
+
+A results folder holds ``trials/<trial_id>.parquet`` (one row), ``curves/<trial_id>.parquet``
+(one row per epoch) and ``models/<trial_id>.pt``. Files are written under a temporary name and
+renamed, so a reader never sees half a file and a rewrite of the same trial replaces it: a trial is
+counted once however often it is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hgsearch.config import TrialConfig
+from hgsearch.errors import UserError
+
+_ARROW_OF = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str": pa.string()}
+
+# Every metric column a trial row has, whatever its status; missing values are nulls.
+METRIC_TYPES: dict[str, pa.DataType] = {
+    "status": pa.string(),            # ok | diverged | failed
+    "error": pa.string(),
+    "num_classes": pa.int64(),
+    "acc_dense": pa.float64(),        # validation top-1 after HGSR training (fraction)
+    "test_acc_dense": pa.float64(),
+    "acc_pruned": pa.float64(),       # validation top-1 of the compact network before fine-tuning
+    "acc_final": pa.float64(),        # validation top-1 after fine-tuning: the search's objective
+    "test_acc_final": pa.float64(),   # official test split, reported, never used for selection
+    "val_loss_final": pa.float64(),
+    "params_dense": pa.int64(),
+    "params_final": pa.int64(),
+    "params_ratio": pa.float64(),
+    "macs_dense": pa.int64(),         # multiply-accumulates of conv + linear layers, one image
+    "macs_final": pa.int64(),
+    "macs_ratio": pa.float64(),
+    "widths_dense": pa.list_(pa.int64()),
+    "kept_channels": pa.list_(pa.int64()),  # inner width of each block after pruning
+    "zero_group_fraction": pa.float64(),
+    "latency_dense_b1_ms": pa.float64(),
+    "latency_final_b1_ms": pa.float64(),
+    "latency_dense_bN_ms": pa.float64(),   # batch latency_batch
+    "latency_final_bN_ms": pa.float64(),
+    "seconds_data": pa.float64(),
+    "seconds_train": pa.float64(),
+    "seconds_score": pa.float64(),
+    "seconds_finetune": pa.float64(),
+    "seconds_measure": pa.float64(),
+    "seconds_total": pa.float64(),
+    "prune_note": pa.string(),
+    "device": pa.string(),
+    "device_name": pa.string(),
+    "hostname": pa.string(),
+    "started_at": pa.string(),        # ISO 8601, UTC
+    "finished_at": pa.string(),
+    "versions": pa.string(),          # "hgsearch=..., torch=..., ..."
+}
+
+CURVE_TYPES: dict[str, pa.DataType] = {
+    "trial_id": pa.string(), "phase": pa.string(), "epoch": pa.int64(), "lr": pa.float64(),
+    "train_loss": pa.float64(), "train_acc": pa.float64(), "val_loss": pa.float64(),
+    "val_acc": pa.float64(), "images_per_s": pa.float64(), "seconds": pa.float64(),
+}
+
+
+def config_types() -> dict[str, pa.DataType]:
+    return {f.name: _ARROW_OF[f.type] for f in dataclasses.fields(TrialConfig)}
+
+
+def row_schema(row: Mapping[str, Any]) -> pa.Schema:
+    """Fixed types for trial keys and metrics; extra columns (sweep bookkeeping) inferred."""
+    known = {**config_types(), **METRIC_TYPES}
+    fields = []
+    for name, value in row.items():
+        if name in known:
+            fields.append(pa.field(name, known[name]))
+        else:
+            fields.append(pa.field(name, pa.scalar(value).type if value is not None
+                                   else pa.string()))
+    return pa.schema(fields)
+
+
+def empty_metrics() -> dict[str, Any]:
+    return {name: None for name in METRIC_TYPES}
+
+
+def _clean(value: Any) -> Any:
+    # NaN in a float column is kept as null so "no value" reads the same whatever the cause.
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def write_table_atomic(table: pa.Table, path: Path) -> None:
+    """Write Parquet under a temporary name in the same folder, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_row(out_dir: str | Path, row: Mapping[str, Any]) -> Path:
+    """Write one trial's row to ``out_dir/trials/<trial_id>.parquet``."""
+    row = {k: _clean(v) for k, v in row.items()}
+    table = pa.Table.from_pylist([row], schema=row_schema(row))
+    path = Path(out_dir) / "trials" / f"{row['trial_id']}.parquet"
+    write_table_atomic(table, path)
+    return path
+
+
+def write_curve(out_dir: str | Path, trial_id: str, records: Sequence[Mapping[str, Any]]) -> Path:
+    """Write one trial's per-epoch curve to ``out_dir/curves/<trial_id>.parquet``."""
+    rows = [{**{k: None for k in CURVE_TYPES}, **{k: _clean(v) for k, v in r.items()},
+             "trial_id": trial_id} for r in records]
+    table = pa.Table.from_pylist(rows, schema=pa.schema(list(CURVE_TYPES.items())))
+    path = Path(out_dir) / "curves" / f"{trial_id}.parquet"
+    write_table_atomic(table, path)
+    return path
+
+
+def _pandas_dtype(arrow_type: pa.DataType) -> Any:
+    if arrow_type == pa.int64():
+        return "Int64"
+    if arrow_type == pa.float64():
+        return "float64"
+    if arrow_type == pa.bool_():
+        return "boolean"
+    if arrow_type == pa.string():
+        return "string"
+    return None
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """All trial rows under a results folder as a DataFrame, one row per trial.
+
+    Failed and diverged trials are included with their ``status``. Known columns get stable
+    dtypes (nullable ``Int64`` for counts, ``float64`` for figures, ``string`` for text), so
+    frames from several folders concatenate cleanly. The result is sorted by ``started_at``.
+    """
+    folder = Path(path)
+    trials = folder / "trials"
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such results folder")
+    if not trials.is_dir():
+        raise UserError(f"{folder}: not a results folder (no trials/ inside; expected the --out "
+                        "of `hgsearch trial` or results/<sweep name>)")
+    files = sorted(p for p in trials.glob("*.parquet") if not p.name.startswith("."))
+    if not files:
+        return _typed(pd.DataFrame({name: [] for name in ("trial_id", *METRIC_TYPES)}))
+    frames = []
+    for f in files:
+        try:
+            frames.append(pq.read_table(f).to_pandas())
+        except Exception as err:  # a foreign or damaged file: name it, do not stop the rest
+            raise UserError(f"{f}: not a readable Parquet row ({err.__class__.__name__})") from None
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    df = _typed(df)
+    if "started_at" in df:
+        df = df.sort_values("started_at", kind="stable", na_position="last")
+    return df.reset_index(drop=True)
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    known = {**config_types(), **METRIC_TYPES}
+    for name, arrow_type in known.items():
+        if name not in df:
+            if arrow_type in (pa.int64(), pa.float64(), pa.bool_(), pa.string()):
+                df[name] = pd.Series([None] * len(df), dtype=_pandas_dtype(arrow_type))
+            continue
+        dtype = _pandas_dtype(arrow_type)
+        if dtype is not None:
+            df[name] = df[name].astype(dtype)
+    return df
+
+
+def load_curves(path: str | Path) -> pd.DataFrame:
+    """All per-epoch curves under a results folder (one row per trial and epoch)."""
+    curves = Path(path) / "curves"
+    files = sorted(p for p in curves.glob("*.parquet") if not p.name.startswith("."))
+    if not files:
+        return pd.DataFrame({k: [] for k in CURVE_TYPES})
+    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)

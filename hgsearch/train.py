@@ -1,0 +1,172 @@
+"""Training and evaluation loops over device-resident data (SGD, cosine or step schedule)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hgsearch.errors import UserError
+
+# How often (in steps) the loss is checked for NaN/inf between the end-of-epoch checks: a check
+# synchronizes with the GPU, so not every step; often enough that a diverged run stops quickly.
+DIVERGENCE_CHECK_EVERY = 25
+
+
+class Diverged(Exception):
+    """The training loss became NaN or infinite; the trial ends with status ``diverged``."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how tensors are computed: device, autocast dtype, memory format."""
+
+    device: torch.device
+    autocast_dtype: torch.dtype | None = None   # bf16 on CUDA, None (fp32) on CPU
+    channels_last: bool = False
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+
+def resolve_runtime(device: str = "auto", precision: str = "auto",
+                    channels_last: str = "auto") -> Runtime:
+    """Turn the trial keys device / precision / channels_last into a Runtime."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda: no CUDA device is visible (CUDA_VISIBLE_DEVICES, driver); "
+                        "use device=auto or device=cpu")
+    dev = torch.device(device)
+    on_gpu = dev.type == "cuda"
+    bf16 = precision == "bf16" or (precision == "auto" and on_gpu)
+    last = channels_last == "on" or (channels_last == "auto" and on_gpu)
+    return Runtime(dev, torch.bfloat16 if bf16 else None, last)
+
+
+def lr_factor(step: int, total: int, schedule: str) -> float:
+    """Multiplier of the peak learning rate at ``step`` of ``total``: cosine to 0, or step decay."""
+    if total <= 0:
+        return 1.0
+    progress = min(step / total, 1.0)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "step":  # x0.1 at 50% and again at 75% (He et al. 2016's CIFAR schedule)
+        return 1.0 if progress < 0.5 else 0.1 if progress < 0.75 else 0.01
+    raise UserError(f"schedule={schedule!r}: allowed values are cosine, step")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+             runtime: Runtime) -> tuple[float, float]:
+    """Mean cross-entropy and top-1 accuracy (fraction) over all batches, in eval mode."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=runtime.device)
+    correct = torch.zeros((), dtype=torch.int64, device=runtime.device)
+    count = 0
+    for x, y in batches:
+        with runtime.autocast():
+            logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
+        correct += (logits.argmax(1) == y).sum()
+        count += len(y)
+    model.train(was_training)
+    if count == 0:
+        return math.nan, math.nan
+    return loss_sum.item() / count, correct.item() / count
+
+
+@dataclass(frozen=True)
+class SGDSettings:
+    epochs: int
+    lr: float                # peak learning rate
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    batch_size: int = 128
+
+
+def train(model: nn.Module, train_data, *, settings: SGDSettings, runtime: Runtime,
+          generator: torch.Generator, penalty: Callable[[nn.Module], torch.Tensor] | None = None,
+          evaluate_each_epoch: Callable[[], tuple[float, float]] | None = None,
+          phase: str = "train", log: Callable[[str], None] | None = print,
+          step_model: nn.Module | None = None) -> list[dict]:
+    """Train ``model`` in place with SGD; return one dict per epoch (the trial's curve).
+
+    ``train_data`` is a ``hgsearch.data.DeviceData``; ``penalty(model)`` is added to the
+    cross-entropy every step (the HGSR term, METHOD.md part 1). ``step_model`` (for example a
+    ``torch.compile`` of ``model``) runs the forward when given. Raises ``Diverged`` on a NaN or
+    infinite loss.
+    """
+    forward = step_model or model
+    # Weight decay on every parameter, as the reference code's plain SGD does (METHOD.md part 1).
+    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
+                                weight_decay=settings.weight_decay,
+                                nesterov=settings.nesterov and settings.momentum > 0)
+    steps_per_epoch = max(len(train_data) // settings.batch_size, 1)
+    total_steps = steps_per_epoch * settings.epochs
+    step = 0
+    curve = []
+    model.train()
+    for epoch in range(1, settings.epochs + 1):
+        start = time.perf_counter()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=runtime.device)
+        correct = torch.zeros((), dtype=torch.int64, device=runtime.device)
+        seen = 0
+        for x, y in train_data.train_batches(settings.batch_size, generator=generator):
+            for group in optimizer.param_groups:
+                group["lr"] = settings.lr * lr_factor(step, total_steps, settings.schedule)
+            with runtime.autocast():
+                logits = forward(x)
+                loss = F.cross_entropy(logits.float(), y)
+            total = loss + penalty(model) if penalty is not None else loss
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            loss_sum += loss.detach().double() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(y)
+            step += 1
+            if step % DIVERGENCE_CHECK_EVERY == 0:
+                _check_finite(total, phase, epoch)
+        _check_finite(loss_sum, phase, epoch)
+        if penalty is not None:
+            _check_finite(penalty(model).detach(), phase, epoch)
+        if runtime.device.type == "cuda":
+            torch.cuda.synchronize(runtime.device)
+        seconds = time.perf_counter() - start
+        val_loss, val_acc = evaluate_each_epoch() if evaluate_each_epoch else (math.nan, math.nan)
+        record = {
+            "phase": phase, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": loss_sum.item() / max(seen, 1),
+            "train_acc": correct.item() / max(seen, 1),
+            "val_loss": val_loss, "val_acc": val_acc,
+            "images_per_s": seen / seconds if seconds > 0 else math.nan, "seconds": seconds,
+        }
+        curve.append(record)
+        if log:
+            log(f"[{phase}] epoch {epoch}/{settings.epochs}  loss {record['train_loss']:.4f}  "
+                f"train {100 * record['train_acc']:.1f}%  val {100 * val_acc:.1f}%  "
+                f"{record['images_per_s']:.0f} img/s  {seconds:.1f}s")
+    return curve
+
+
+def _check_finite(value: torch.Tensor, phase: str, epoch: int) -> None:
+    if not torch.isfinite(value).all():
+        raise Diverged(f"loss became {value.item()} in {phase} epoch {epoch}")
