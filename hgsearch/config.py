@@ -69,7 +69,7 @@ class TrialConfig:
     arch: str = _key("resnet20", "network", choices=ARCHS, group="train")
     epochs: int = _key(5, "training epochs with the regularizer", lo=1, hi=10_000, group="train")
     batch_size: int = _key(128, "images per SGD step", lo=1, hi=65_536, group="train")
-    lr: float = _key(0.1, "peak learning rate (per batch_size images)", lo=0.0, hi=10.0,
+    lr: float = _key(0.1, "peak learning rate (per batch_size images)", lo=0.0, hi=1e6,
                      group="train")
     momentum: float = _key(0.9, "SGD momentum", lo=0.0, hi=0.999, group="train")
     nesterov: bool = _key(False, "Nesterov momentum", group="train")
@@ -116,7 +116,7 @@ class TrialConfig:
     finetune_epochs: int = _key(3, "epochs of fine-tuning after pruning", lo=0, hi=10_000,
                                 group="finetune")
     finetune_lr: float = _key(0.01, "peak learning rate of fine-tuning (cosine to 0)",
-                              lo=0.0, hi=10.0, group="finetune")
+                              lo=0.0, hi=1e6, group="finetune")
 
     # --- measurement
     latency_batch: int = _key(128, "the large batch of the latency measurement", lo=1,

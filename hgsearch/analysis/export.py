@@ -1,0 +1,177 @@
+"""Export a selected trial's compact model to RESULTS/selected/, for use outside hgsearch.
+
+The folder holds ``model.pt`` (a byte copy of the trial's model file, read back with
+``hgsearch.models.load_model``), ``arch.json`` (what rebuilds the network: arch, num_classes,
+widths, input_size), ``model.onnx`` (the compact network, batch size free, exported on CPU with
+torch's exporter, which needs the packages ``onnx`` and ``onnxscript``) and ``model_card.json``
+(the trial's keys and metrics, the rule and the reason). It is written into a temporary folder
+and renamed into place, replacing a previous selection; nothing is left behind on error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hgsearch.analysis.select import Selection
+from hgsearch.config import FIELDS
+from hgsearch.errors import UserError
+
+SELECTED = "selected"
+# Side of the square images each dataset's pipeline feeds the network (imagefolder: its key).
+INPUT_SIZE = {"synthetic": 32, "cifar10": 32, "cifar100": 32, "tinyimagenet": 64}
+METRICS = (
+    "status", "acc_dense", "acc_pruned", "acc_final", "test_acc_final",
+    "params_dense", "params_final", "params_ratio", "macs_dense", "macs_final", "macs_ratio",
+    "kept_channels", "widths_dense", "zero_group_fraction",
+    "latency_dense_b1_ms", "latency_final_b1_ms", "latency_dense_bN_ms", "latency_final_bN_ms",
+    "seconds_train", "seconds_score", "seconds_finetune", "seconds_total",
+    "device", "hostname", "started_at", "finished_at", "is_baseline", "sweep",
+)
+UNITS = {
+    "accuracy": "top-1, fraction 0..1; acc_* on the validation split, test_acc_* on the test split",
+    "ratios": "fraction of the dense (unpruned) network",
+    "macs": "multiply-accumulates of conv and linear layers per image, one MAC each",
+    "latency": "milliseconds per forward, median; b1: batch 1, bN: the latency_batch key",
+}
+
+
+def input_size(row: pd.Series) -> int:
+    """Image side the trial's network was trained on (METHOD.md part 4 datasets)."""
+    dataset = str(row.get("dataset", ""))
+    if dataset == "imagefolder":
+        return int(row["image_size"])
+    if dataset not in INPUT_SIZE:
+        raise UserError(f"dataset={dataset!r} of the selected trial: expected one of "
+                        f"{', '.join([*INPUT_SIZE, 'imagefolder'])}")
+    return INPUT_SIZE[dataset]
+
+
+def find_model_file(results_dir: str | Path, trial_id: str) -> Path:
+    """RESULTS/models/<trial_id>.pt, or the one such file below RESULTS (nested sweeps)."""
+    results_dir = Path(results_dir)
+    direct = results_dir / "models" / f"{trial_id}.pt"
+    if direct.is_file():
+        return direct
+    found = sorted(results_dir.glob(f"**/models/{trial_id}.pt"))
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise UserError(f"{results_dir}: {len(found)} model files are named {trial_id}.pt "
+                        f"({found[0]}, {found[1]}); point RESULTS at one sweep")
+    raise UserError(f"{direct}: no such model file (the selected trial's compact model)")
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types: numpy scalars and arrays unwrapped, NaN and NA as null."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if pd.isna(value):
+        return None
+    return str(value)
+
+
+def model_card(selection: Selection, *, arch: dict[str, Any],
+               baseline: pd.Series | None = None) -> dict[str, Any]:
+    """What model_card.json holds: the trial's keys, its metrics, the rule and the reason."""
+    row = selection.row
+    card: dict[str, Any] = {
+        "trial_id": selection.trial_id,
+        "rule": selection.rule,
+        "settings": selection.settings,
+        "reason": selection.reason,
+        "selected_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "architecture": arch,
+        "config": {k: row[k] for k in FIELDS if k in row.index},
+        "metrics": {k: row[k] for k in METRICS if k in row.index},
+        "units": UNITS,
+    }
+    if baseline is not None:
+        card["baseline"] = {k: baseline.get(k) for k in ("trial_id", "acc_final",
+                                                         "test_acc_final", "params_final")}
+    return jsonable(card)
+
+
+def export_onnx(model: Any, path: Path, *, size: int) -> None:
+    """torch.onnx.export of ``model`` on CPU, input (batch, 3, size, size) with a free batch."""
+    import torch
+
+    try:
+        import onnx  # noqa: F401  (the exporter needs both; say so before it fails deep inside)
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise UserError("model.onnx needs the packages onnx and onnxscript (pip install onnx "
+                        "onnxscript); or pass --no-onnx") from None
+    dummy = torch.zeros(2, 3, size, size)
+    torch.onnx.export(model.cpu().eval(), (dummy,), str(path), input_names=["input"],
+                      output_names=["logits"], dynamo=True, external_data=False,
+                      dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), verbose=False)
+
+
+def export_selection(results_dir: str | Path, selection: Selection, *, onnx: bool = True,
+                     baseline: pd.Series | None = None) -> Path:
+    """Write RESULTS/selected/ for ``selection`` atomically; return that folder."""
+    from hgsearch.models import load_model
+
+    results_dir = Path(results_dir)
+    source = find_model_file(results_dir, selection.trial_id)
+    model = load_model(source)
+    arch = {"arch": model.arch, "num_classes": model.num_classes, "widths": list(model.widths),
+            "input_size": input_size(selection.row)}
+    target = results_dir / SELECTED
+    tmp = Path(tempfile.mkdtemp(prefix=f".{SELECTED}.", dir=results_dir))
+    try:
+        shutil.copyfile(source, tmp / "model.pt")
+        _write_json(tmp / "arch.json", arch)
+        if onnx:
+            export_onnx(model, tmp / "model.onnx", size=arch["input_size"])
+        card = model_card(selection, arch=arch, baseline=baseline)
+        card["files"] = sorted(p.name for p in tmp.iterdir()) + ["model_card.json"]
+        _write_json(tmp / "model_card.json", card)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the selection is for sharing
+        _swap_in(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` to ``target``; a previous ``target`` is moved aside first, then deleted.
+
+    POSIX cannot rename a folder onto a non-empty one, so for a moment there is no target;
+    there is never a half-written one.
+    """
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old.{os.getpid()}")
+        os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

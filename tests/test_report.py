@@ -1,0 +1,262 @@
+"""Export of the selected model, the HTML report and the front/select/report commands."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hgsearch.analysis.export import export_selection, input_size
+from hgsearch.analysis.report import write_report
+from hgsearch.analysis.select import select
+from hgsearch.cli import main
+from hgsearch.config import TrialConfig
+from hgsearch.errors import UserError
+from hgsearch.models import build_model, default_widths, load_model, save_model
+
+DENSE = default_widths("resnet20")
+
+
+def trial_row(i: int, *, acc: float | None, ratio: float, status: str = "ok",
+              baseline: bool = False) -> dict:
+    kept = DENSE if baseline else [max(1, round(w * ratio)) for w in DENSE]
+    return {**TrialConfig().to_dict(), "trial_id": f"t{i:02d}", "lam": 10.0 ** -(i % 5 + 3),
+            "prune_ratio": 0.0 if baseline else 1 - ratio, "status": status, "error": "",
+            "acc_final": acc, "test_acc_final": None if acc is None else acc - 0.005,
+            "params_ratio": ratio, "macs_ratio": min(1.0, ratio * 1.1),
+            "kept_channels": kept, "widths_dense": DENSE, "is_baseline": baseline,
+            "sweep": "demo", "started_at": f"2026-01-01T00:{i:02d}:00+00:00",
+            "finished_at": f"2026-01-01T00:{i:02d}:30+00:00"}
+
+
+ROWS = [  # (acc_final, params_ratio, status, is_baseline)
+    (0.93, 1.0, "ok", True), (0.929, 0.8, "ok", False), (0.925, 0.45, "ok", False),
+    (0.85, 0.3, "ok", False), (0.70, 0.15, "ok", False), (0.80, 0.7, "ok", False),
+    (None, 0.5, "failed", False), (0.10, 0.4, "diverged", False),
+]
+
+
+def write_results(folder: Path, rows=ROWS, *, models: bool = True) -> pd.DataFrame:
+    """A results folder as trials write it: one Parquet row per trial plus its compact model."""
+    frame = []
+    for i, (acc, ratio, status, baseline) in enumerate(rows):
+        row = trial_row(i, acc=acc, ratio=ratio, status=status, baseline=baseline)
+        (folder / "trials").mkdir(parents=True, exist_ok=True)
+        pd.DataFrame([row]).to_parquet(folder / "trials" / f"{row['trial_id']}.parquet")
+        if models and status == "ok":
+            torch.manual_seed(i)
+            model = build_model("resnet20", 10, row["kept_channels"])
+            for m in model.modules():  # non-trivial BatchNorm statistics, so eval mode matters
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.1, 0.1)
+                    m.running_var.uniform_(0.5, 2.0)
+            save_model(model, folder / "models" / f"{row['trial_id']}.pt")
+        frame.append(row)
+    return pd.DataFrame(frame)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """One results folder with the knee exported, ONNX included (the slow part, done once)."""
+    folder = tmp_path_factory.mktemp("results")
+    df = write_results(folder)
+    choice = select(df, rule="knee")
+    pytest.importorskip("onnxscript")
+    export_selection(folder, choice, onnx=True)
+    return folder, df, choice
+
+
+def test_exported_model_reproduces_the_trial_logits(exported):
+    folder, df, choice = exported
+    assert choice.trial_id == "t02"
+    original = load_model(folder / "models" / "t02.pt")
+    copy = load_model(folder / "selected" / "model.pt")
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(original(x), copy(x))
+    arch = json.loads((folder / "selected" / "arch.json").read_text())
+    assert arch == {"arch": "resnet20", "num_classes": 10, "widths": original.widths,
+                    "input_size": 32}
+    assert arch["widths"] == df.loc[2, "kept_channels"]
+
+
+def test_model_card_holds_config_metrics_rule_and_reason(exported):
+    folder, df, choice = exported
+    card = json.loads((folder / "selected" / "model_card.json").read_text())
+    assert card["trial_id"] == "t02" and card["rule"] == "knee"
+    assert card["reason"] == choice.reason
+    assert card["config"]["lam"] == pytest.approx(df.loc[2, "lam"])
+    assert card["config"]["reg"] == "group_l12"
+    assert card["metrics"]["acc_final"] == pytest.approx(0.925)
+    assert card["metrics"]["kept_channels"] == df.loc[2, "kept_channels"]
+    assert set(card["files"]) == {p.name for p in (folder / "selected").iterdir()}
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temp folder left
+
+
+def test_onnx_file_runs_like_the_model(exported):
+    folder, _, _ = exported
+    path = folder / "selected" / "model.onnx"
+    assert path.is_file() and path.stat().st_size > 0
+    onnx = pytest.importorskip("onnx")
+    from onnx.reference import ReferenceEvaluator
+
+    graph = onnx.load(str(path))
+    onnx.checker.check_model(graph)
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))  # a free batch
+    (logits,) = ReferenceEvaluator(graph).run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        expected = load_model(folder / "selected" / "model.pt")(x).numpy()
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_export_replaces_a_previous_selection_and_writes_nothing_on_error(tmp_path):
+    df = write_results(tmp_path)
+    export_selection(tmp_path, select(df, rule="budget", budget=0.2), onnx=False)
+    card = json.loads((tmp_path / "selected" / "model_card.json").read_text())
+    assert card["trial_id"] == "t04" and "model.onnx" not in card["files"]
+    export_selection(tmp_path, select(df, rule="max-drop", max_drop=0.5), onnx=False)
+    card = json.loads((tmp_path / "selected" / "model_card.json").read_text())
+    assert card["trial_id"] == "t02" and card["settings"]["max_drop"] == 0.5
+    (tmp_path / "models" / "t03.pt").unlink()
+    with pytest.raises(UserError, match="t03.pt"):
+        export_selection(tmp_path, select(df, rule="budget", budget=0.3), onnx=False)
+    assert json.loads((tmp_path / "selected" / "model_card.json").read_text())["trial_id"] == "t02"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "selected", "trials"]
+
+
+@pytest.mark.parametrize("dataset, image_size, expected", [
+    ("synthetic", 32, 32), ("cifar10", 32, 32), ("cifar100", 99, 32),
+    ("tinyimagenet", 32, 64), ("imagefolder", 96, 96)])
+def test_input_size_per_dataset(dataset, image_size, expected):
+    assert input_size(pd.Series({"dataset": dataset, "image_size": image_size})) == expected
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+class Refs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.refs += [v for k, v in attrs if k in ("src", "href") and v]
+
+
+def parse_report(path: Path) -> tuple[str, Refs]:
+    text = path.read_text(encoding="utf-8")
+    parser = Refs()
+    parser.feed(text)
+    parser.close()
+    return text, parser
+
+
+def test_report_is_self_contained_and_labelled(tmp_path):
+    df = write_results(tmp_path)
+    path = write_report(tmp_path, df)
+    assert path == tmp_path / "report" / "index.html"
+    text, refs = parse_report(path)
+    assert refs.tags.count("svg") == 4 and "script" not in refs.tags
+    for ref in refs.refs:
+        assert not ref.startswith(("http:", "https:", "//")), ref
+        assert (path.parent / ref).exists(), ref
+    for label in ("validation accuracy (%)", "parameters (fraction of the dense network)",
+                  "MACs (multiply-accumulates, fraction of the dense network)",
+                  "hypervolume (product of objective units)",
+                  "channels (inner width of the block)", "Pareto front"):
+        assert label in text
+    # no selection exported yet: the report marks the knee
+    assert "<b>t02</b>" in text and "knee" in text
+    front = text[text.index("<h2>Pareto front</h2>"):]
+    assert all(f"t0{i}" in front for i in (0, 1, 2, 3, 4)) and "t05" not in front
+
+
+def test_report_marks_the_exported_selection_and_links_its_files(tmp_path):
+    df = write_results(tmp_path)
+    export_selection(tmp_path, select(df, rule="budget", budget=0.2), onnx=False)
+    path = write_report(tmp_path, df)
+    text, refs = parse_report(path)
+    assert "<b>t04</b>" in text
+    assert {"../selected/model_card.json", "../selected/model.pt"} <= set(refs.refs)
+    for ref in refs.refs:
+        assert (path.parent / ref).is_file(), ref
+
+
+def test_report_with_nothing_to_select_and_three_objectives(tmp_path):
+    df = write_results(tmp_path, [(0.93, 1.0, "ok", True), (None, 0.5, "failed", False)],
+                       models=False)
+    path = write_report(tmp_path, df, objectives="acc_final:max,params_ratio:min,macs_ratio:min")
+    text, refs = parse_report(path)
+    assert refs.tags.count("svg") == 3  # no selected model: no kept-channels chart
+    assert "no model selected" in text and "baselines" in text
+    assert "1 failed" in text
+
+
+def test_sweep_json_objectives_are_the_default(tmp_path, capsys):
+    write_results(tmp_path, models=False)
+    (tmp_path / "sweep.json").write_text(json.dumps({"objectives": [
+        {"name": "acc_final", "direction": "max"}, {"name": "macs_ratio", "direction": "min"}]}))
+    assert main(["front", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.split()[:4] == ["trial_id", "acc_final", "%", "macs_ratio"]
+    assert "(acc_final max, macs_ratio min)" in out
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+def test_commands_end_to_end(tmp_path, capsys):
+    write_results(tmp_path)
+    assert main(["front", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["trial_id", "acc_final", "%"]
+    assert [ln.split()[0] for ln in lines[1:6]] == ["t00", "t01", "t02", "t03", "t04"]
+    assert "left out: 1 failed, 1 diverged" in out
+
+    assert main(["select", str(tmp_path), "--rule", "budget", "--budget", "0.5",
+                 "--no-onnx"]) == 0
+    out = capsys.readouterr().out
+    assert "selected t02" in out and "92.50%" in out and "92.00%" in out
+    assert json.loads((tmp_path / "selected" / "arch.json").read_text())["input_size"] == 32
+
+    assert main(["front", str(tmp_path), "--objectives", "acc_final:max,macs_ratio:min"]) == 0
+    assert "macs_ratio" in capsys.readouterr().out
+    assert main(["report", str(tmp_path)]) == 0
+    assert (tmp_path / "report" / "index.html").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["select", "{R}", "--rule", "knee", "--budget", "0.5"], "--budget does not apply"),
+    (["select", "{R}", "--rule", "max-drop"], "max-drop needs"),
+    (["select", "{R}", "--rule", "budget", "--budget", "0.01", "--no-onnx"], "no trial has"),
+    (["front", "{R}", "--objectives", "acc_final:up"], "direction 'up'"),
+    (["front", "{R}/nowhere"], "no such results folder"),
+])
+def test_command_errors_exit_2_with_one_line(tmp_path, capsys, args, message):
+    write_results(tmp_path, models=False)
+    assert main([a.replace("{R}", str(tmp_path)) for a in args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "selected").exists() and not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize("command", ["front", "select", "report"])
+@pytest.mark.parametrize("rows", [[], [(None, 0.5, "failed", False), (0.1, 0.4, "diverged",
+                                                                      False)]])
+def test_empty_or_all_failed_folder_is_one_line_error(tmp_path, capsys, command, rows):
+    write_results(tmp_path, rows, models=False)
+    (tmp_path / "trials").mkdir(exist_ok=True)
+    extra = ["--rule", "knee"] if command == "select" else []
+    assert main([command, str(tmp_path), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert ("no trial rows" in err[0]) if not rows else ("no usable trial" in err[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trials"]
