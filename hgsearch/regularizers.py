@@ -1,0 +1,175 @@
+"""Hierarchical group sparse regularization (HGSR) of conv weights: METHOD.md part 1.
+
+A conv weight W has shape (out, in, kh, kw); w_ij is the kh*kw kernel from input channel j to
+output channel i. An outer group g is an input channel j (grouping ``input``: all kernels that
+read j) or an output filter i (grouping ``output``). Every family in the METHOD.md table is
+
+    level 1:  sum_g phi( sum_{m in g} b(w_m) )
+    level 2:  sum_g outer( sum_{m in g} phi(b(w_m)) )
+
+with b the squared L2 norm (group_lasso) or the L1 norm (exclusive, group_l12) of a kernel, phi
+the square root (group_lasso, group_l12) or the square (exclusive), and outer sqrt or square.
+b is additive over kernels, so level 1's phi(sum b) is phi of the whole group's norm.
+
+Square roots go through ``_sqrt``: the value of ``torch.sqrt``, with slope 0 instead of infinity
+at an exactly zero argument, so a zero kernel or group leaves the loss and its gradient finite.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from hgsearch.config import REGS
+from hgsearch.errors import UserError
+
+LEVELS = (1, 2)
+OUTERS = ("sqrt", "square")
+GROUPINGS = ("input", "output")
+
+
+class _SafeSqrt(torch.autograd.Function):
+    """sqrt(x) for x >= 0 whose gradient at x = 0 is 0 rather than infinite."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        y = torch.sqrt(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        # At 0 the slope is +inf; 0 is the minimum-norm subgradient of ||w||_2 there and keeps a
+        # zero group at rest under the penalty alone. The clamp only keeps the unselected lane
+        # finite (y > 0 implies y >= sqrt(smallest subnormal) >> tiny), so double backward works.
+        tiny = torch.finfo(y.dtype).tiny
+        return torch.where(y > 0, grad / (2 * y.clamp_min(tiny)), torch.zeros_like(grad))
+
+
+def _sqrt(x: Tensor) -> Tensor:
+    return _SafeSqrt.apply(x)
+
+
+def check_options(*, reg: str, levels: int, outer: str, grouping: str) -> None:
+    """Raise UserError naming the first option outside its allowed values."""
+    options = (("reg", reg, REGS), ("reg_levels", levels, LEVELS), ("reg_outer", outer, OUTERS),
+               ("reg_grouping", grouping, GROUPINGS))
+    for key, value, allowed in options:
+        # bool is an int in Python; True must not pass as reg_levels=1
+        if isinstance(value, bool) or value not in allowed:
+            names = ", ".join(str(a) for a in allowed)
+            raise UserError(f"{key}={value!r}: allowed values are {names}")
+
+
+def _stack_terms(w: Tensor, *, reg: str, levels: int, outer: str,
+                 grouping: str) -> tuple[Tensor, Tensor]:
+    """(sum of R(W), sum of ||W||_1) over a stack of same-shape conv weights (L, out, in, kh, kw).
+
+    exclusive and group_l12 start from the kernels' L1 norms, so ||W||_1 is almost free there.
+    """
+    kernel_l1 = w.abs().sum((-2, -1))                                  # (L, out, in): ||w_ij||_1
+    l1 = kernel_l1.sum()
+    if reg == "none":
+        return l1 * 0, l1     # 0, still in the graph: backward gives a zero gradient
+    if reg == "l1":
+        return l1, l1
+    b = (w * w).sum((-2, -1)) if reg == "group_lasso" else kernel_l1   # b(w_ij), see above
+    phi: Callable[[Tensor], Tensor] = torch.square if reg == "exclusive" else _sqrt
+    # Kernels of one input group j share index j and differ in i (axis 1), and vice versa.
+    within = 1 if grouping == "input" else 2
+    if levels == 1:
+        return phi(b.sum(within)).sum(), l1                             # METHOD.md table, col 1
+    s = phi(b).sum(within)                                              # (L, groups)
+    return (_sqrt(s) if outer == "sqrt" else s.square()).sum(), l1     # METHOD.md, cols 2-3
+
+
+def penalty(weight: Tensor, *, reg: str, levels: int, outer: str, grouping: str) -> Tensor:
+    """R(W) of one conv weight (out, in, kh, kw) without lam: a differentiable 0-dim tensor.
+
+    METHOD.md part 1, table; ``reg="l1"`` gives ||W||_1 and ``reg="none"`` 0. ``outer`` is
+    ignored at level 1, and ``levels``, ``outer`` and ``grouping`` for l1 and none.
+    """
+    check_options(reg=reg, levels=levels, outer=outer, grouping=grouping)
+    if weight.dim() != 4:
+        raise ValueError(f"penalty: expected a conv weight (out, in, kh, kw), got {weight.shape}")
+    r, _ = _stack_terms(weight.unsqueeze(0), reg=reg, levels=levels, outer=outer,
+                        grouping=grouping)
+    return r
+
+
+def regularized_weights(model: nn.Module) -> list[nn.Parameter]:
+    """The weights HGSR acts on: every 3x3 convolution (METHOD.md part 1), in module order.
+
+    Not the 1x1 projection shortcuts, the linear classifier, biases or BatchNorm parameters.
+    """
+    return [m.weight for m in model.modules()
+            if isinstance(m, nn.Conv2d) and tuple(m.kernel_size) == (3, 3)]
+
+
+def _stacks(weights: list[Tensor]) -> list[Tensor]:
+    """Same-shape weights stacked into (L, out, in, kh, kw): a few ops in all, not per layer."""
+    by_shape: dict[tuple[int, ...], list[Tensor]] = {}
+    for w in weights:
+        by_shape.setdefault(tuple(w.shape), []).append(w)
+    return [torch.stack(ws) if len(ws) > 1 else ws[0].unsqueeze(0) for ws in by_shape.values()]
+
+
+def hgsr_loss(model: nn.Module, *, reg: str, levels: int, outer: str, grouping: str,
+              lam: float, mix: float) -> Tensor:
+    """lam * (mix * sum_layers R(W) + (1 - mix) * sum_layers ||W||_1): METHOD.md part 1.
+
+    Summed over ``regularized_weights(model)``, layers of the same shape in one stacked
+    computation. With ``reg="none"`` or ``lam=0`` it is a zero tensor outside any autograd
+    graph, at no cost.
+    """
+    check_options(reg=reg, levels=levels, outer=outer, grouping=grouping)
+    if not (math.isfinite(lam) and lam >= 0):
+        raise UserError(f"lam={lam!r}: must be a finite number >= 0")
+    if not 0 <= mix <= 1:
+        raise UserError(f"mix={mix!r}: must be between 0 and 1")
+    weights = regularized_weights(model)
+    if reg == "none" or lam == 0 or not weights:
+        ref = weights[0] if weights else next(model.parameters(), torch.zeros(()))
+        return torch.zeros((), dtype=ref.dtype, device=ref.device)
+    if mix == 0:
+        reg = "l1"    # only the L1 term is left: do not compute R just to weigh it by 0
+    r_sum: Tensor | float = 0.0
+    l1_sum: Tensor | float = 0.0
+    for w in _stacks(weights):
+        r, l1 = _stack_terms(w, reg=reg, levels=levels, outer=outer, grouping=grouping)
+        r_sum, l1_sum = r_sum + r, l1_sum + l1
+    if reg == "l1" or mix == 1:
+        return lam * r_sum    # R is the L1 term itself, or the L1 term has weight 0
+    # scalars folded in plain Python: two multiplications on the device instead of four
+    return (lam * mix) * r_sum + (lam * (1 - mix)) * l1_sum
+
+
+def group_norms(weight: Tensor, *, grouping: str) -> Tensor:
+    """L2 norm ||W_g||_2 of each outer group of a conv weight: shape (in,) or (out,)."""
+    if grouping not in GROUPINGS:
+        raise UserError(f"reg_grouping={grouping!r}: allowed values are {', '.join(GROUPINGS)}")
+    dims = (0, 2, 3) if grouping == "input" else (1, 2, 3)
+    return torch.linalg.vector_norm(weight, dim=dims)
+
+
+@torch.no_grad()
+def zero_group_fraction(model: nn.Module, *, grouping: str, tol: float) -> float:
+    """Share of near-zero outer groups over all regularized layers (the row's zero-group figure).
+
+    A group g of layer W counts as zero when ||W_g||_2 < tol * max_h ||W_h||_2 (the largest group
+    norm of the same layer), or when ||W_g||_2 == 0: so exact zeros count at tol=0 and in a layer
+    that is zero throughout. The share is (groups counted) / (groups of all regularized layers),
+    every group weighing the same whatever its layer. NaN for a model without 3x3 convs.
+    """
+    if not 0 <= tol <= 1:
+        raise UserError(f"zero_tol={tol!r}: must be between 0 and 1")
+    zero, total = 0, 0
+    for w in regularized_weights(model):
+        norms = group_norms(w, grouping=grouping)
+        zero += int(((norms < tol * norms.max()) | (norms == 0)).sum())
+        total += norms.numel()
+    return zero / total if total else math.nan
