@@ -1,0 +1,132 @@
+"""Size and speed of a network: parameters, multiply-accumulates (MACs), measured latency.
+
+One MAC is one multiply-accumulate of a conv or linear layer; BatchNorm, ReLU, additions and
+pooling are not counted (METHOD.md, preamble). A pruned network's figures are those of the
+compact network, never of a masked one (METHOD.md part 3).
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from hgsearch.models import ResNet
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (BatchNorm running statistics are buffers, not counted)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, input_size: tuple[int, int]) -> int:
+    """MACs of one forward of one ``input_size`` (height, width) image."""
+    total = 0
+
+    def hook(module: nn.Module, _inputs: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        total += _layer_macs(module, out)
+
+    _hooked_forward(model, input_size, (nn.Conv2d, nn.Linear), hook)
+    return total
+
+
+def _layer_macs(module: nn.Module, out: torch.Tensor) -> int:
+    per_output = out[0].numel()                     # batch 1: the output's values
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        return per_output * module.in_channels // module.groups * kh * kw
+    return per_output * module.in_features         # nn.Linear
+
+
+class ChannelCost(NamedTuple):
+    """What one inner channel of a block costs: parameters and MACs per image."""
+
+    params: int
+    macs: int
+
+
+def inner_channel_costs(model: ResNet, input_size: tuple[int, int]) -> list[ChannelCost]:
+    """Per block, the parameters and MACs that removing one inner channel saves.
+
+    One inner channel is one output filter of conv1 (in * kh * kw weights and MACs per output
+    pixel), its bn1 scale and shift, and one input slice of conv2 (out * kh * kw weights and
+    MACs per output pixel). The cost is the same for every channel of a block, so parameters and
+    MACs fall linearly with the channels removed.
+    """
+    spatial: dict[nn.Module, int] = {}
+
+    def hook(module: nn.Module, _inputs: tuple, out: torch.Tensor) -> None:
+        spatial[module] = out.shape[-2] * out.shape[-1]
+
+    _hooked_forward(model, input_size, (nn.Conv2d,), hook)
+    costs = []
+    for block in model.blocks:
+        c1, bn1, c2 = block.conv1, block.bn1, block.conv2
+        row = c1.in_channels // c1.groups * c1.kernel_size[0] * c1.kernel_size[1]
+        col = c2.out_channels * c2.kernel_size[0] * c2.kernel_size[1]
+        params = row + col + (c1.bias is not None) + (2 if bn1.affine else 0)
+        costs.append(ChannelCost(params, row * spatial[c1] + col * spatial[c2]))
+    return costs
+
+
+def _hooked_forward(model: nn.Module, input_size: tuple[int, int], kinds: tuple[type, ...],
+                    hook: Callable) -> None:
+    """One eval-mode forward of a batch of one zero image with ``hook`` on modules of ``kinds``."""
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    param = next(model.parameters())
+    x = torch.zeros(1, first.in_channels, *input_size, device=param.device, dtype=param.dtype)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+
+
+def measure_latency(model: nn.Module, *, input_size: tuple[int, int], batch_size: int,
+                    device: str | torch.device, repeats: int, warmup: int = 3,
+                    channels_last: bool = False, dtype: torch.dtype | None = None) -> float:
+    """Median seconds of one eval-mode, no-grad forward of ``batch_size`` random images.
+
+    Runs on a copy of ``model`` moved to ``device`` (and to channels_last memory format when
+    asked); ``dtype`` (e.g. torch.bfloat16) runs the forward under autocast to that dtype, as
+    training does. On CUDA every timed forward ends with a synchronize.
+    """
+    if repeats < 1 or batch_size < 1 or warmup < 0:
+        raise ValueError("measure_latency: repeats and batch_size >= 1, warmup >= 0")
+    device = torch.device(device)
+    net = copy.deepcopy(model).to(device).eval()
+    first = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
+    own = next(net.parameters()).dtype
+    x = torch.randn(batch_size, first.in_channels, *input_size, device=device, dtype=own)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    plain = dtype is None or dtype == own
+    cast = nullcontext() if plain else torch.autocast(device.type, dtype=dtype)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    times = []
+    with torch.inference_mode(), cast:
+        for i in range(warmup + repeats):
+            sync()
+            start = time.perf_counter()
+            net(x)
+            sync()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return statistics.median(times)

@@ -1,0 +1,71 @@
+"""Filter pruning: score (scoring.py), choose (select.py), rebuild smaller (surgery.py).
+
+``prune`` runs the three in ``steps`` rounds (METHOD.md parts 2 and 3).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from hgsearch.metrics import count_macs, count_params, inner_channel_costs
+from hgsearch.models import ResNet
+from hgsearch.pruning.scoring import score_filters, score_filters_reference
+from hgsearch.pruning.select import select, select_keep
+from hgsearch.pruning.surgery import mask_model, prune_model
+
+__all__ = ["PruneResult", "mask_model", "prune", "prune_model", "score_filters",
+           "score_filters_reference", "select", "select_keep"]
+
+
+class PruneResult(NamedTuple):
+    model: ResNet                 # the compact network
+    keep: list[list[int]]         # kept channels per block, in the original network's numbering
+    scores: list[torch.Tensor]    # the last round's deltas, original numbering (NaN: gone before)
+    note: str                     # empty, or why the target was not reached
+
+
+def prune(model: ResNet, x: torch.Tensor, y: torch.Tensor, *, ratio: float,
+          target: str = "channels", scope: str = "global", steps: int = 1, min_channels: int = 1,
+          round_to: int = 1, batch_size: int = 512,
+          input_size: tuple[int, int] | None = None) -> PruneResult:
+    """Score, select and remove filters in ``steps`` rounds, without fine-tuning in between.
+
+    Round i (1-based) rescores the current network on (x, y) and removes filters until
+    ``ratio * i / steps`` of the original network's channels, parameters or MACs (``target``)
+    are gone. ``input_size`` (height, width; default: that of x) sizes the MAC count. ``model``
+    itself is not changed.
+    """
+    if steps < 1:
+        raise ValueError(f"steps={steps}: must be at least 1")
+    size = tuple(input_size or x.shape[-2:])
+    original = [block.conv1.out_channels for block in model.blocks]
+    costs = inner_channel_costs(model, size)
+    cost_per_channel = {"channels": [1] * len(original), "params": [c.params for c in costs],
+                        "macs": [c.macs for c in costs]}.get(target)
+    total = {"channels": sum(original), "params": count_params(model)}.get(target)
+    if target == "macs":
+        total = count_macs(model, size)
+    current, keep, note = model, [list(range(w)) for w in original], ""
+    for i in range(1, steps + 1):
+        scores = score_filters(current, x, y, batch_size=batch_size)
+        share = ratio if i == steps else ratio * i / steps
+        chosen = select(scores, ratio=share, target=target, scope=scope,
+                        min_channels=min_channels, round_to=round_to,
+                        cost_per_channel=cost_per_channel, total_cost=total,
+                        original_widths=original)
+        last = _in_original(scores, keep, original)
+        keep = [[k[j] for j in kept] for k, kept in zip(keep, chosen.keep)]
+        current, note = prune_model(current, chosen.keep), chosen.note
+    return PruneResult(current, keep, last, note)
+
+
+def _in_original(scores: list[torch.Tensor], keep: list[list[int]],
+                 original: list[int]) -> list[torch.Tensor]:
+    out = []
+    for s, k, w in zip(scores, keep, original):
+        full = torch.full((w,), float("nan"), dtype=torch.float64)
+        full[k] = s.double().cpu()
+        out.append(full)
+    return out

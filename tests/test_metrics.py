@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from hgsearch.metrics import count_macs, count_params, inner_channel_costs, measure_latency
+from hgsearch.models import ARCH_SPECS, build_model, default_widths
+
+ARCHS = list(ARCH_SPECS)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def random_widths(arch: str, seed: int) -> list[int]:
+    gen = torch.Generator().manual_seed(seed)
+    return [int(torch.randint(1, w + 1, (1,), generator=gen)) for w in default_widths(arch)]
+
+
+def torch_macs(model: torch.nn.Module, size: tuple[int, int]) -> int:
+    """PyTorch's own count: conv and addmm flops are 2 per multiply-accumulate."""
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.eval()(torch.zeros(1, 3, *size))
+    flops = counter.get_flop_counts()["Global"]
+    assert set(map(str, flops)) <= {"aten.convolution", "aten.addmm"}
+    return counter.get_total_flops() // 2
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("pruned", [False, True])
+def test_macs_and_params_agree_with_pytorch(arch, pruned):
+    widths = random_widths(arch, seed=len(arch)) if pruned else None
+    model = build_model(arch, 10, widths)
+    size = (32, 32) if arch != "resnet18" else (24, 40)
+    assert count_macs(model, size) == torch_macs(model, size)
+    assert count_params(model) == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("size", [(32, 32), (9, 13), (1, 1)])
+def test_macs_of_resnet20_by_hand(size):
+    """Closed form from the definition: 3x3 convs with padding 1, stride 2 at stages 2 and 3."""
+    h, w = size
+    spatial = []
+    for _stage in range(3):
+        spatial.append(h * w)
+        h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    macs = 3 * 16 * 9 * spatial[0]
+    for s, c in enumerate((16, 32, 64)):
+        first_in = 16 if s == 0 else c // 2
+        macs += first_in * c * 9 * spatial[s] + 5 * c * c * 9 * spatial[s]   # conv1s and conv2s
+        if s > 0:
+            macs += first_in * c * spatial[s]                                # 1x1 projection
+    macs += 64 * 10
+    assert count_macs(build_model("resnet20", 10), size) == macs
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("size", [(32, 32), (11, 7)])
+def test_channel_costs_are_differences_of_rebuilt_networks(arch, size):
+    widths = [max(w, 4) for w in random_widths(arch, seed=3)]
+    base = build_model(arch, 10, widths)
+    costs = inner_channel_costs(base, size)
+    params, macs = count_params(base), count_macs(base, size)
+    n = ARCH_SPECS[arch].blocks_per_stage[0]
+    blocks = sorted({0, 1, n, 2 * n, len(widths) - 1})   # stage entries differ in stride, inputs
+    for b in blocks:
+        smaller = list(widths)
+        smaller[b] -= 3                                  # three channels: linear in the count
+        thin = build_model(arch, 10, smaller)
+        assert params - count_params(thin) == 3 * costs[b].params, b
+        assert macs - count_macs(thin, size) == 3 * costs[b].macs, b
+
+
+def test_counting_leaves_the_model_as_it_was():
+    model = build_model("resnet20", 10).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    count_macs(model, (8, 8))
+    inner_channel_costs(model, (8, 8))
+    assert model.training
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert not any(m._forward_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("channels_last,dtype", [(False, None), (True, None),
+                                                 (False, torch.bfloat16)])
+def test_latency_is_a_positive_time_and_leaves_the_model_alone(channels_last, dtype):
+    model = build_model("resnet20", 10).train()
+    seconds = measure_latency(model, input_size=(8, 8), batch_size=2, device="cpu", repeats=3,
+                              warmup=1, channels_last=channels_last, dtype=dtype)
+    assert 0 < seconds < 60
+    assert model.training
+    assert model.blocks[0].conv1.weight.is_contiguous()
+
+
+def test_latency_refuses_zero_repeats():
+    with pytest.raises(ValueError, match="repeats"):
+        measure_latency(build_model("resnet20", 10), input_size=(8, 8), batch_size=1,
+                        device="cpu", repeats=0)
