@@ -47,6 +47,9 @@ class TrialConfig:
     channels_last: str = _key("auto", "memory format; auto: on for CUDA, off for CPU",
                               choices=("auto", "on", "off"), group="run")
     compile: bool = _key(False, "torch.compile the training model", group="run")
+    checkpoint_every: int = _key(5, "epochs between checkpoints of a trial that can be resumed "
+                                 "(phase boundaries are always saved; 0: only those)",
+                                 lo=0, hi=10_000, group="run")
 
     # --- data
     dataset: str = _key("synthetic", "which dataset", choices=DATASETS, group="data")

@@ -106,25 +106,33 @@ def train(model: nn.Module, train_data, *, settings: SGDSettings, runtime: Runti
           generator: torch.Generator, penalty: Callable[[nn.Module], torch.Tensor] | None = None,
           evaluate_each_epoch: Callable[[], tuple[float, float]] | None = None,
           phase: str = "train", log: Callable[[str], None] | None = print,
-          step_model: nn.Module | None = None) -> list[dict]:
+          step_model: nn.Module | None = None, start_epoch: int = 1,
+          optimizer_state: dict | None = None,
+          on_epoch_end: Callable[[int, dict], None] | None = None,
+          curve: list[dict] | None = None) -> list[dict]:
     """Train ``model`` in place with SGD; return one dict per epoch (the trial's curve).
 
     ``train_data`` is a ``hgsearch.data.DeviceData``; ``penalty(model)`` is added to the
     cross-entropy every step (the HGSR term, METHOD.md part 1). ``step_model`` (for example a
     ``torch.compile`` of ``model``) runs the forward when given. Raises ``Diverged`` on a NaN or
-    infinite loss.
+    infinite loss. To resume, pass ``start_epoch`` and the ``optimizer_state`` that
+    ``on_epoch_end(epoch, optimizer_state)`` was given after the epoch before it. Each epoch's
+    record is appended to ``curve`` (when given) before ``on_epoch_end`` runs.
     """
     forward = step_model or model
     # Weight decay on every parameter, as the reference code's plain SGD does (METHOD.md part 1).
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay,
                                 nesterov=settings.nesterov and settings.momentum > 0)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
     steps_per_epoch = max(len(train_data) // settings.batch_size, 1)
     total_steps = steps_per_epoch * settings.epochs
-    step = 0
-    curve = []
+    step = steps_per_epoch * (start_epoch - 1)
+    curve = [] if curve is None else curve
+    new: list[dict] = []
     model.train()
-    for epoch in range(1, settings.epochs + 1):
+    for epoch in range(start_epoch, settings.epochs + 1):
         start = time.perf_counter()
         loss_sum = torch.zeros((), dtype=torch.float64, device=runtime.device)
         correct = torch.zeros((), dtype=torch.int64, device=runtime.device)
@@ -160,11 +168,14 @@ def train(model: nn.Module, train_data, *, settings: SGDSettings, runtime: Runti
             "images_per_s": seen / seconds if seconds > 0 else math.nan, "seconds": seconds,
         }
         curve.append(record)
+        new.append(record)
         if log:
             log(f"[{phase}] epoch {epoch}/{settings.epochs}  loss {record['train_loss']:.4f}  "
                 f"train {100 * record['train_acc']:.1f}%  val {100 * val_acc:.1f}%  "
                 f"{record['images_per_s']:.0f} img/s  {seconds:.1f}s")
-    return curve
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, optimizer.state_dict())
+    return new
 
 
 def _check_finite(value: torch.Tensor, phase: str, epoch: int) -> None:

@@ -19,11 +19,12 @@ from typing import Any
 import torch
 
 from hgsearch import __version__
+from hgsearch.checkpoint import PHASES, Checkpointer
 from hgsearch.config import TrialConfig, make_config
 from hgsearch.data import DeviceData, load_dataset
 from hgsearch.errors import UserError
 from hgsearch.metrics import count_macs, count_params, measure_latency
-from hgsearch.models import build_model, save_model
+from hgsearch.models import ResNet, build_model, save_model
 from hgsearch.pruning import prune
 from hgsearch.regularizers import hgsr_loss, zero_group_fraction
 from hgsearch.results import empty_metrics, write_curve, write_row
@@ -50,13 +51,14 @@ def versions() -> str:
 
 
 def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, Any] | None = None,
-              log: Log | None = print) -> dict[str, Any]:
+              log: Log | None = print, checkpoint: Checkpointer | None = None) -> dict[str, Any]:
     """Run one trial and write its row, curve and compact model under ``config.out_dir``.
 
     Returns the row. A NaN/inf loss gives status ``diverged`` (row written, no exception). Any
     other failure writes a row with status ``failed`` and re-raises, so a caller may retry; the
     retry's row replaces it. A UserError (bad key, missing dataset) is raised before anything is
-    written.
+    written. With a ``checkpoint``, the trial saves its state at phase boundaries and every
+    ``checkpoint_every`` epochs, and a rerun resumes from the last state saved.
     """
     cfg = config if isinstance(config, TrialConfig) else make_config(config)
     if not cfg.trial_id:
@@ -73,7 +75,7 @@ def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, An
     data = load_dataset(cfg)  # UserError for a bad folder: raised before anything is written
     row.update(seconds_data=time.perf_counter() - t0, num_classes=data.num_classes)
     try:
-        _pipeline(cfg, data, runtime, row, curve, log)
+        _pipeline(cfg, data, runtime, row, curve, log, checkpoint)
         row["status"] = "ok"
     except Diverged as err:
         row.update(status="diverged", error=str(err))
@@ -104,93 +106,145 @@ def _device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
+class _Resume:
+    """What a trial restarted from a checkpoint may skip: completed phases and epochs."""
+
+    def __init__(self, state: dict[str, Any] | None) -> None:
+        self.state = state or {}
+        self.phase = self.state.get("phase")
+
+    def done(self, phase: str) -> bool:
+        """True when ``phase`` was complete at the checkpoint."""
+        return self.phase is not None and PHASES.index(self.phase) > PHASES.index(phase)
+
+    def epoch_of(self, phase: str) -> tuple[int, dict | None]:
+        """(first epoch to run, optimizer state) for a training phase."""
+        if self.phase == phase:
+            return self.state["epoch"] + 1, self.state["optimizer"]
+        return 1, None
+
+
 def _pipeline(cfg: TrialConfig, data, runtime: Runtime, row: dict[str, Any], curve: list[dict],
-              log: Log) -> None:
-    """The trial's phases; fills ``row`` and ``curve`` as it goes."""
+              log: Log, checkpoint: Checkpointer | None) -> None:
+    """The trial's phases; fills ``row`` and ``curve`` as it goes, resuming from ``checkpoint``."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    dtype = torch.float32
+    resume = _Resume(checkpoint.load() if checkpoint else None)
     splits = {name: DeviceData(getattr(data, f"{name}_x"), getattr(data, f"{name}_y"),
                                mean=data.mean, std=data.std, device=runtime.device,
-                               channels_last=runtime.channels_last, dtype=dtype)
+                               channels_last=runtime.channels_last)
               for name in ("train", "val", "test")}
     size = (data.image_size, data.image_size)
+    model = runtime.prepare(build_model(cfg.arch, data.num_classes))
+    compact: ResNet | None = None
+    if resume.phase:
+        # Figures of the completed phases come back; where and when this run is stays current.
+        saved = resume.state["row"]
+        row.update({k: v for k, v in saved.items() if row.get(k) is None})
+        row["started_at"] = saved.get("started_at", row["started_at"])
+        curve[:] = resume.state["curve"]
+        gen.set_state(resume.state["generator"])
+        net = build_model(cfg.arch, data.num_classes, resume.state["widths"])
+        net.load_state_dict(resume.state["model"])
+        if resume.done("trained"):
+            model, compact = None, runtime.prepare(net)
+        else:
+            model = runtime.prepare(net)
+        log(f"trial {cfg.trial_id}: resuming from its checkpoint ({resume.phase}, epoch "
+            f"{resume.state['epoch']})")
 
-    def accuracy(model: torch.nn.Module, split: str) -> tuple[float, float]:
-        return evaluate(model, splits[split].eval_batches(cfg.eval_batch_size), runtime)
+    def save(phase: str, net: ResNet, epoch: int = 0, optimizer: dict | None = None) -> None:
+        if checkpoint is None:
+            return
+        checkpoint.save({"phase": phase, "epoch": epoch, "optimizer": optimizer,
+                         "widths": list(net.widths), "model": net.state_dict(),
+                         "generator": gen.get_state(), "row": _plain(row), "curve": list(curve)})
+
+    def every(phase: str, net: ResNet) -> Callable[[int, dict], None]:
+        def on_epoch_end(epoch: int, optimizer: dict) -> None:
+            if cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0:
+                save(phase, net, epoch, optimizer)
+        return on_epoch_end
+
+    def accuracy(net: torch.nn.Module, split: str) -> tuple[float, float]:
+        return evaluate(net, splits[split].eval_batches(cfg.eval_batch_size), runtime)
 
     # --- 1. train with HGSR (METHOD.md part 1)
-    model = runtime.prepare(build_model(cfg.arch, data.num_classes))
-    step_model = torch.compile(model) if cfg.compile else None
     regularized = cfg.reg != "none" and cfg.lam > 0
+    if not resume.done("train"):
+        def penalty(m: torch.nn.Module) -> torch.Tensor:
+            return hgsr_loss(m, reg=cfg.reg, levels=cfg.reg_levels, outer=cfg.reg_outer,
+                             grouping=cfg.reg_grouping, lam=cfg.lam, mix=cfg.mix)
 
-    def penalty(m: torch.nn.Module) -> torch.Tensor:
-        return hgsr_loss(m, reg=cfg.reg, levels=cfg.reg_levels, outer=cfg.reg_outer,
-                         grouping=cfg.reg_grouping, lam=cfg.lam, mix=cfg.mix)
-
-    log(f"trial {cfg.trial_id}: {cfg.arch} on {cfg.dataset} ({len(data.train_y)} train / "
-        f"{len(data.val_y)} val / {len(data.test_y)} test images, {data.num_classes} classes) "
-        f"on {runtime.device}; reg={cfg.reg if regularized else 'none'} lam={cfg.lam:g}")
-    t0 = time.perf_counter()
-    curve += train(model, splits["train"], settings=_sgd(cfg, cfg.epochs, cfg.lr), runtime=runtime,
-                   generator=gen, penalty=penalty if regularized else None,
-                   evaluate_each_epoch=lambda: accuracy(model, "val"), phase="train", log=log,
-                   step_model=step_model)
-    row["seconds_train"] = time.perf_counter() - t0
-    row["acc_dense"] = curve[-1]["val_acc"]
-    row["test_acc_dense"] = accuracy(model, "test")[1]
-    row["zero_group_fraction"] = zero_group_fraction(model, grouping=cfg.reg_grouping,
-                                                     tol=cfg.zero_tol)
-    row["widths_dense"] = list(model.widths)
-    row["params_dense"] = count_params(model)
-    row["macs_dense"] = count_macs(model, size)
+        log(f"trial {cfg.trial_id}: {cfg.arch} on {cfg.dataset} ({len(data.train_y)} train / "
+            f"{len(data.val_y)} val / {len(data.test_y)} test images, {data.num_classes} "
+            f"classes) on {runtime.device}; reg={cfg.reg if regularized else 'none'} "
+            f"lam={cfg.lam:g}")
+        first, opt_state = resume.epoch_of("train")
+        t0 = time.perf_counter()
+        train(model, splits["train"], settings=_sgd(cfg, cfg.epochs, cfg.lr),
+                       runtime=runtime, generator=gen,
+                       penalty=penalty if regularized else None,
+                       evaluate_each_epoch=lambda: accuracy(model, "val"), phase="train",
+                       log=log, step_model=torch.compile(model) if cfg.compile else None,
+                       start_epoch=first, optimizer_state=opt_state,
+                       on_epoch_end=every("train", model), curve=curve)
+        row["seconds_train"] = (row["seconds_train"] or 0.0) + time.perf_counter() - t0
+        row["acc_dense"] = curve[-1]["val_acc"]
+        row["test_acc_dense"] = accuracy(model, "test")[1]
+        row["zero_group_fraction"] = zero_group_fraction(model, grouping=cfg.reg_grouping,
+                                                         tol=cfg.zero_tol)
+        row["widths_dense"] = list(model.widths)
+        row["params_dense"] = count_params(model)
+        row["macs_dense"] = count_macs(model, size)
+        _measure(cfg, model, "dense", size, runtime, row)
+        save("trained", model)
 
     # --- 2. score filters and prune (METHOD.md parts 2 and 3)
-    t0 = time.perf_counter()
-    if cfg.prune_ratio > 0:
-        n = min(cfg.score_samples, len(splits["train"]))
-        x, y = splits["train"].sample(n, generator=gen)
-        compact, keep, _scores, note = prune(
-            model, x, y, ratio=cfg.prune_ratio, target=cfg.prune_target, scope=cfg.prune_scope,
-            steps=cfg.prune_steps, min_channels=cfg.min_channels, round_to=cfg.round_to,
-            batch_size=cfg.eval_batch_size, input_size=size)
-        compact = runtime.prepare(compact)
-        row["prune_note"] = note or None
-    else:
-        compact = copy.deepcopy(model)
-    row["seconds_score"] = time.perf_counter() - t0
-    row["kept_channels"] = list(compact.widths)
-    row["acc_pruned"] = accuracy(compact, "val")[1]
-    row["params_final"] = count_params(compact)
-    row["macs_final"] = count_macs(compact, size)
-    row["params_ratio"] = row["params_final"] / row["params_dense"]
-    row["macs_ratio"] = row["macs_final"] / row["macs_dense"]
-    log(f"pruned: params {row['params_dense']:,} -> {row['params_final']:,} "
-        f"({row['params_ratio']:.3f}), MACs {row['macs_dense']:,} -> {row['macs_final']:,} "
-        f"({row['macs_ratio']:.3f}); val {100 * row['acc_dense']:.1f}% -> "
-        f"{100 * row['acc_pruned']:.1f}% before fine-tuning")
+    if not resume.done("trained"):
+        t0 = time.perf_counter()
+        if cfg.prune_ratio > 0:
+            n = min(cfg.score_samples, len(splits["train"]))
+            x, y = splits["train"].sample(n, generator=gen)
+            result = prune(model, x, y, ratio=cfg.prune_ratio, target=cfg.prune_target,
+                           scope=cfg.prune_scope, steps=cfg.prune_steps,
+                           min_channels=cfg.min_channels, round_to=cfg.round_to,
+                           batch_size=cfg.eval_batch_size, input_size=size)
+            compact = runtime.prepare(result.model)
+            row["prune_note"] = result.note or None
+        else:
+            compact = copy.deepcopy(model)
+        row["seconds_score"] = time.perf_counter() - t0
+        row["kept_channels"] = list(compact.widths)
+        row["acc_pruned"] = accuracy(compact, "val")[1]
+        row["params_final"] = count_params(compact)
+        row["macs_final"] = count_macs(compact, size)
+        row["params_ratio"] = row["params_final"] / row["params_dense"]
+        row["macs_ratio"] = row["macs_final"] / row["macs_dense"]
+        log(f"pruned: params {row['params_dense']:,} -> {row['params_final']:,} "
+            f"({row['params_ratio']:.3f}), MACs {row['macs_dense']:,} -> {row['macs_final']:,} "
+            f"({row['macs_ratio']:.3f}); val {100 * row['acc_dense']:.1f}% -> "
+            f"{100 * row['acc_pruned']:.1f}% before fine-tuning")
+        del model  # the dense network is measured and no longer needed
+        save("pruned", compact)
 
     # --- 3. fine-tune the compact network
+    assert compact is not None
+    first, opt_state = resume.epoch_of("finetune")
     t0 = time.perf_counter()
-    if cfg.finetune_epochs > 0:
-        curve += train(compact, splits["train"], settings=_sgd(cfg, cfg.finetune_epochs,
-                                                               cfg.finetune_lr),
+    if cfg.finetune_epochs > 0 and first <= cfg.finetune_epochs:
+        train(compact, splits["train"],
+                       settings=_sgd(cfg, cfg.finetune_epochs, cfg.finetune_lr),
                        runtime=runtime, generator=gen, phase="finetune", log=log,
-                       evaluate_each_epoch=lambda: accuracy(compact, "val"))
-    row["seconds_finetune"] = time.perf_counter() - t0
+                       evaluate_each_epoch=lambda: accuracy(compact, "val"),
+                       start_epoch=first, optimizer_state=opt_state,
+                       on_epoch_end=every("finetune", compact), curve=curve)
+    row["seconds_finetune"] = (row["seconds_finetune"] or 0.0) + time.perf_counter() - t0
     row["val_loss_final"], row["acc_final"] = accuracy(compact, "val")
     row["test_acc_final"] = accuracy(compact, "test")[1]
 
-    # --- 4. measure both networks as they would be served
-    t0 = time.perf_counter()
-    for name, net in (("dense", model), ("final", compact)):
-        for tag, batch in (("b1", 1), ("bN", cfg.latency_batch)):
-            seconds = measure_latency(net, input_size=size, batch_size=batch,
-                                      device=runtime.device, repeats=cfg.latency_repeats,
-                                      channels_last=runtime.channels_last,
-                                      dtype=runtime.autocast_dtype)
-            row[f"latency_{name}_{tag}_ms"] = 1000 * seconds
-    row["seconds_measure"] = time.perf_counter() - t0
+    # --- 4. measure the compact network as it would be served, and keep it
+    _measure(cfg, compact, "final", size, runtime, row)
     save_model(compact, Path(cfg.out_dir) / "models" / f"{cfg.trial_id}.pt",
                extra={"trial_id": cfg.trial_id, "dataset": cfg.dataset,
                       "image_size": data.image_size, "mean": list(data.mean),
@@ -198,6 +252,25 @@ def _pipeline(cfg: TrialConfig, data, runtime: Runtime, row: dict[str, Any], cur
     log(f"trial {cfg.trial_id} done: val {100 * row['acc_final']:.2f}%  test "
         f"{100 * row['test_acc_final']:.2f}%  params x{row['params_ratio']:.3f}  "
         f"MACs x{row['macs_ratio']:.3f}")
+
+
+def _measure(cfg: TrialConfig, net: ResNet, name: str, size: tuple[int, int], runtime: Runtime,
+             row: dict[str, Any]) -> None:
+    """Median forward latency at batch 1 and at latency_batch, in milliseconds."""
+    t0 = time.perf_counter()
+    for tag, batch in (("b1", 1), ("bN", cfg.latency_batch)):
+        seconds = measure_latency(net, input_size=size, batch_size=batch, device=runtime.device,
+                                  repeats=cfg.latency_repeats,
+                                  channels_last=runtime.channels_last,
+                                  dtype=runtime.autocast_dtype)
+        row[f"latency_{name}_{tag}_ms"] = 1000 * seconds
+    row["seconds_measure"] = (row["seconds_measure"] or 0.0) + time.perf_counter() - t0
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with only types a weights_only checkpoint load accepts."""
+    ok = (str, int, float, bool, type(None), list)
+    return {k: v for k, v in row.items() if isinstance(v, ok)}
 
 
 def _sgd(cfg: TrialConfig, epochs: int, lr: float) -> SGDSettings:

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+import pytest
+
+# Small enough that a whole trial (train, score, prune, fine-tune, measure) takes seconds on CPU.
+TINY = {
+    "dataset": "synthetic", "synthetic_train_size": 300, "synthetic_test_size": 100,
+    "arch": "resnet20", "epochs": 1, "batch_size": 50, "eval_batch_size": 200,
+    "score_samples": 32, "finetune_epochs": 1, "latency_repeats": 1, "latency_batch": 4,
+    "device": "cpu",
+}
+
+
+@pytest.fixture
+def tiny(tmp_path) -> dict:
+    """Trial keys of a tiny CPU trial writing under tmp_path (cache included)."""
+    return {**TINY, "out_dir": str(tmp_path / "results"), "cache_dir": str(tmp_path / "cache")}

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from hgsearch.config import make_config
+from hgsearch.data import DeviceData, load_dataset
+from hgsearch.models import load_model
+from hgsearch.results import load_curves, load_results
+from hgsearch.trial import run_trial
+
+
+def plain_accuracy(model: torch.nn.Module, x_uint8, y, mean, std) -> float:
+    """Top-1 by hand: normalize, one forward, compare (independent of hgsearch.train)."""
+    x = (x_uint8.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(
+        1, 3, 1, 1)
+    with torch.no_grad():
+        return (model.eval()(x).argmax(1) == y).float().mean().item()
+
+
+def test_trial_writes_a_complete_row_curve_and_model(tiny):
+    row = run_trial({**tiny, "trial_id": "t1", "prune_ratio": 0.5}, log=None)
+    assert row["status"] == "ok"
+    df = load_results(tiny["out_dir"])
+    assert len(df) == 1 and df.trial_id[0] == "t1"
+    for col in ("acc_dense", "acc_pruned", "acc_final", "test_acc_final", "params_ratio",
+                "macs_ratio", "zero_group_fraction", "latency_final_b1_ms", "seconds_total"):
+        assert not pd.isna(df[col][0]), col
+    assert 0 < df.params_ratio[0] < 0.8 and 0 < df.macs_ratio[0] < 0.8
+    assert list(df.kept_channels[0]) != list(df.widths_dense[0])
+    assert df.epochs[0] == 1 and df.arch[0] == "resnet20"  # every trial key is a column
+
+    curves = load_curves(tiny["out_dir"])
+    assert list(curves.phase) == ["train", "finetune"]
+    assert curves.val_acc.iloc[-1] == pytest.approx(row["acc_final"])
+
+    model = load_model(f"{tiny['out_dir']}/models/t1.pt")
+    assert model.widths == list(df.kept_channels[0])
+    data = load_dataset(make_config(tiny))
+    assert plain_accuracy(model, data.val_x, data.val_y, data.mean, data.std) == pytest.approx(
+        row["acc_final"], abs=1e-6)
+    assert plain_accuracy(model, data.test_x, data.test_y, data.mean, data.std) == pytest.approx(
+        row["test_acc_final"], abs=1e-6)
+
+
+def test_baseline_trial_keeps_the_network(tiny):
+    row = run_trial({**tiny, "reg": "none", "prune_ratio": 0.0, "finetune_epochs": 0}, log=None)
+    assert row["params_ratio"] == 1.0 and row["macs_ratio"] == 1.0
+    assert row["acc_pruned"] == row["acc_dense"] == row["acc_final"]
+
+
+def test_regularization_sparsifies_groups(tiny):
+    common = {**tiny, "epochs": 3, "prune_ratio": 0.0, "finetune_epochs": 0, "lr": 0.05,
+              "reg": "group_l12", "reg_levels": 2, "reg_outer": "square"}
+    plain = run_trial({**common, "lam": 0.0, "trial_id": "plain"}, log=None)
+    sparse = run_trial({**common, "lam": 3e-3, "trial_id": "sparse"}, log=None)
+    assert sparse["zero_group_fraction"] > plain["zero_group_fraction"] + 0.1
+
+
+def test_divergence_is_recorded_not_raised(tiny):
+    row = run_trial({**tiny, "lr": 1e6, "trial_id": "boom"}, log=None)
+    assert row["status"] == "diverged" and "loss became" in row["error"]
+    df = load_results(tiny["out_dir"])
+    assert df.status[0] == "diverged" and math.isnan(df.acc_final[0])
+
+
+def test_a_crash_writes_a_failed_row_and_reraises(tiny, monkeypatch):
+    import hgsearch.trial as trial
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(trial, "count_params", broken)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_trial({**tiny, "trial_id": "crash"}, log=None)
+    df = load_results(tiny["out_dir"])
+    assert df.status[0] == "failed" and "simulated crash" in df.error[0]
+
+
+def test_device_data_matches_dataset(tiny):
+    data = load_dataset(make_config(tiny))
+    dd = DeviceData(data.val_x, data.val_y, mean=data.mean, std=data.std,
+                    device=torch.device("cpu"))
+    n = sum(len(y) for _, y in dd.eval_batches(64))
+    assert n == len(data.val_y)
+
+
+def test_a_restarted_trial_resumes_from_its_checkpoint_and_ends_the_same(tiny, monkeypatch):
+    """Crash in fine-tuning epoch 2, rerun: training and scoring are skipped, the result is
+    identical to an uninterrupted run with the same seed."""
+    import hgsearch.trial as trial
+    from hgsearch.checkpoint import FileCheckpointer
+
+    keys = {**tiny, "epochs": 2, "finetune_epochs": 2, "checkpoint_every": 1}
+    straight = run_trial({**keys, "trial_id": "straight"}, log=None)
+
+    real_train = trial.train
+    calls: list[str] = []
+
+    def crashing_train(*args, **kwargs):
+        calls.append(kwargs["phase"])
+        if kwargs["phase"] == "finetune" and kwargs.get("start_epoch", 1) == 1:
+            def boom(epoch, optimizer):
+                if epoch == 2:
+                    raise RuntimeError("node lost")
+            kwargs["on_epoch_end"] = _chain(kwargs["on_epoch_end"], boom)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(trial, "train", crashing_train)
+    ckpt = FileCheckpointer(f"{tiny['out_dir']}/ckpt/resumed.pt")
+    with pytest.raises(RuntimeError, match="node lost"):
+        run_trial({**keys, "trial_id": "resumed"}, log=None, checkpoint=ckpt)
+    assert ckpt.load()["phase"] == "finetune" and ckpt.load()["epoch"] == 2
+    calls.clear()
+    resumed = run_trial({**keys, "trial_id": "resumed"}, log=None, checkpoint=ckpt)
+    assert calls == []  # nothing left to train: the checkpoint was taken after the last epoch
+    assert resumed["status"] == "ok"
+    for key in ("acc_dense", "acc_pruned", "acc_final", "test_acc_final", "params_final"):
+        assert resumed[key] == straight[key], key
+    a = load_model(f"{tiny['out_dir']}/models/straight.pt").state_dict()
+    b = load_model(f"{tiny['out_dir']}/models/resumed.pt").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_mid_training_matches_an_uninterrupted_run(tiny, monkeypatch):
+    import hgsearch.trial as trial
+    from hgsearch.checkpoint import FileCheckpointer
+
+    keys = {**tiny, "epochs": 3, "finetune_epochs": 1, "checkpoint_every": 1}
+    straight = run_trial({**keys, "trial_id": "s"}, log=None)
+    real_train = trial.train
+
+    def crash_after_epoch_2(*args, **kwargs):
+        if kwargs["phase"] == "train" and kwargs.get("start_epoch", 1) == 1:
+            def boom(epoch, optimizer):
+                if epoch == 2:
+                    raise RuntimeError("preempted")
+            kwargs["on_epoch_end"] = _chain(kwargs["on_epoch_end"], boom)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(trial, "train", crash_after_epoch_2)
+    ckpt = FileCheckpointer(f"{tiny['out_dir']}/ckpt/r.pt")
+    with pytest.raises(RuntimeError, match="preempted"):
+        run_trial({**keys, "trial_id": "r"}, log=None, checkpoint=ckpt)
+    resumed = run_trial({**keys, "trial_id": "r"}, log=None, checkpoint=ckpt)
+    for key in ("acc_dense", "acc_final", "kept_channels"):
+        assert resumed[key] == straight[key], key
+    curves = load_curves(tiny["out_dir"])
+    assert list(curves[curves.trial_id == "r"].epoch) == [1, 2, 3, 1]
+
+
+def _chain(first, second):
+    def both(epoch, optimizer):
+        first(epoch, optimizer)
+        second(epoch, optimizer)
+    return both
