@@ -1,0 +1,60 @@
+"""``hgsearch sweep`` and ``hgsearch validate``: the search's command-line entry points."""
+
+from __future__ import annotations
+
+import argparse
+
+from hgsearch.errors import UserError
+
+
+def register_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``sweep`` and ``validate`` to the ``hgsearch`` command."""
+    p = subparsers.add_parser(
+        "sweep", help="run a hyperparameter search (Ray Tune + Optuna) from a search-space file",
+        description="Run, or with --resume continue, the sweep NAME of a search-space file. "
+                    "Rows go to RESULTS/NAME/trials/, the Optuna study to RESULTS/NAME/optuna.db.")
+    p.add_argument("space", nargs="?", metavar="SPACE",
+                   help="search-space YAML (default: search_spaces/demo.yaml)")
+    p.add_argument("--name", help="sweep name and folder under --results (default: SPACE's "
+                   "file name without .yaml)")
+    p.add_argument("--num-samples", type=int, metavar="N", help="searched trials (overrides "
+                   "num_samples of SPACE; the baseline comes on top)")
+    p.add_argument("--max-concurrent", type=int, metavar="K", help="trials running at once "
+                   "(overrides max_concurrent of SPACE)")
+    p.add_argument("--address", metavar="ADDR", help="join the Ray cluster at ADDR "
+                   "(host:port); default: start Ray on this machine with all its cores")
+    p.add_argument("--results", default="results", metavar="DIR",
+                   help="folder holding the sweeps (default: results)")
+    p.add_argument("--resume", action="store_true", help="continue the sweep --name after an "
+                   "interruption; finished trials are kept, not rerun")
+    p.set_defaults(func=sweep_command)
+
+    p = subparsers.add_parser(
+        "validate", help="check search-space files; every problem is reported, one line each")
+    p.add_argument("files", nargs="+", metavar="FILE", help="search-space YAML files")
+    p.set_defaults(func=validate_command)
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    from hgsearch.sweep import run_sweep  # Ray and Optuna load only for this command
+
+    result = run_sweep(args.space, name=args.name, results=args.results,
+                       num_samples=args.num_samples, max_concurrent=args.max_concurrent,
+                       address=args.address, resume=args.resume)
+    return 0 if result.complete else 1
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    from hgsearch.space import load_space
+
+    problems: list[str] = []
+    for path in args.files:
+        try:
+            space = load_space(path)
+        except UserError as err:
+            problems.extend(err.problems)
+            continue
+        print("\n".join(space.describe()))
+    if problems:
+        raise UserError(*problems)
+    return 0
