@@ -15,3 +15,14 @@ TINY = {
 def tiny(tmp_path) -> dict:
     """Trial keys of a tiny CPU trial writing under tmp_path (cache included)."""
     return {**TINY, "out_dir": str(tmp_path / "results"), "cache_dir": str(tmp_path / "cache")}
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread: faster for tiny tensors, and immune to other jobs on the same cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

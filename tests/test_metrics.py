@@ -10,12 +10,7 @@ from hgsearch.models import ARCH_SPECS, build_model, default_widths
 ARCHS = list(ARCH_SPECS)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_widths(arch: str, seed: int) -> list[int]:

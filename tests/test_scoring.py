@@ -14,13 +14,7 @@ from hgsearch.pruning.surgery import prune_model
 DEAD = ((0, 3), (4, 0), (4, 5), (8, 63))   # (block, channel) forced to output exactly zero
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: one thread is faster, and immune to other jobs on the same cores.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def scoring_net(seed: int = 0) -> torch.nn.Module:

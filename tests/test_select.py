@@ -17,12 +17,7 @@ from hgsearch.pruning.surgery import mask_model
 SIZE = (32, 32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def t(*rows: list[float]) -> list[torch.Tensor]:

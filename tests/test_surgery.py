@@ -9,13 +9,7 @@ from hgsearch.pruning.surgery import check_keep, mask_model, prune_model
 ARCHS = list(ARCH_SPECS)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: one thread is faster, and immune to other jobs on the same cores.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomized(arch: str, seed: int, classes: int = 10) -> torch.nn.Module:
