@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import json
 import logging
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ from ray.tune.search.optuna import OptunaSearch
 from hgsearch import __version__, config
 from hgsearch.analysis.export import jsonable
 from hgsearch.analysis.front import format_table, front_table, pareto_front
+from hgsearch.checkpoint import read_state, write_state
 from hgsearch.errors import UserError
 from hgsearch.results import empty_metrics, load_results, write_row
 from hgsearch.space import BASELINE_ID, Space, find_default_space, load_space, parse_space
@@ -44,6 +47,8 @@ from hgsearch.space import BASELINE_ID, Space, find_default_space, load_space, p
 Log = Callable[[str], None]
 
 TUNE_DIR = "tune"
+STORAGE_ENV = "HGSEARCH_STORAGE"   # run_sweep's storage when not given (cluster/ scripts set it)
+SINK_NAMESPACE = "hgsearch"        # Ray namespace of the sweeps' file sinks (_FileSink)
 OPTUNA_FILE = "optuna.db"
 DONE = ("ok", "diverged")        # row statuses that end a trial for good (failed may be retried)
 # Tune saves its experiment state (trials + searcher) at most this often, in seconds (its
@@ -62,13 +67,19 @@ class SweepResult:
 def run_sweep(space: str | Path | None = None, *, name: str | None = None,
               results: str | Path = "results", num_samples: int | None = None,
               max_concurrent: int | None = None, address: str | None = None,
-              resume: bool = False, num_cpus: int | None = None, log: Log = print,
-              runner: str = "hgsearch.trial:run_trial") -> SweepResult:
+              storage: str | None = None, resume: bool = False, num_cpus: int | None = None,
+              log: Log = print, runner: str = "hgsearch.trial:run_trial") -> SweepResult:
     """Run (or with ``resume`` continue) the sweep ``results/name`` of a search-space file.
 
     Everything the user can get wrong is checked before Ray starts or anything is written.
     ``num_cpus`` caps a locally started Ray (default: all cores). ``runner`` names the
     ``module:function`` each trial calls (tests substitute a stand-in).
+
+    ``storage`` (default: the environment variable HGSEARCH_STORAGE) is where Tune keeps trial
+    checkpoints: a folder every node shares or a URI pyarrow accepts (``s3://bucket/path``).
+    Without it they go under the results folder, which only works where all Ray nodes share
+    this machine's disk; on a cluster that does not, trials run without checkpoints (a retried
+    trial starts over). Rows and files reach the results folder either way (``send_files``).
     """
     for flag, value in (("--num-samples", num_samples), ("--max-concurrent", max_concurrent)):
         if value is not None and value < 1:
@@ -80,9 +91,11 @@ def run_sweep(space: str | Path | None = None, *, name: str | None = None,
         if not name:
             raise UserError("--resume needs --name NAME of the sweep to continue")
     _check_name(name)
+    storage = storage or os.environ.get(STORAGE_ENV) or None
     if resume:
         folder = Path(results).resolve() / name
         recorded = _read_sweep_json(folder, name)
+        storage = storage or recorded.get("storage")   # the checkpoints are where they were
         sp = parse_space(recorded["space"], source=str(folder / "sweep.json"))
     else:
         path = Path(space) if space is not None else find_default_space()
@@ -101,18 +114,28 @@ def run_sweep(space: str | Path | None = None, *, name: str | None = None,
     started_ray = _start_ray(address, num_cpus=num_cpus)
     try:
         _check_resources(sp, local=started_ray, log=log)
-        return _run(sp, name=name, folder=folder, recorded=recorded, address=address,
-                    resume=resume, log=log, runner=runner)
+        elsewhere = _other_hosts()
+        checkpoints = _checkpoints_possible(storage, elsewhere=elsewhere, log=log)
+        sink = _start_sink(folder) if elsewhere else None
+        try:
+            return _run(sp, name=name, folder=folder, recorded=recorded, address=address,
+                        storage=storage, checkpoints=checkpoints, resume=resume, log=log,
+                        runner=runner)
+        finally:
+            if sink is not None:
+                ray.kill(sink)
     finally:
         if started_ray:
             ray.shutdown()
 
 
 def _run(sp: Space, *, name: str, folder: Path, recorded: dict, address: str | None,
-         resume: bool, log: Log, runner: str) -> SweepResult:
+         storage: str | None, checkpoints: bool, resume: bool, log: Log,
+         runner: str) -> SweepResult:
     for sub in ("trials", "curves", "models", "logs"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     info = recorded or _new_sweep_json(sp, name=name, folder=folder)
+    info.setdefault("storage", storage)
     run = {"started_at": _now(), "finished_at": None, "resumed": resume,
            "address": address or "local"}
     info["runs"] = [*info.get("runs", []), run]
@@ -130,9 +153,13 @@ def _run(sp: Space, *, name: str, folder: Path, recorded: dict, address: str | N
     progress = _Progress(objectives=sp.metrics, total=total, concurrent=sp.max_concurrent,
                          folder=str(folder))
     trainable = tune.with_resources(_trainable, {"cpu": sp.cpu, "gpu": sp.gpu})
-    with _env(RAY_AIR_NEW_OUTPUT="0", TUNE_GLOBAL_CHECKPOINT_S=STATE_PERIOD_S):
+    # Keeping one trial checkpoint makes Tune snapshot its state on each (cheap, see
+    # STATE_PERIOD_S); it warns about that every few seconds unless told not to.
+    with _env(RAY_AIR_NEW_OUTPUT="0", TUNE_GLOBAL_CHECKPOINT_S=STATE_PERIOD_S,
+              TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S="0"):
         tuner = _restore_or_create(sp, name=name, folder=folder, trainable=trainable,
-                                   progress=progress, runner=runner)
+                                   progress=progress, runner=runner, storage=storage,
+                                   checkpoints=checkpoints)
         grid = tuner.fit()
     complete = grid.num_terminated + grid.num_errors == total and len(grid) == total
     if complete:    # else unfinished trials are legitimately RUNNING until --resume ends them
@@ -159,10 +186,87 @@ def _start_ray(address: str | None, *, num_cpus: int | None) -> bool:
                             f"({err.__class__.__name__}: {str(err).splitlines()[0]})") from None
         return False
     # address="local": never attach to a cluster found through RAY_ADDRESS or `ray start`.
-    # No dashboard; Ray's own ports are guarded by its token authentication (on by default).
+    # No dashboard, and every Ray service bound to 127.0.0.1: Ray binds to the node's IP, and
+    # with cluster mode off (the variable Ray reads on macOS/Windows) the node's IP is loopback.
+    # Token authentication (on by default) guards the ports on top.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1,
              dashboard_host="127.0.0.1", **quiet)
     return True
+
+
+def _other_hosts() -> list[str]:
+    """Addresses of the cluster's nodes on other machines than the driver's."""
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    driver = ray.get_runtime_context().get_node_id()
+    here = {n["NodeManagerAddress"] for n in nodes if n["NodeID"] == driver}
+    return sorted({n["NodeManagerAddress"] for n in nodes} - here)
+
+
+def _checkpoints_possible(storage: str | None, *, elsewhere: list[str], log: Log) -> bool:
+    """Whether trial checkpoints can reach the storage path from every node.
+
+    Tune copies a checkpoint to the storage path from the node that made it and refuses a local
+    path on another machine (its storage validation file is missing there). A named storage is
+    the user's promise; without one, only nodes on this machine share the results folder.
+    """
+    if storage or not elsewhere:
+        return True
+    log(f"warning: nodes at {', '.join(elsewhere)} may not share this machine's disk and no "
+        f"storage was named ({STORAGE_ENV}): trials run without checkpoints (a retried trial "
+        "starts over)")
+    return False
+
+
+@ray.remote(num_cpus=0)
+class _FileSink:
+    """Writes into the sweep folder on the driver's machine the files that trials on other
+    machines send it (model, curve, log): results from every node end up in one folder with
+    no shared filesystem. The row itself travels with the trial's result (``report_of``).
+    """
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder).resolve()
+
+    def put(self, name: str, data: bytes) -> None:
+        path = (self.folder / name).resolve()
+        if not path.is_relative_to(self.folder):
+            raise ValueError(f"{name}: not a path inside the sweep folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+
+def _start_sink(folder: Path) -> Any:
+    """The sweep's file sink, pinned to the driver's node; trials find it by its name."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return _FileSink.options(name=_sink_name(folder), namespace=SINK_NAMESPACE,
+                             scheduling_strategy=here).remote(str(folder))
+
+
+def _sink_name(folder: Path | str) -> str:
+    return f"hgsearch-files:{Path(folder).resolve()}"
+
+
+def send_files(folder: Path | str, trial_id: str) -> list[str]:
+    """Send a trial's model, curve and log to the sweep's sink, if it has one (trial side).
+
+    Returns the names sent. Whole files, once per trial: a compact model is megabytes at most.
+    """
+    try:
+        sink = ray.get_actor(_sink_name(folder), namespace=SINK_NAMESPACE)
+    except ValueError:
+        return []       # every node shares the driver's disk
+    sent = []
+    for name in (f"models/{trial_id}.pt", f"curves/{trial_id}.parquet", f"logs/{trial_id}.log"):
+        path = Path(folder) / name
+        if path.is_file():
+            ray.get(sink.put.remote(name, path.read_bytes()))
+            sent.append(name)
+    return sent
 
 
 def _check_resources(sp: Space, *, local: bool, log: Log) -> None:
@@ -188,7 +292,7 @@ def _check_folders(sp: Space, *, local: bool, log: Log) -> None:
 
 
 def _restore_or_create(sp: Space, *, name: str, folder: Path, trainable: Any, progress: Any,
-                       runner: str) -> Any:
+                       runner: str, storage: str | None, checkpoints: bool) -> Any:
     """Tuner.restore of the sweep's Tune state, else a new Tuner.
 
     What a killed driver leaves behind, and what resume makes of it (the rows are the truth):
@@ -201,12 +305,13 @@ def _restore_or_create(sp: Space, *, name: str, folder: Path, trainable: Any, pr
       driver and written a row) is adopted by ``_Searcher`` before any new proposal;
     - whatever Optuna still holds RUNNING once every trial has ended is settled from its row.
     """
-    path = folder / TUNE_DIR
-    if tune.Tuner.can_restore(str(path)):
-        return tune.Tuner.restore(str(path), trainable, resume_unfinished=True,
+    path = f"{storage.rstrip('/')}/{name}/{TUNE_DIR}" if storage else str(folder / TUNE_DIR)
+    if tune.Tuner.can_restore(path):
+        return tune.Tuner.restore(path, trainable, resume_unfinished=True,
                                   resume_errored=False, restart_errored=False)
     settings = {"sweep": name, "folder": str(folder), "objectives": sp.metrics,
-                "threads": max(1, int(sp.cpu)), "gpu": sp.gpu, "runner": runner}
+                "threads": max(1, int(sp.cpu)), "gpu": sp.gpu, "runner": runner,
+                "checkpoints": checkpoints}
     searcher = _make_searcher(sp, name=name, folder=folder)
     return tune.Tuner(
         trainable,
@@ -216,7 +321,10 @@ def _restore_or_create(sp: Space, *, name: str, folder: Path, trainable: Any, pr
             max_concurrent_trials=sp.max_concurrent, reuse_actors=True,
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(
-            name=TUNE_DIR, storage_path=str(folder), verbose=0, callbacks=[progress],
+            name=TUNE_DIR, storage_path=path.rsplit("/", 1)[0], verbose=0,
+            callbacks=[progress],
+            # Only the newest state matters to a retry; older ones are storage for nothing.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=sp.retries)))
 
 
@@ -266,6 +374,7 @@ class _Searcher(OptunaSearch):
       never asked of nor told to Optuna, so it cannot pollute the study;
     - each trial's config carries trial_id ``t<Optuna number>``;
     - after a resume, Optuna trials the killed driver asked for are adopted before new ones;
+    - a checkpoint's intermediate report (hg_final False) is never told;
     - a result whose objectives are not all finite numbers (a diverged trial) is told as FAIL:
       OptunaSearch would let Optuna's tell raise on NaN and leave the trial RUNNING for ever;
     - telling an Optuna trial twice (a resume replaying a result) is a no-op.
@@ -306,7 +415,8 @@ class _Searcher(OptunaSearch):
         return None
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id != self._baseline_trial:
+        # A checkpoint's report is no result: its objectives are NaN placeholders.
+        if trial_id != self._baseline_trial and result.get("hg_final", True):
             super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
@@ -382,10 +492,15 @@ def _trainable(config_: dict) -> None:
                  "cpu_threads": torch.get_num_threads()}
         module, _, function = settings["runner"].partition(":")
         run_trial = getattr(importlib.import_module(module), function)
+        options: dict[str, Any] = {}
+        if settings.get("checkpoints") and "checkpoint" in inspect.signature(run_trial).parameters:
+            options["checkpoint"] = checkpointer = TuneCheckpointer(settings["objectives"])
+            extra["restarts"] = checkpointer.restarts
         (folder / "logs").mkdir(parents=True, exist_ok=True)   # another node: not there yet
         with open(folder / "logs" / f"{trial_id}.log", "a", buffering=1) as log_file:
             try:
-                row = run_trial(keys, extra=extra, log=lambda line: print(line, file=log_file))
+                row = run_trial(keys, extra=extra, log=lambda line: print(line, file=log_file),
+                                **options)
             except UserError as err:
                 # A bad setting or missing data fails every attempt alike: record it instead of
                 # letting Tune retry it; the sweep goes on and Optuna is told FAIL.
@@ -393,6 +508,7 @@ def _trainable(config_: dict) -> None:
                 row = {**keys, **empty_metrics(), **extra, "status": "failed",
                        "error": f"UserError: {err}", "finished_at": _now()}
                 write_row(folder, row)
+        send_files(folder, trial_id)
     # else: finished before a driver died; report its row again instead of training again.
     tune.report(report_of(row, settings["objectives"]))
 
@@ -406,9 +522,45 @@ def report_of(row: Mapping[str, Any], objectives: list[str]) -> dict[str, Any]:
     plain = jsonable(dict(row))
     out: dict[str, Any] = {m: plain[m] if _finite(plain.get(m)) else math.nan
                            for m in objectives}
-    out.update(hg_trial_id=plain["trial_id"], hg_status=plain["status"],
+    out.update(hg_trial_id=plain["trial_id"], hg_status=plain["status"], hg_final=True,
                row_json=json.dumps(plain, allow_nan=False))
     return out
+
+
+class TuneCheckpointer:
+    """A trial's state kept as Ray Tune checkpoints (the Checkpointer of hgsearch/checkpoint.py).
+
+    Tune copies each checkpoint to the storage path and hands the newest to the trial when
+    FailureConfig retries it, on whichever node: the trial resumes instead of starting over.
+    ``restarts`` counts the resumes, kept in the checkpoint itself so it survives the node.
+    """
+
+    STATE, META = "state.pt", "meta.json"
+
+    def __init__(self, objectives: list[str]) -> None:
+        self.objectives = objectives
+        self.restarts = 0
+        self._state: dict[str, Any] | None = None
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as where:
+                self._state = read_state(Path(where) / self.STATE)
+                meta = json.loads((Path(where) / self.META).read_text())
+            self.restarts = int(meta["restarts"]) + 1
+
+    def load(self) -> dict[str, Any] | None:
+        return self._state
+
+    def save(self, state: dict[str, Any]) -> None:
+        with tempfile.TemporaryDirectory(prefix="hgsearch-ckpt-") as tmp:
+            write_state(state, Path(tmp) / self.STATE)
+            meta = {"restarts": self.restarts, "phase": state["phase"], "epoch": state["epoch"]}
+            (Path(tmp) / self.META).write_text(json.dumps(meta))
+            # Every report must carry every objective (Tune's strict metric check); NaN here
+            # is a placeholder that hg_final=False keeps from the searcher (_Searcher).
+            tune.report({**{m: math.nan for m in self.objectives}, "hg_final": False,
+                         "hg_phase": state["phase"], "hg_epoch": state["epoch"]},
+                        checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
 def _read_row(folder: Path, trial_id: str) -> dict | None:

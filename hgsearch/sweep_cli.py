@@ -25,6 +25,9 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
                    "(host:port); default: start Ray on this machine with all its cores")
     p.add_argument("--results", default="results", metavar="DIR",
                    help="folder holding the sweeps (default: results)")
+    p.add_argument("--storage", metavar="URI", help="where Ray Tune keeps trial checkpoints and "
+                   "its state: a folder every node shares or a URI Ray and pyarrow accept "
+                   "(s3://..., gs://...); default: $HGSEARCH_STORAGE, else the results folder")
     p.add_argument("--resume", action="store_true", help="continue the sweep --name after an "
                    "interruption; finished trials are kept, not rerun")
     p.set_defaults(func=sweep_command)
@@ -40,7 +43,8 @@ def sweep_command(args: argparse.Namespace) -> int:
 
     result = run_sweep(args.space, name=args.name, results=args.results,
                        num_samples=args.num_samples, max_concurrent=args.max_concurrent,
-                       address=args.address, resume=args.resume)
+                       address=args.address, resume=args.resume,
+                       storage=args.storage)
     return 0 if result.complete else 1
 
 

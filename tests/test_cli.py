@@ -117,7 +117,9 @@ def test_wrong_or_corrupt_folders_fail_with_one_line(tmp_path, dataset):
         write_tinyimagenet(root)
     else:
         write_imagefolder(root)
-    victim = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpeg", ".jpg"))[0]
+    # a training image (tiny-imagenet-200/test/ holds unlabelled images no trial reads)
+    victim = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpeg", ".jpg")
+                    and "train" in p.parts)[0]
     corrupt_file(victim)
     result = run_cli("trial", "--set", f"dataset={dataset}", f"data_dir={root}",
                      f"out_dir={tmp_path / 'res'}", f"cache_dir={tmp_path / 'c'}")
