@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from hgsearch.models import build_model
 from hgsearch.regularizers import GROUPINGS, LEVELS, OUTERS, hgsr_loss
+from hgsearch.train import resolve_runtime
 
 REFERENCE = {"reg": "group_l12", "levels": 2, "outer": "square", "grouping": "input",
              "lam": 1e-3, "mix": 0.5}
@@ -39,13 +40,17 @@ def measure_overhead(arch: str = "resnet56", batch: int = 128, steps: int = 10, 
     ratios of neighbouring pairs, so drift in machine load hits both alike. On CPU the same is
     also measured in process CPU time (``cpu_ratio``), which other processes on a shared machine
     disturb far less than wall time. ``penalty_s`` times ``hgsr_loss`` forward + backward alone.
-    Random images and labels: only the time is of interest.
+    Random images and labels: only the time is of interest. On CUDA the forward runs as in a
+    trial: bf16 autocast, channels_last (``hgsearch.train.resolve_runtime``).
     """
     torch.manual_seed(seed)
-    dev = torch.device(device)
-    model = build_model(arch, 10).to(dev).train()
+    runtime = resolve_runtime(device)
+    dev = runtime.device
+    model = runtime.prepare(build_model(arch, 10)).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     x = torch.randn(batch, 3, image_size, image_size, device=dev)
+    if runtime.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=dev)
     opts = dict(reg=reg, levels=levels, outer=outer, grouping=grouping, lam=lam, mix=mix)
 
@@ -58,7 +63,8 @@ def measure_overhead(arch: str = "resnet56", batch: int = 128, steps: int = 10, 
 
     def step(with_hgsr: bool) -> None:
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
+        with runtime.autocast():
+            loss = F.cross_entropy(model(x).float(), y)
         if with_hgsr:
             loss = loss + hgsr_loss(model, **opts)
         loss.backward()
@@ -76,6 +82,8 @@ def measure_overhead(arch: str = "resnet56", batch: int = 128, steps: int = 10, 
     return {
         "arch": arch, "batch": batch, "steps": steps, "image_size": image_size, **opts,
         "device": str(dev), "torch_threads": torch.get_num_threads(),
+        "precision": str(runtime.autocast_dtype or torch.float32).removeprefix("torch."),
+        "channels_last": runtime.channels_last,
         "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
         "plain_step_s": med(t for t, _ in plain), "hgsr_step_s": med(t for t, _ in hgsr),
         "ratio": med(b[0] / a[0] for a, b in zip(plain, hgsr)),
