@@ -1,0 +1,1 @@
+"""The sweep: Ray Tune runs the trials, Optuna proposes them (see driver.py)."""
