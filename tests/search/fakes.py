@@ -1,0 +1,39 @@
+"""Fast stand-ins for run_trial that Ray workers import (``runner="tests.search.fakes:..."``).
+
+A fake trial writes a ``started-<id>`` marker, sleeps FAKE_TRIAL_SLEEP seconds (environment,
+inherited by Ray's workers; default 0.2) and writes a row. Its ``lam`` says how it ends:
+DIVERGE gives a diverged row, FAIL raises before any row, KILL SIGKILLs its own worker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from hgsearch.results import empty_metrics, write_row
+from hgsearch.search.records import now
+
+DIVERGE, FAIL, KILL = 0.5, 0.25, 0.125
+LAMS = [1.0e-4, 1.0e-3, 1.0e-2, DIVERGE, FAIL]   # a space's choice (KILL only when asked)
+
+
+def fake_run_trial(config: dict, *, extra: dict | None = None, log=print) -> dict:
+    out = Path(config["out_dir"])
+    (out / f"started-{config['trial_id']}").touch()
+    started = now()
+    time.sleep(float(os.environ.get("FAKE_TRIAL_SLEEP", "0.2")))
+    lam = config.get("lam", 1.0e-4)
+    if lam == FAIL:
+        raise RuntimeError("injected failure before any row")
+    if lam == KILL:
+        os.kill(os.getpid(), signal.SIGKILL)
+    row = {**config, **empty_metrics(), **(extra or {}), "started_at": started,
+           "finished_at": now()}
+    if lam == DIVERGE:
+        row.update(status="diverged", error="loss is nan")
+    else:
+        row.update(status="ok", acc_final=1.0 - lam * 10, params_ratio=0.5 + lam)
+    write_row(out, row)
+    return row
