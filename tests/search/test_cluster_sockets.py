@@ -50,8 +50,8 @@ def test_local_sweep_listens_on_loopback_only_and_requires_its_token(tmp_path):
         environ = gcs.environ()
         assert environ.get("RAY_AUTH_MODE") == "token" and len(environ["RAY_AUTH_TOKEN"]) == 64
         port = next(port for pid, name, _, port in sockets if name == "gcs_server")
-        ask = ("from ray._raylet import GcsClient; c = GcsClient(address='127.0.0.1:%d'); "
-               "print('NODES', len(c.get_all_node_info(timeout=10)))" % port)
+        ask = (f"from ray._raylet import GcsClient; c = GcsClient(address='127.0.0.1:{port}'); "
+               "print('NODES', len(c.get_all_node_info(timeout=10)))")
         for token, allowed in (("0" * 64, False), (environ["RAY_AUTH_TOKEN"], True)):
             client = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
             answer = subprocess.run([sys.executable, "-c", ask], env=client,
