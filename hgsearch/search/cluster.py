@@ -64,14 +64,16 @@ def ray_session(address: str | None, *, num_cpus: int | None) -> Iterator[bool]:
 def local_ray_environment() -> Iterator[dict[str, str]]:
     """Loopback only and a fresh auth token for a Ray this process starts (module docstring)."""
     from ray._private import ray_constants
-    from ray._raylet import Config
+    from ray._raylet import AuthenticationTokenLoader, Config
 
     values = {**LOOPBACK_ENV, AUTH_MODE_ENV: "token", AUTH_TOKEN_ENV: secrets.token_hex(32)}
     old_env = {k: os.environ.get(k) for k in values}
     old_flag = ray_constants.ENABLE_RAY_CLUSTER
     os.environ.update(values)
     ray_constants.ENABLE_RAY_CLUSTER = False
-    Config.initialize("")    # Ray caches its config (auth mode included) per process
+    # Ray caches its config (auth mode included) and the token per process.
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
     try:
         yield values
     finally:
@@ -82,6 +84,7 @@ def local_ray_environment() -> Iterator[dict[str, str]]:
             else:
                 os.environ[key] = value
         Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
 
 
 def other_hosts() -> list[str]:

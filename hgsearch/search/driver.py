@@ -152,10 +152,17 @@ def _run(sp: Space, *, name: str, folder: Path, recorded: dict, address: str | N
             tuner = restore_or_create(sp, name=name, folder=folder, searcher=searcher,
                                       progress=progress, runner=runner, storage=storage,
                                       checkpoints=checkpoints, log=log)
-            tuner.fit()
-        complete = _all_ended(sp, folder, searcher.study)
+            grid = tuner.fit()
+        study = searcher.study
+        if grid.num_terminated + grid.num_errors == len(grid) \
+                and reconcile.remaining(study, sp.num_samples) <= 0:
+            # Tune has ended every trial: none runs any more, each must have its row (R7).
+            for trial_id in reconcile.write_missing_rows(
+                    study, folder, fixed=sp.fixed, baseline=sp.baseline, sweep=name):
+                log(f"{trial_id} ended without a row: recorded as failed")
+        complete = _all_ended(sp, folder, study)
         if complete:    # else unfinished trials are legitimately RUNNING until --resume ends them
-            reconcile.settle(searcher.study, folder, sp.metrics, log)
+            reconcile.settle(study, folder, sp.metrics, log)
         track_all(folder)
     finally:
         for tracker in trackers:

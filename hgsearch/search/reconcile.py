@@ -23,7 +23,9 @@ R6  A diverged trial is told COMPLETE and infeasible (constraint ``diverged`` = 
     ``study.best_trials``; their values are placeholders (``placeholder_values``), never a
     result: the row keeps NaN.
 R7  Every trial that Tune ends gets exactly one row: the driver writes a ``failed`` row
-    (config, error, attempts) when the worker could not (``failed_row``).
+    (config, error, attempts) when the worker could not (``failed_row``), and once Tune has
+    ended every trial, for any trial of the study still without one (a driver killed as Tune
+    recorded the trial's error, before its row was written: ``write_missing_rows``).
 """
 
 from __future__ import annotations
@@ -119,6 +121,26 @@ def failed_row(config: Mapping[str, Any], *, error: str, attempts: int,
     one): its config, the error, how many attempts were made."""
     return {**config, **empty_metrics(), **dict(extra or {}), "status": "failed",
             "error": error, "attempts": int(attempts), "finished_at": now()}
+
+
+def write_missing_rows(study: optuna.Study, folder: Path, *, fixed: Mapping[str, Any],
+                       baseline: Mapping[str, Any] | None, sweep: str) -> list[str]:
+    """R7 at a sweep's end: a failed row for every trial (baseline included) without one."""
+    from hgsearch.results import write_row
+
+    wanted = {trial_id_of(t.number): t.params for t in study.get_trials(deepcopy=False)}
+    if baseline is not None:
+        wanted["baseline"] = dict(baseline)
+    written = []
+    for trial_id, params in wanted.items():
+        if needs_failed_row(folder, trial_id):
+            config = {**fixed, **params, "trial_id": trial_id, "out_dir": str(folder)}
+            write_row(folder, failed_row(config, error="ended without a row (its driver died "
+                                         "as the trial ended)", attempts=1,
+                                         extra={"sweep": sweep,
+                                                "is_baseline": trial_id == "baseline"}))
+            written.append(trial_id)
+    return written
 
 
 def needs_failed_row(folder: Path, trial_id: str) -> bool:

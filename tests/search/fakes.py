@@ -2,7 +2,8 @@
 
 A fake trial writes a ``started-<id>`` marker, sleeps FAKE_TRIAL_SLEEP seconds (environment,
 inherited by Ray's workers; default 0.2) and writes a row. Its ``lam`` says how it ends:
-DIVERGE gives a diverged row, FAIL raises before any row, KILL SIGKILLs its own worker.
+DIVERGE gives a diverged row, FAIL raises before any row, KILL SIGKILLs its own worker;
+FAKE_OUTCOMES ("t0001:diverge,t0003:fail") says it by trial id instead.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ def fake_run_trial(config: dict, *, extra: dict | None = None, log=print) -> dic
     started = now()
     time.sleep(float(os.environ.get("FAKE_TRIAL_SLEEP", "0.2")))
     lam = config.get("lam", 1.0e-4)
+    by_id = dict(p.split(":") for p in os.environ.get("FAKE_OUTCOMES", "").split(",") if p)
+    lam = {"diverge": DIVERGE, "fail": FAIL, "kill": KILL}.get(by_id.get(config["trial_id"]),
+                                                              lam)
     if lam == FAIL:
         raise RuntimeError("injected failure before any row")
     if lam == KILL:

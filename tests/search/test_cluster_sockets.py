@@ -1,5 +1,9 @@
 """A local sweep's Ray, seen from outside: every listening socket of every process the driver
-started is on loopback, and its ports refuse a client without the sweep's token."""
+started is on loopback, and its GCS refuses a client without the sweep's token.
+
+The sweep itself is the first round of tests/search/test_faults.py (one Ray start less);
+``check_loopback_and_token`` is called there while trials run.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,7 @@ import sys
 
 import pytest
 
-from tests.search.helpers import (
-    FAKE,
-    driver_env,
-    fake_space,
-    group_processes,
-    is_loopback,
-    kill_group,
-    listening,
-    start_driver,
-    wait_for,
-)
+from tests.search.helpers import group_processes, is_loopback, listening
 
 
 @pytest.mark.parametrize("address,expected", [
@@ -28,35 +22,26 @@ def test_loopback_check_itself(address, expected):
     assert is_loopback(address) is expected
 
 
-def test_local_sweep_listens_on_loopback_only_and_requires_its_token(tmp_path):
-    space = fake_space(tmp_path / "s.yaml", num_samples=2, baseline=False)
-    results, log = tmp_path / "r", tmp_path / "driver.log"
-    env = driver_env(FAKE_TRIAL_SLEEP="30")
-    proc = start_driver([str(space), "--results", str(results)], log=log,
-                        env={**env, "HGSEARCH_TEST_RUNNER": FAKE})
-    try:
-        out = results / "s"
-        wait_for(lambda: len(list(out.glob("started-*"))) == 2, timeout=240, proc=proc, log=log)
-        procs = group_processes(proc.pid)
-        sockets = listening(procs)
-        names = {name for _, name, _, _ in sockets}
-        # Ray itself must be among what we looked at, or the test proves nothing.
-        assert {"gcs_server", "raylet"} <= names and proc.pid in {p for p, *_ in sockets}
-        assert len({pid for pid, *_ in sockets}) >= 4, sockets     # + workers and an agent
-        wide = [s for s in sockets if not is_loopback(s[2])]
-        assert not wide, f"listening beyond loopback: {wide}"
+def check_loopback_and_token(pgid: int, env: dict[str, str]) -> list[tuple]:
+    """Assert on the running sweep of process group ``pgid``; returns the sockets seen."""
+    procs = group_processes(pgid)
+    sockets = listening(procs)
+    names = {name for _, name, _, _ in sockets}
+    # Ray itself must be among what we looked at, or the test proves nothing.
+    assert {"gcs_server", "raylet"} <= names and pgid in {p for p, *_ in sockets}, sockets
+    assert len({pid for pid, *_ in sockets}) >= 4, sockets     # + workers and an agent
+    wide = [s for s in sockets if not is_loopback(s[2])]
+    assert not wide, f"listening beyond loopback: {wide}"
 
-        gcs = next(p for p in procs if p.name() == "gcs_server")
-        environ = gcs.environ()
-        assert environ.get("RAY_AUTH_MODE") == "token" and len(environ["RAY_AUTH_TOKEN"]) == 64
-        port = next(port for pid, name, _, port in sockets if name == "gcs_server")
-        ask = (f"from ray._raylet import GcsClient; c = GcsClient(address='127.0.0.1:{port}'); "
-               "print('NODES', len(c.get_all_node_info(timeout=10)))")
-        for token, allowed in (("0" * 64, False), (environ["RAY_AUTH_TOKEN"], True)):
-            client = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
-            answer = subprocess.run([sys.executable, "-c", ask], env=client,
-                                    capture_output=True, text=True, timeout=120)
-            assert ("NODES 1" in answer.stdout) is allowed, answer.stderr[-500:]
-    finally:
-        kill_group(proc.pid)
-    assert not group_processes(proc.pid)
+    gcs = next(p for p in procs if p.name() == "gcs_server")
+    environ = gcs.environ()
+    assert environ.get("RAY_AUTH_MODE") == "token" and len(environ["RAY_AUTH_TOKEN"]) == 64
+    port = next(port for pid, name, _, port in sockets if name == "gcs_server")
+    ask = (f"from ray._raylet import GcsClient; c = GcsClient(address='127.0.0.1:{port}'); "
+           "print('NODES', len(c.get_all_node_info(timeout=10)))")
+    for token, allowed in (("0" * 64, False), (environ["RAY_AUTH_TOKEN"], True)):
+        client = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+        answer = subprocess.run([sys.executable, "-c", ask], env=client,
+                                capture_output=True, text=True, timeout=120)
+        assert ("NODES 1" in answer.stdout) is allowed, answer.stderr[-500:]
+    return sockets
