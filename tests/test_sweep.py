@@ -343,7 +343,12 @@ def test_killed_driver_resumes_without_losing_or_repeating_trials(tmp_path):
     assert (after[before.index] == before).all()
     study = optuna.load_study(study_name="k", storage=f"sqlite:///{results / 'k' / 'optuna.db'}")
     states = [t.state for t in study.trials]
-    assert TrialState.RUNNING not in states
+    assert TrialState.RUNNING not in states and len(study.trials) == 3
+    by_id = rows.set_index("trial_id")
+    for trial in study.trials:           # each row's searched key is its Optuna trial's
+        assert trial.params == {"lam": by_id.loc[trial.user_attrs["trial_id"]].lam}
+    from tests.search.helpers import group_processes
+    assert not group_processes(proc.pid) and not group_processes(resumed.pid)
     complete = {t.user_attrs["trial_id"] for t in study.trials if t.state == TrialState.COMPLETE}
     assert complete == set(rows.trial_id) - {"baseline"}
     info = json.loads((results / "k" / "sweep.json").read_text())

@@ -8,6 +8,7 @@ How the rows, the Optuna study and Tune's state are kept one is in ``reconcile``
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -149,6 +150,9 @@ def _run(sp: Space, *, name: str, folder: Path, recorded: dict, address: str | N
         with _env(RAY_AIR_NEW_OUTPUT="0", TUNE_DISABLE_AUTO_CALLBACK_LOGGERS="1"):
             # Tune's own CSV/JSON/TensorBoard logs would hold the NaN placeholders of
             # checkpoint reports; the rows and curves are the record.
+            # With those loggers off, Tune's ResultGrid warns that each trial lacks their
+            # files; nothing reads them here.
+            logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
             tuner = restore_or_create(sp, name=name, folder=folder, searcher=searcher,
                                       progress=progress, runner=runner, storage=storage,
                                       checkpoints=checkpoints, log=log)

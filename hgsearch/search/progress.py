@@ -18,7 +18,7 @@ from ray import tune
 
 from hgsearch.results import write_row
 from hgsearch.search import reconcile
-from hgsearch.search.records import TRACKED_DIR, finite, read_row, row_ids
+from hgsearch.search.records import DONE, TRACKED_DIR, finite, read_row, row_ids
 
 Log = Callable[[str], None]
 
@@ -116,6 +116,14 @@ class Progress(tune.Callback):
         self.log(f"{_name(trial)} crashed ({self._error(trial)}); retrying")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **_: Any) -> None:
+        row = read_row(self.folder, _name(trial)) or {}
+        if row.get("status") in DONE:
+            # Its row was written before a driver died, its checkpoints deleted with it, and
+            # Tune, restoring it as unfinished, cannot find them: the trial had ended anyway.
+            self._ended(trial)
+            self._line(trials, trial, f"{_name(trial)} {row['status']} (recorded before the "
+                       "driver restarted)")
+            return
         if reconcile.needs_failed_row(Path(self.folder), _name(trial)):
             self._write_failed(trial, self._error(trial))
         self._ended(trial)
@@ -147,7 +155,7 @@ class Progress(tune.Callback):
 
     def _error(self, trial: Any) -> str:
         row = read_row(self.folder, _name(trial)) or {}
-        text = row.get("error") or str(trial.get_error() or "")
+        text = row.get("error") or _error_text(trial)
         lines = [ln for ln in text.splitlines() if ln.strip()]
         return lines[-1].strip()[:300] if lines else "see its log"
 
@@ -166,6 +174,15 @@ def delete_checkpoints(trial: Any) -> None:
         if entry.type == pyarrow.fs.FileType.Directory \
                 and Path(entry.path).name.startswith("checkpoint_"):
             fs.delete_dir(entry.path)
+
+
+def _error_text(trial: Any) -> str:
+    """Tune's record of a trial's last error: its local copy first (the storage copy is
+    synced later), else the storage's."""
+    path = trial.error_file
+    if path and Path(path).is_file():
+        return Path(path).read_text(errors="replace")
+    return str(trial.get_error() or "")
 
 
 def _name(trial: Any) -> str:

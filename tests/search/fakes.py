@@ -20,11 +20,16 @@ DIVERGE, FAIL, KILL = 0.5, 0.25, 0.125
 LAMS = [1.0e-4, 1.0e-3, 1.0e-2, DIVERGE, FAIL]   # a space's choice (KILL only when asked)
 
 
-def fake_run_trial(config: dict, *, extra: dict | None = None, log=print) -> dict:
+def fake_run_trial(config: dict, *, extra: dict | None = None, log=print,
+                   checkpoint=None) -> dict:
     out = Path(config["out_dir"])
     (out / f"started-{config['trial_id']}").touch()
     started = now()
-    time.sleep(float(os.environ.get("FAKE_TRIAL_SLEEP", "0.2")))
+    seconds = float(os.environ.get("FAKE_TRIAL_SLEEP", "0.2"))
+    if checkpoint is not None and checkpoint.load() is None:
+        for epoch in (1, 2, 3):       # three saves: Tune keeps the last two
+            checkpoint.save({"phase": "train", "epoch": epoch})
+    time.sleep(seconds)
     lam = config.get("lam", 1.0e-4)
     by_id = dict(p.split(":") for p in os.environ.get("FAKE_OUTCOMES", "").split(",") if p)
     lam = {"diverge": DIVERGE, "fail": FAIL, "kill": KILL}.get(by_id.get(config["trial_id"]),

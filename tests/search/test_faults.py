@@ -54,8 +54,9 @@ def test_sigkill_at_five_moments_loses_and_repeats_nothing(tmp_path):
         try:
             if when is not None:              # a moment seen from outside
                 wait_for(when, timeout=300, proc=proc, log=log, step=0.02)
-                if check is not None:
+                if check is not None:         # takes seconds: then wait for the moment again
                     check(proc.pid)
+                    wait_for(when, timeout=300, proc=proc, log=log, step=0.02)
                 kill_group(proc.pid)
             code = proc.wait(timeout=300)
         finally:
