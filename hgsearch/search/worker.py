@@ -13,6 +13,7 @@ import inspect
 import json
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +22,6 @@ from typing import Any
 
 from ray import tune
 
-from hgsearch.checkpoint import read_state, write_state
 from hgsearch.errors import UserError
 from hgsearch.results import empty_metrics, write_row
 from hgsearch.search.baseline import BASELINE_ID
@@ -45,15 +45,20 @@ class WorkerSettings:
 def trainable(keys: dict, settings: WorkerSettings) -> None:
     """Runs in a Ray worker: one trial, then its end reported to Tune."""
     import ray
-    import torch  # the trial imports it anyway; the driver need not
 
     keys = dict(keys)
     folder = Path(settings.folder)
     trial_id = keys["trial_id"]
-    torch.set_num_threads(settings.threads)   # concurrent CPU trials must not oversubscribe
+    module, _, function = settings.runner.partition(":")
+    run_trial = getattr(importlib.import_module(module), function)
+    # torch is set up if the runner uses it (hgsearch.trial does; a test's stand-in need not
+    # pay for importing it in every worker).
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(settings.threads)   # concurrent CPU trials must not oversubscribe
     if settings.gpu == 0 and keys.get("device", "auto") == "auto":
         keys["device"] = "cpu"      # Ray gave this trial no GPU: do not take one behind its back
-    elif 0 < settings.gpu < 1 and torch.cuda.is_available():
+    elif torch is not None and 0 < settings.gpu < 1 and torch.cuda.is_available():
         # Ray's fractional GPUs are bookkeeping only; this caps the caching allocator to match.
         torch.cuda.set_per_process_memory_fraction(settings.gpu)
 
@@ -66,9 +71,7 @@ def trainable(keys: dict, settings: WorkerSettings) -> None:
             "ray_trial_id": tune.get_context().get_trial_id(),
             "node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
-            "cpu_threads": torch.get_num_threads()}
-        module, _, function = settings.runner.partition(":")
-        run_trial = getattr(importlib.import_module(module), function)
+            "cpu_threads": torch.get_num_threads() if torch is not None else settings.threads}
         options: dict[str, Any] = {}
         if settings.checkpoints and "checkpoint" in inspect.signature(run_trial).parameters:
             options["checkpoint"] = checkpointer = TuneCheckpointer(settings.objectives)
@@ -118,6 +121,8 @@ class TuneCheckpointer:
         checkpoint = tune.get_checkpoint()
         if checkpoint is None:
             return
+        from hgsearch.checkpoint import read_state
+
         try:
             with checkpoint.as_directory() as where:
                 state = read_state(Path(where) / self.STATE)
@@ -134,6 +139,8 @@ class TuneCheckpointer:
         return self._state
 
     def save(self, state: dict[str, Any]) -> None:
+        from hgsearch.checkpoint import write_state
+
         with tempfile.TemporaryDirectory(prefix="hgsearch-ckpt-") as tmp:
             write_state(state, Path(tmp) / self.STATE)
             meta = {"restarts": self.restarts, "phase": state["phase"], "epoch": state["epoch"]}

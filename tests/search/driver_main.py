@@ -49,7 +49,10 @@ def _install(kill_at: str) -> None:
 
         def error_then_die(self, iteration, trials, trial, **info):
             error(self, iteration, trials, trial, **info)
-            _die()
+            from hgsearch.search.records import read_row
+            row = read_row(self.folder, trial.config["trial_id"]) or {}
+            if row.get("status") == "failed":
+                _die()
         Progress.on_trial_error = error_then_die
 
 

@@ -156,6 +156,15 @@ def test_driver_writes_rows_and_sweep_json_atomically(swept):
     assert str(result.folder / "sweep.json") in arrived
 
 
+def test_tune_state_holds_no_rows(swept):
+    """Tune saves every trial's last report in its experiment state, over and over."""
+    result, *_ = swept
+    states = list((result.folder / "tune").glob("experiment_state*.json"))
+    text = "".join(p.read_text() for p in states)
+    assert states and "hg_trial_id" in text       # the reports are there, readable
+    assert "row_json" not in text and "cpu_threads" not in text    # a row's column is not
+
+
 def test_no_checkpoints_or_tune_loggers_left(swept):
     result, *_ = swept
     tune = result.folder / "tune"

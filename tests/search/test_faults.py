@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from hgsearch.results import load_results
@@ -37,12 +38,13 @@ def _rows(folder):
     return {p.stem for p in trials.glob("*.parquet")} if trials.is_dir() else set()
 
 
+@pytest.mark.timeout(1200)     # six Ray starts: about a minute on 2 idle cores, far more when busy
 def test_sigkill_at_five_moments_loses_and_repeats_nothing(tmp_path):
     space = fake_space(tmp_path / "f.yaml", search={"lam": {"choice": [1e-4, 1e-3, 1e-2]}},
                        num_samples=NUM_SAMPLES, max_concurrent=2, retries=0)
     results, log = tmp_path / "r", tmp_path / "driver.log"
     folder = results / "f"
-    env = driver_env(FAKE_TRIAL_SLEEP="1.5", HGSEARCH_TEST_RUNNER=FAKE,
+    env = driver_env(FAKE_TRIAL_SLEEP="1.0", HGSEARCH_TEST_RUNNER=FAKE,
                      FAKE_OUTCOMES=",".join(f"{k}:{v}" for k, v in OUTCOMES.items()))
     groups: list[int] = []
     first = [str(space), "--results", str(results)]
