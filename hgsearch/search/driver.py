@@ -29,6 +29,7 @@ from hgsearch.search.cluster import (
 from hgsearch.search.progress import SESSIONS, Progress, Session, Tracker, track_all
 from hgsearch.search.records import (
     ENDED,
+    LOCK_FILE,
     check_name,
     lock,
     new_sweep_json,
@@ -98,6 +99,7 @@ def run_sweep(space: str | Path | None = None, *, name: str | None = None,
         recorded = {}
     _check_folders(sp, local=address is None, log=log)
 
+    created = not folder.exists()
     held = lock(folder)
     try:
         with ray_session(address, num_cpus=num_cpus) as started:
@@ -110,6 +112,10 @@ def run_sweep(space: str | Path | None = None, *, name: str | None = None,
                             runner=runner, trackers=trackers)
     finally:
         held.close()
+        if not (folder / "sweep.json").exists():     # refused before anything was recorded
+            (folder / LOCK_FILE).unlink(missing_ok=True)
+            if created and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def _run(sp: Space, *, name: str, folder: Path, recorded: dict, address: str | None,
