@@ -8,7 +8,8 @@
 # aims at under 8 minutes on one H200; --quick takes about a minute.
 #
 # It installs only what is missing, and only from PyPI (or from WHEELS, a folder of wheels, for
-# a machine without network):
+# a machine without network; `pip download --only-binary=:all: --python-version X.Y -d DIR REQ`
+# on a machine with network fetches them with their dependencies):
 # - when PYTHON (default python3) already imports everything the suite needs, it is used as it
 #   is and nothing is installed (hgsearch itself runs from this folder through PYTHONPATH);
 # - else a venv (VENV, default .venv-gpu) is made that also sees PYTHON's packages (a .pth file,
@@ -81,18 +82,24 @@ print(p["purelib"]); print(p["platlib"])' | sort -u)
   if [[ ${#todo[@]} -gt 0 ]]; then
     echo "installing into $venv: ${todo[*]}"
     "$py" -m pip --version >/dev/null 2>&1 || "$py" -m ensurepip --upgrade >/dev/null
-    if [[ -n ${WHEELS:-} ]]; then
-      "$py" -m pip install --quiet --no-index --find-links "$WHEELS" "${todo[@]}"
-    else
-      "$py" -m pip install --quiet "${todo[@]}"
-    fi
+    source=(--retries 1 --timeout 15)
+    [[ -n ${WHEELS:-} ]] && source=(--no-index --find-links "$WHEELS")
+    # A failed install is not the end: only the sweep part needs Ray, Optuna, pandas, pyarrow
+    # and PyYAML, and the parts that lack a module fail one by one, the others still run.
+    for requirement in "${todo[@]}"; do   # one by one: one that cannot be had stops no other
+      "$py" -m pip install --quiet "${source[@]}" "$requirement" \
+        || echo "warning: pip could not install $requirement"
+    done
+    mapfile -t left < <(missing "$py")
+    [[ ${#left[@]} -eq 0 ]] || echo "warning: still missing ${left[*]}; parts that need them fail"
   else
     echo "using $venv: nothing to install"
   fi
 fi
 
 "$py" -c 'import torch; print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, "
-          f"GPU: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}")'
+          f"GPU: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}")' \
+  || { echo "gpu check: $py cannot import torch, which every part needs"; exit 2; }
 
 # A fresh inductor cache: the compile time measured is that of a trial's first compile.
 cache=$(mktemp -d /tmp/hgsearch-inductor-XXXXXX)

@@ -14,9 +14,10 @@ the very same code on the CPU at a tiny size:
   batch, round_to 1, 8, 16;
 - ``sweep`` (sweep.py): a real ``hgsearch sweep`` of short trials sharing the GPU.
 
-The run writes ``<out>/gpu-<host>-<UTC time>.json`` (atomically) and the printed table beside it
-(``.txt``). A part that raises is recorded as ``failed: ...`` and the others still run. Figures
-are never targets here: they are what the machine did.
+The run writes ``<out>/gpu-<host>-<UTC time>.json`` (atomically; every figure) and the printed
+table beside it (``.txt``; table.py: a few lines per part). A part that raises is recorded as
+``failed: ...`` and the others still run. Figures are never targets here: they are what the
+machine did.
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from hgsearch.bench_gpu.table import format_gpu_table
 from hgsearch.errors import UserError
 
 FORMAT = "hgsearch-bench-gpu-v1"
 PARTS = ("training", "sharing", "data", "scoring", "pruning", "sweep")
+__all__ = ["FORMAT", "PARTS", "GpuScale", "format_gpu_table", "gpu_command", "run_gpu_suite",
+           "scale_of", "succeeded", "write_outputs"]
 Log = Callable[[str], None]
 
 
@@ -176,21 +180,6 @@ def gpu_info(device: Any) -> dict[str, Any]:
     return {"gpu_memory_mib": props.total_memory / 2**20,
             "gpu_multiprocessors": props.multi_processor_count,
             "gpu_capability": f"{props.major}.{props.minor}"}
-
-
-def format_gpu_table(report: dict[str, Any]) -> list[str]:
-    """One line per figure: part, figure, value; a failed or skipped part says so."""
-    rows = [("part", "figure", "value")]
-    for name, part in report["parts"].items():
-        if part["status"] != "ok":
-            rows.append((name, "", part["status"]))
-            continue
-        for key, value in part["figures"].items():
-            rows.append((name, key, f"{value:.4g}" if isinstance(value, float) else str(value)))
-        for key, ok in part.get("checks", {}).items():
-            rows.append((name, f"check {key}", "yes" if ok else "NO"))
-    widths = [max(len(r[i]) for r in rows) for i in range(2)]
-    return ["  ".join(c.ljust(w) for c, w in zip(r[:2], widths)) + "  " + r[2] for r in rows]
 
 
 def write_outputs(report: dict[str, Any], table: list[str], folder: str | Path) -> Path:

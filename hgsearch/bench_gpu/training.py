@@ -114,7 +114,9 @@ def bench_training(scale: Any, runtime: Any, log: Any) -> dict[str, Any]:
                 "epoch_s": {name: [w for w, _ in t] for name, t in times.items()},
                 **tf32_flags(torch)}
     return {"settings": settings, "figures": figures,
-            "definition": "images_per_s: images of one epoch of hgsearch.train.train (DeviceData "
+            "definition": "fp32: float32 tensors, convolutions in TF32 where settings.tf32_cudnn "
+                          "lets cuDNN (as a trial with precision fp32); "
+                          "images_per_s: images of one epoch of hgsearch.train.train (DeviceData "
                           "augmentation, the trial's default HGSR penalty) / its median wall "
                           "seconds over the rounds, variants interleaved ABBA after a warm-up "
                           "epoch each; speedups: paired ratios of epoch seconds (fp32 / bf16_cl, "
