@@ -5,16 +5,18 @@
 #
 # Writes DIR/gpu-<host>-<time>.json (every figure, the machine, the versions), the table beside
 # it (.txt) and the whole log (DIR/gpu-check.log); DIR defaults to results/bench. The full size
-# aims at under 8 minutes on one H200; --quick takes about a minute.
+# aims at under 8 minutes on one H200; --quick runs the same code on smaller networks.
 #
-# It installs only what is missing, and only from PyPI (or from WHEELS, a folder of wheels, for
-# a machine without network; `pip download --only-binary=:all: --python-version X.Y -d DIR REQ`
-# on a machine with network fetches them with their dependencies):
+# It installs only what the parts asked for need and PYTHON lacks, and only from PyPI (or from
+# WHEELS, a folder of wheels, for a machine without network; `pip download --only-binary=:all:
+# --python-version X.Y -d DIR REQ` on a machine with network fetches them with their
+# dependencies). Only the sweep part needs Ray, Optuna, pandas, pyarrow and PyYAML:
 # - when PYTHON (default python3) already imports everything the suite needs, it is used as it
 #   is and nothing is installed (hgsearch itself runs from this folder through PYTHONPATH);
-# - else a venv (VENV, default .venv-gpu) is made that also sees PYTHON's packages (a .pth file,
-#   so a CUDA build of torch that is already there is reused, never downloaded again), and pip
-#   installs the missing requirements into it, with the versions pyproject.toml asks for.
+# - else a venv (VENV, default $TMPDIR/hgsearch-gpu-venv) is made that also sees PYTHON's
+#   packages (a .pth file, so a CUDA build of torch that is already there is reused, never
+#   downloaded again), and pip installs the missing requirements into it, with the versions
+#   pyproject.toml asks for.
 #
 # Settings: PYTHON, VENV, WHEELS, DEVICE (cuda; cpu tries the script without a GPU), LIMIT
 # (seconds the suite may run, default 570: its JSON is rewritten after every part, so a run cut
@@ -24,26 +26,37 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 python=${PYTHON:-python3}
-venv=${VENV:-.venv-gpu}
+venv=${VENV:-${TMPDIR:-/tmp}/hgsearch-gpu-venv}
 device=${DEVICE:-cuda}
 limit=${LIMIT:-570}
 
 out=results/bench
+only=sweep   # the parts asked for (--only); by default all, the sweep among them
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
-  [[ ${args[i]} == --out && $((i + 1)) -lt ${#args[@]} ]] && out=${args[i + 1]}
+  next=${args[i + 1]:-}
+  case ${args[i]} in
+    --out) out=$next ;;
+    --out=*) out=${args[i]#--out=} ;;
+    --only) only=$next ;;
+    --only=*) only=${args[i]#--only=} ;;
+  esac
 done
 mkdir -p "$out"
 log=$out/gpu-check.log
 exec > >(tee "$log") 2>&1
 
 # module the suite imports -> the requirement that provides it (pyproject.toml's versions);
-# onnx/onnxscript (model export) and the dev tools are not needed here
+# onnx/onnxscript (model export) and the dev tools are not needed here, and Ray, Optuna, pandas,
+# pyarrow and PyYAML only by the sweep part
 declare -A need=(
-  [torch]="torch>=2.4" [torchvision]="torchvision>=0.19" [ray.tune]="ray[tune]>=2.40"
-  [optuna]="optuna>=4.0" [pandas]="pandas>=2.0" [pyarrow]="pyarrow>=15"
-  [numpy]="numpy>=1.26" [PIL]="pillow>=10" [yaml]="pyyaml>=6"
+  [torch]="torch>=2.4" [torchvision]="torchvision>=0.19" [numpy]="numpy>=1.26"
+  [PIL]="pillow>=10"
 )
+if [[ ,$only, == *,sweep,* ]]; then
+  need+=([ray.tune]="ray[tune]>=2.40" [optuna]="optuna>=4.0" [pandas]="pandas>=2.0"
+         [pyarrow]="pyarrow>=15" [yaml]="pyyaml>=6")
+fi
 
 missing() {  # the requirements whose module $1 (a python) cannot import, one per line
   local py=$1 module pairs=()

@@ -17,6 +17,7 @@ import os
 import re
 import statistics
 import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -328,3 +329,47 @@ def test_train_accepts_a_compiled_module_as_step_model():
                                                                       batch_size=8),
           runtime=runtime, generator=torch.Generator().manual_seed(0), log=None,
           step_model=torch.compile(model, backend="eager"))
+
+
+SWEEP_ONLY = {"ray", "optuna", "pandas", "pyarrow", "yaml"}
+
+
+@pytest.fixture
+def without_sweep_packages(tmp_path) -> dict:
+    """An environment in which Python cannot import the packages only the sweep part needs."""
+    blocked = tmp_path / "blocked"
+    for name in SWEEP_ONLY:
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} blocked')\n")
+    return {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(blocked),
+            "DEVICE": "cpu", "VENV": str(tmp_path / "venv"), "WHEELS": str(tmp_path / "none")}
+
+
+def _gpu_check(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(ROOT / "cluster" / "gpu_check.sh"), *args], env=env,
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+
+
+def test_gpu_check_installs_nothing_that_the_parts_asked_for_do_not_need(
+        tmp_path, without_sweep_packages):
+    # --threads 0 makes hgsearch refuse at once, after the script decided what to install
+    done = _gpu_check(without_sweep_packages, "--only", "pruning,scoring", "--threads", "0",
+                      "--out", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"using {sys.executable} as it is: nothing to install" in done.stdout
+    assert "--threads 0" in done.stdout and not (tmp_path / "venv").exists()
+    assert (tmp_path / "out" / "gpu-check.log").read_text() == done.stdout
+
+
+def test_gpu_check_installs_only_what_is_missing_into_a_venv_that_sees_python(
+        tmp_path, without_sweep_packages):
+    (tmp_path / "none").mkdir()   # an empty wheel folder: every install fails, offline
+    done = _gpu_check(without_sweep_packages, "--only", "sweep", "--threads", "0",
+                      "--out", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.startswith("installing into"))
+    assert sorted(line.partition(": ")[2].split()) == sorted(
+        ["ray[tune]>=2.40", "optuna>=4.0", "pandas>=2.0", "pyarrow>=15", "pyyaml>=6"])
+    # torch came from PYTHON's own packages through the venv's .pth file
+    assert "torch " + torch.__version__ in done.stdout
+    assert "--threads 0" in done.stdout
