@@ -276,8 +276,8 @@ def test_a_failing_part_is_recorded_and_the_others_run(monkeypatch):
     assert report["parts"]["pruning"]["status"] == "ok"
     assert report["parts"]["sweep"]["status"].startswith("skipped")
     assert not bench_gpu.succeeded(report)
-    assert seen == [["training", "sharing", "data"],
-                    ["training", "sharing", "data", "scoring", "pruning"]]
+    assert seen == [["training", "sharing", "sweep", "data"],
+                    ["training", "sharing", "sweep", "data", "pruning"]]
 
 
 @pytest.mark.parametrize("args, message", [

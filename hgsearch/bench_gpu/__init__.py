@@ -7,12 +7,12 @@ the very same code on the CPU at a tiny size:
   channels_last, and the same + torch.compile, whose compile time is given apart;
 - ``sharing`` (sharing.py, worker.py): aggregate training images/s of 1, 2, 4, 8 trials sharing
   the GPU as separate processes (as Ray runs them), and each process's peak memory;
+- ``sweep`` (sweep.py): a real ``hgsearch sweep`` of short trials sharing the GPU;
 - ``data`` (training.py): the device-resident data path's share of a training step;
-- ``scoring`` (scoring.py): fast vs reference scorer with TF32 off, and the largest delta
-  difference against the same scoring on the CPU in float64;
 - ``pruning`` (latency.py): latency of a 50%-pruned network vs the dense one, batch 1 and a large
   batch, round_to 1, 8, 16;
-- ``sweep`` (sweep.py): a real ``hgsearch sweep`` of short trials sharing the GPU.
+- ``scoring`` (scoring.py): fast vs reference scorer with TF32 off, and the largest delta
+  difference against the same scoring on the CPU in float64.
 
 The run writes ``<out>/gpu-<host>-<UTC time>.json`` (atomically; every figure) and the printed
 table beside it (``.txt``; table.py: a few lines per part). A part that raises is recorded as
@@ -34,7 +34,10 @@ from hgsearch.bench_gpu.table import format_gpu_table
 from hgsearch.errors import UserError
 
 FORMAT = "hgsearch-bench-gpu-v1"
-PARTS = ("training", "sharing", "data", "scoring", "pruning", "sweep")
+# What the shipped spaces' gpu, compile and batch_size need comes first; scoring, whose float64
+# check on the CPU costs the most where a machine's CPU is slow, last (the JSON is rewritten
+# after every part, so a run cut short keeps what finished).
+PARTS = ("training", "sharing", "sweep", "data", "pruning", "scoring")
 __all__ = ["FORMAT", "PARTS", "GpuScale", "format_gpu_table", "gpu_command", "run_gpu_suite",
            "scale_of", "succeeded", "write_outputs"]
 Log = Callable[[str], None]
