@@ -16,7 +16,8 @@
 # $STATE/pids; `stop` signals the processes of those sessions only (Ray's workers get process
 # groups of their own, but stay in the node's session), so another Ray on the machine is left
 # alone. Logs: $STATE/<node>.log. Settings: CPUS, PORT (GCS, default 6390; each node also
-# uses PORT+100.. for its agents), STATE, PYTHON (default python3; the one Ray is installed in).
+# uses PORT+100.. for its agents), STATE, PYTHON (default python3; the one Ray is installed in),
+# WAIT_S (how long `start` waits for the nodes, default 120).
 set -euo pipefail
 
 state=${STATE:-/tmp/hgsearch-cluster-$(id -un)}
@@ -73,10 +74,16 @@ start() {
 # A driver's Python: it must see the cluster on loopback (see cluster/ray_loopback.py).
 driver() { RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 "$python" "$@"; }
 
-# Wait until the cluster reports `n` alive nodes (or give up after a minute).
+# Wait until the cluster reports `n` alive nodes; give up after WAIT_S (default 120) seconds,
+# or at once when a node's `ray start` has exited (it logs why).
 wait_for() {
-  local n=$1
-  for _ in $(seq 60); do
+  local n=$1 deadline=$((SECONDS + ${WAIT_S:-120})) sid name
+  while ((SECONDS < deadline)); do
+    while read -r sid name; do
+      if ! kill -0 "$sid" 2>/dev/null; then
+        echo "$0: node $name exited; see $state/$name.log" >&2; exit 1
+      fi
+    done < "$state/pids"
     if driver - "$n" "127.0.0.1:$port" <<'EOF' 2>/dev/null; then return 0; fi
 import sys, ray
 ray.init(address=sys.argv[2], logging_level="ERROR")
@@ -84,7 +91,7 @@ sys.exit(0 if sum(node["Alive"] for node in ray.nodes()) >= int(sys.argv[1]) els
 EOF
     sleep 1
   done
-  echo "$0: fewer than $n nodes after 60 s; see $state/*.log" >&2
+  echo "$0: fewer than $n nodes after ${WAIT_S:-120} s; see $state/*.log" >&2
   exit 1
 }
 
@@ -100,12 +107,13 @@ stop() {
     pids=$(session_pids "$sid")
     [[ -n $pids ]] || continue
     kill -TERM $pids 2>/dev/null || true
-    for _ in $(seq 20); do
+    # 10 s to end, then KILL; return once they are gone (a killed process takes a moment).
+    for i in $(seq 40); do
       pids=$(session_pids "$sid")
       [[ -n $pids ]] || break
+      ((i <= 20)) || kill -KILL $pids 2>/dev/null || true
       sleep 0.5
     done
-    [[ -z $pids ]] || kill -KILL $pids 2>/dev/null || true
     echo "stopped $name (session $sid)"
   done
   rm -f "$state/pids" "$state/token"

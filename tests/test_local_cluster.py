@@ -88,7 +88,7 @@ def test_local_cluster_nodes_listen_on_loopback_only_with_token_auth(tmp_path):
            "PYTHON": sys.executable}
     env.pop("RAY_ADDRESS", None)
     started = subprocess.run(["bash", str(script), "start", "1"], env=env, capture_output=True,
-                             text=True, timeout=240)
+                             text=True, timeout=400)
     sessions: set[int] = set()
     driver = None
     try:
