@@ -102,17 +102,21 @@ def test_local_cluster_nodes_listen_on_loopback_only_with_token_auth(tmp_path):
         settings = dict(item.split("=", 1) for item in exports[1:])
         assert settings["RAY_AUTH_MODE"] == "token"           # set explicitly, not by default
         assert len((tmp_path / "state" / "token").read_text().strip()) == 64
+        # The nodes alone: the GCS, two raylets, their agents.
+        sockets = _listening(_in_sessions(sessions))
+        names = [name for name, *_ in sockets]
+        assert "gcs_server" in names and names.count("raylet") >= 2, sockets
+        assert [s for s in sockets if s[2] not in LOOPBACK] == []
+        # With a driver holding a worker process on each node: the workers' servers too.
         driver = subprocess.Popen([sys.executable, "-c", HOLDERS, f"127.0.0.1:{port}"],
                                   env={**env, **settings}, stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True)
         ready = driver.stdout.readline().split()
         assert ready[:1] == ["READY"] and len(set(ready[1:])) == 2     # one on each node
-        ours = _in_sessions(sessions) | {driver.pid}
-        sockets = _listening(ours)
+        sockets = _listening(_in_sessions(sessions) | {driver.pid})
         names = [name for name, *_ in sockets]
-        # The check sees the servers it is about: the GCS, two raylets, the held workers.
-        assert "gcs_server" in names and names.count("raylet") >= 2
         assert sum(name.startswith("ray::Holder") for name in names) == 2, sockets
+        assert driver.pid in {pid for _, pid, *_ in sockets}
         assert [s for s in sockets if s[2] not in LOOPBACK] == []
     finally:
         if driver is not None:
