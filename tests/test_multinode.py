@@ -88,6 +88,19 @@ def test_each_host_has_its_own_address_and_no_way_out(cluster):
     root = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout
     prefix = c.addr("head").rsplit(".", 1)[0] + "."
     assert prefix not in root                 # this namespace holds none of their addresses
+    root_links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert not any(f" v-{node}@" in root_links for node in c.nodes())
+    # The bridge's namespace: the bridge and the hosts' cables, no address, no route.
+    net = f"hgs-{c.id}-net"
+    links = subprocess.run(["ip", "-n", net, "-o", "link"], capture_output=True, text=True,
+                           check=True).stdout
+    assert sorted(line.split(":")[1].strip().split("@")[0] for line in links.splitlines()) == \
+        sorted(["lo", "br0", *(f"v-{node}" for node in c.nodes())])
+    addrs = subprocess.run(["ip", "-n", net, "-o", "addr"], capture_output=True, text=True,
+                           check=True).stdout
+    assert [line.split()[3] for line in addrs.splitlines()] == ["127.0.0.1/8"]
+    assert subprocess.run(["ip", "-n", net, "route"], capture_output=True, text=True,
+                          check=True).stdout.strip() == ""
     for node in c.nodes():
         links = subprocess.run(["ip", "-n", c.ns(node), "-o", "link"], capture_output=True,
                                text=True, check=True).stdout
