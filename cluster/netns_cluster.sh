@@ -154,6 +154,10 @@ inside() {  # STATE NODE CMD... (in the new mount namespace): the host's own dis
   done
   mount --rbind "$disk" /tmp
   for k in "${keep[@]}"; do mkdir -p "$k"; mount --bind "/tmp/.code$k" "$k"; done
+  # The holding place would be a second, writable way in: gone once the code is in place.
+  for k in "${keep[@]}"; do
+    if mountpoint -q "/tmp/.code$k"; then umount -R "/tmp/.code$k"; fi
+  done
   echo "hgs-$node" > /proc/sys/kernel/hostname
   mkdir -p /tmp/shm /tmp/home /tmp/work
   mount --bind /tmp/shm /dev/shm

@@ -383,3 +383,34 @@ def test_a_failed_start_tears_down_what_it_made(tmp_path):
             c.up()
     after = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert after == before
+
+
+def test_code_under_tmp_stays_visible_and_read_only_on_a_host(tmp_path):
+    """A clone under /tmp (CI's may be): a host still sees the code, read-only, and no other
+    way in to it; its own /tmp is its disk; the cluster's folder is hidden. No Ray needed."""
+    reason = unavailable()
+    if reason:
+        pytest.skip(f"no namespace cluster here: {reason}")
+    state, repo = tmp_path / "state", tmp_path / "clone"
+    (repo / ".venv").mkdir(parents=True)
+    (repo / ".venv" / "marker").write_text("code\n")
+    (state / "disk" / "w1").mkdir(parents=True)
+    ident = f"t{os.getpid() % 100000:05d}"
+    (state / "cluster.env").write_text(
+        f"ID={ident}\nREPO={repo}\nPYTHON=/bin/false\nPYPREFIX={repo / '.venv'}\n"
+        'NODES="w1"\nADDR_w1=198.18.0.11\nSTORE_URL=http://198.18.0.3:9000\n')
+    c = NetnsCluster(state)
+    c.env = {"ID": ident, "NODES": "w1"}
+    subprocess.run(["ip", "netns", "add", c.ns("w1")], check=True)
+    try:
+        done = c.run("w1", "bash", "-c",
+                     f"cat {repo}/.venv/marker; touch {repo}/x {repo}/.venv/x 2>/dev/null || "
+                     f"echo read-only; ls -A /tmp/.code{repo} | wc -l; touch /tmp/work/mine && "
+                     f"echo writable; test -e {state}/cluster.env || echo hidden; hostname")
+        assert done.stdout.split() == ["code", "read-only", "0", "writable", "hidden",
+                                       "hgs-w1"], done.stdout
+        assert (state / "disk" / "w1" / "work" / "mine").is_file()
+        assert not (repo / "x").exists()
+    finally:
+        subprocess.run(["ip", "netns", "del", c.ns("w1")], check=True)
+    assert c.leftovers() == []
