@@ -30,6 +30,15 @@ holders = [Holder.options(resources={n: 0.01}).remote() for n in ("head", "worke
 print("READY", *ray.get([h.node.remote() for h in holders]), flush=True)
 sys.stdin.read()
 """
+GCS_CHECK = """
+import sys
+from ray._raylet import GcsClient
+try:
+    GcsClient(address=sys.argv[1]).get_all_node_info(timeout=10)
+    print("CONNECTED")
+except Exception as err:
+    print("REFUSED", type(err).__name__)
+"""
 LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
 
 
@@ -102,6 +111,11 @@ def test_local_cluster_nodes_listen_on_loopback_only_with_token_auth(tmp_path):
         settings = dict(item.split("=", 1) for item in exports[1:])
         assert settings["RAY_AUTH_MODE"] == "token"           # set explicitly, not by default
         assert len((tmp_path / "state" / "token").read_text().strip()) == 64
+        # Token authentication is on: a client without the token is refused by the GCS.
+        bare = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")}
+        refused = subprocess.run([sys.executable, "-c", GCS_CHECK, f"127.0.0.1:{port}"],
+                                 env=bare, capture_output=True, text=True, timeout=120)
+        assert refused.stdout.split() == ["REFUSED", "AuthenticationError"], refused.stdout
         # The nodes alone: the GCS, two raylets, their agents.
         sockets = _listening(_in_sessions(sessions))
         names = [name for name, *_ in sockets]
