@@ -18,7 +18,9 @@
 # (HOME, the working directory and Ray's session live there), /dev/shm is a
 # folder on it, the rest of STATE is hidden and the code (the repository, the Python prefix) is read-only. Only
 # the head's disk holds the results a driver there writes.
-# Ray: token authentication on every host (one fresh token, in each host's /tmp; the client gets
+# Ray: GCS health checks every second, a node dead after 5 failed in a row (a killed host
+# refuses at once: seconds; a slow one has 5 x 5 s to answer);
+# token authentication on every host (one fresh token, in each host's /tmp; the client gets
 # none: a test gives it one by copying STATE/token to STATE/disk/client/ray-token); no
 # dashboard; usage stats off. The store is an S3 server (moto) at STORE:9000 with a bucket
 # `hgsearch`; every host has AWS_ENDPOINT_URL pointing at it, so s3://hgsearch/... reaches it.
@@ -173,7 +175,7 @@ inside() {  # STATE NODE CMD... (in the new mount namespace): the host's own dis
   exec env -i PATH="$PYPREFIX/bin:/usr/sbin:/usr/bin:/sbin:/bin" HOME=/tmp/home TMPDIR=/tmp \
     LANG=C.UTF-8 PYTHONPATH="$REPO" PYTHONDONTWRITEBYTECODE=1 OMP_NUM_THREADS=1 \
     RAY_USAGE_STATS_ENABLED=0 RAY_health_check_period_ms=1000 \
-    RAY_health_check_timeout_ms=1000 RAY_health_check_failure_threshold=3 \
+    RAY_health_check_timeout_ms=5000 RAY_health_check_failure_threshold=5 \
     AWS_ACCESS_KEY_ID=hgsearch-test AWS_SECRET_ACCESS_KEY=hgsearch-test \
     AWS_DEFAULT_REGION=us-east-1 AWS_ENDPOINT_URL="$STORE_URL" AWS_EC2_METADATA_DISABLED=true \
     HGSEARCH_NODE="$node" "${token[@]}" "$@"

@@ -52,8 +52,20 @@ class NetnsCluster:
 
     # ------------------------------------------------------------------ life cycle
 
-    def up(self, timeout: float = 300) -> None:
-        self._script("up", str(self.workers), timeout=timeout)
+    def up(self, timeout: float = 300, tries: int = 2) -> None:
+        """Start the cluster; a start that failed (it tears itself down) is tried again: on
+        a machine loaded far beyond its cores a raylet can die while it starts."""
+        for attempt in range(1, tries + 1):
+            try:
+                self._script("up", str(self.workers), timeout=timeout)
+                break
+            except RuntimeError as err:
+                if attempt == tries:
+                    raise
+                kept = self.state.with_name(f"{self.state.name}.failed{attempt}")
+                self.state.rename(kept)           # its logs, for a look afterwards
+                print(f"netns cluster: start {attempt} failed (logs in {kept}): "
+                      f"{str(err).splitlines()[0]}", file=sys.stderr)
         for line in (self.state / "cluster.env").read_text().splitlines():
             key, _, value = line.partition("=")
             self.env[key] = value.strip('"')

@@ -5,6 +5,7 @@ two workers with one CPU each, an S3 store and a client, each in its own network
 its own disk. Checkpoints go to the store (s3://hgsearch/ckpt), which every host reaches over
 the network; the results folder is on the head's disk only. The tests run in file order: the
 node-loss sweep kills a worker, and the last test takes the cluster down and looks for leftovers.
+tests/test_netns_harness.py tests the harness on its own.
 """
 
 from __future__ import annotations
@@ -369,50 +370,3 @@ def _alive_pid(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def test_a_failed_start_tears_down_what_it_made(tmp_path):
-    reason = unavailable()
-    if reason:
-        pytest.skip(f"no namespace cluster here: {reason}")
-    c = NetnsCluster(tmp_path / "bad")
-    with pytest.raises(RuntimeError, match="up failed; tearing down"):
-        with pytest.MonkeyPatch.context() as mp:
-            # The bridge's and the head's namespaces and a cable are made before the first
-            # address, which is refused.
-            mp.setenv("SUBNET", "198.18.300")
-            c.up()
-    env = (c.state / "cluster.env").read_text()
-    c.env = dict(line.split("=", 1) for line in env.splitlines())
-    assert c.leftovers() == []
-
-
-def test_code_under_tmp_stays_visible_and_read_only_on_a_host(tmp_path):
-    """A clone under /tmp (CI's may be): a host still sees the code, read-only, and no other
-    way in to it; its own /tmp is its disk; the cluster's folder is hidden. No Ray needed."""
-    reason = unavailable()
-    if reason:
-        pytest.skip(f"no namespace cluster here: {reason}")
-    state, repo = tmp_path / "state", tmp_path / "clone"
-    (repo / ".venv").mkdir(parents=True)
-    (repo / ".venv" / "marker").write_text("code\n")
-    (state / "disk" / "w1").mkdir(parents=True)
-    ident = f"t{os.getpid() % 100000:05d}"
-    (state / "cluster.env").write_text(
-        f"ID={ident}\nREPO={repo}\nPYTHON=/bin/false\nPYPREFIX={repo / '.venv'}\n"
-        'NODES="w1"\nADDR_w1=198.18.0.11\nSTORE_URL=http://198.18.0.3:9000\n')
-    c = NetnsCluster(state)
-    c.env = {"ID": ident, "NODES": "w1"}
-    subprocess.run(["ip", "netns", "add", c.ns("w1")], check=True)
-    try:
-        done = c.run("w1", "bash", "-c",
-                     f"cat {repo}/.venv/marker; touch {repo}/x {repo}/.venv/x 2>/dev/null || "
-                     f"echo read-only; ls -A /tmp/.code{repo} | wc -l; touch /tmp/work/mine && "
-                     f"echo writable; test -e {state}/cluster.env || echo hidden; hostname")
-        assert done.stdout.split() == ["code", "read-only", "0", "writable", "hidden",
-                                       "hgs-w1"], done.stdout
-        assert (state / "disk" / "w1" / "work" / "mine").is_file()
-        assert not (repo / "x").exists()
-    finally:
-        subprocess.run(["ip", "netns", "del", c.ns("w1")], check=True)
-    assert c.leftovers() == []
