@@ -13,11 +13,10 @@
 # that bridge, an address in SUBNET (default 198.18.0.0/24, the block RFC 2544 sets aside for
 # such tests), IPv6 off and no default route, so a packet can only go to another of these hosts
 # or to the host's own loopback; the root namespace holds none of these links or addresses.
-# Disk: a command on a host runs in mount and UTS namespaces of its own (hostname hgs-NODE) where
-# /tmp is STATE/disk/NODE
-# (HOME, the working directory and Ray's session live there), /dev/shm is a
-# folder on it, the rest of STATE is hidden and the code (the repository, the Python prefix) is read-only. Only
-# the head's disk holds the results a driver there writes.
+# Disk: a command on a host runs in mount and UTS namespaces of its own (hostname hgs-NODE)
+# where /tmp is STATE/disk/NODE (HOME, the working directory and Ray's session live there),
+# /dev/shm is a folder on it, the rest of STATE is hidden and the code (the repository, the
+# Python prefix) is read-only. Only the head's disk holds the results a driver there writes.
 # Ray: GCS health checks every second, a node dead after 5 failed in a row (a killed host
 # refuses at once: seconds; a slow one has 5 x 5 s to answer);
 # token authentication on every host (one fresh token, in each host's /tmp; the client gets

@@ -66,11 +66,14 @@ class NetnsCluster:
                 self.state.rename(kept)           # its logs, for a look afterwards
                 print(f"netns cluster: start {attempt} failed (logs in {kept}): "
                       f"{str(err).splitlines()[0]}", file=sys.stderr)
+        self._load()
+        for name in self.namespaces():
+            self.netns[name] = os.stat(f"/run/netns/{name}").st_ino
+
+    def _load(self) -> None:
         for line in (self.state / "cluster.env").read_text().splitlines():
             key, _, value = line.partition("=")
             self.env[key] = value.strip('"')
-        for name in self.namespaces():
-            self.netns[name] = os.stat(f"/run/netns/{name}").st_ino
 
     def down(self) -> None:
         if (self.state / "cluster.env").exists():
@@ -135,6 +138,10 @@ class NetnsCluster:
 
     def leftovers(self) -> list[str]:
         """Namespaces, processes and mounts of this cluster that still exist."""
+        if not self.env and (self.state / "cluster.env").exists():
+            self._load()               # a start that failed: what did it leave?
+        if not self.env:
+            return []
         left = [f"namespace {name}" for name in self.namespaces()]
         inodes = {f"net:[{inode}]" for inode in self.netns.values()}
         for entry in Path("/proc").iterdir():

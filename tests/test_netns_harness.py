@@ -25,9 +25,8 @@ def test_a_failed_start_tears_down_what_it_made(tmp_path):
             # The bridge's and the head's namespaces and a cable are made before the first
             # address, which is refused.
             mp.setenv("SUBNET", "198.18.300")
-            c.up()
-    env = (c.state / "cluster.env").read_text()
-    c.env = dict(line.split("=", 1) for line in env.splitlines())
+            c.up(tries=1)
+    assert (c.state / "cluster.env").exists()      # it got that far: it had an id
     assert c.leftovers() == []
 
 
