@@ -59,3 +59,14 @@ def test_code_under_tmp_stays_visible_and_read_only_on_a_host(tmp_path):
     finally:
         subprocess.run(["ip", "netns", "del", c.ns("w1")], check=True)
     assert c.leftovers() == []
+
+
+def test_where_it_cannot_run_it_says_why(monkeypatch):
+    """The reason the group's fixture skips with (or fails with, in CI)."""
+    import shutil
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert unavailable() == "network namespaces and mounts need root"
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(shutil, "which", lambda tool: None if tool == "ip" else f"/usr/bin/{tool}")
+    assert unavailable() == "`ip` is missing (iproute2 / util-linux)"
