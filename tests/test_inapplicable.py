@@ -11,7 +11,6 @@ from hgsearch.models import build_model
 from hgsearch.regularizers import hgsr_loss
 from hgsearch.results import empty_metrics, honest_row, load_results, write_row
 
-
 OTHER = {"reg_levels": (1, 2), "reg_outer": ("sqrt", "square"),
          "reg_grouping": ("input", "output"), "mix": (0.0, 0.3, 1.0), "lam": (0.0, 1e-3)}
 
