@@ -20,6 +20,11 @@ from hgsearch.errors import UserError
 from hgsearch.models import build_model, default_widths, load_model, save_model
 
 DENSE = default_widths("resnet20")
+# What trial.py stores beside the weights: how the network was fed (synthetic data's classes)
+FEED = {"dataset": "synthetic", "image_size": 32, "mean": [0.45, 0.5, 0.55],
+        "std": [0.2, 0.25, 0.3], "classes": ["disk", "ring", "square", "triangle", "plus",
+                                               "hstripes", "vstripes", "dstripes", "checks",
+                                               "dots"]}
 
 
 def trial_row(i: int, *, acc: float | None, ratio: float, status: str = "ok",
@@ -55,7 +60,7 @@ def write_results(folder: Path, rows=ROWS, *, models: bool = True) -> pd.DataFra
                 if isinstance(m, torch.nn.BatchNorm2d):
                     m.running_mean.uniform_(-0.1, 0.1)
                     m.running_var.uniform_(0.5, 2.0)
-            save_model(model, folder / "models" / f"{row['trial_id']}.pt")
+            save_model(model, folder / "models" / f"{row['trial_id']}.pt", extra=FEED)
         frame.append(row)
     return pd.DataFrame(frame)
 
@@ -80,8 +85,11 @@ def test_exported_model_reproduces_the_trial_logits(exported):
     with torch.no_grad():
         assert torch.equal(original(x), copy(x))
     arch = json.loads((folder / "selected" / "arch.json").read_text())
+    pre = arch.pop("preprocessing")
     assert arch == {"arch": "resnet20", "num_classes": 10, "widths": original.widths,
-                    "input_size": 32}
+                    "input_size": 32, "classes": FEED["classes"]}
+    assert (pre["mean"], pre["std"], pre["image_size"]) == (FEED["mean"], FEED["std"], 32)
+    assert pre["channel_order"] == "RGB" and pre["input_dtype"] == "float32"
     assert arch["widths"] == df.loc[2, "kept_channels"]
 
 
