@@ -214,6 +214,13 @@ def load_results(path: str | Path) -> pd.DataFrame:
     return df
 
 
+def typed(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a frame of rows with every declared column in its dtype (attrs kept)."""
+    out = _typed(df)
+    out.attrs = dict(df.attrs)
+    return out
+
+
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
     """Every declared column with its dtype, added as nulls where missing; order: declared."""
     out = {}

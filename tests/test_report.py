@@ -152,10 +152,17 @@ class Refs(HTMLParser):
         super().__init__()
         self.refs: list[str] = []
         self.tags: list[str] = []
+        self.plots: list[str] = []
+        self.script_src: list[str] = []
 
     def handle_starttag(self, tag, attrs):
         self.tags.append(tag)
-        self.refs += [v for k, v in attrs if k in ("src", "href") and v]
+        attrs = dict(attrs)
+        self.refs += [v for k, v in attrs.items() if k in ("src", "href") and v]
+        if tag == "figure" and "data-plot" in attrs:
+            self.plots.append(attrs["data-plot"])
+        if tag == "script" and attrs.get("src"):
+            self.script_src.append(attrs["src"])
 
 
 def parse_report(path: Path) -> tuple[str, Refs]:
@@ -171,19 +178,49 @@ def test_report_is_self_contained_and_labelled(tmp_path):
     path = write_report(tmp_path, df)
     assert path == tmp_path / "report" / "index.html"
     text, refs = parse_report(path)
-    assert refs.tags.count("svg") == 4 and "script" not in refs.tags
+    assert refs.plots == ["params_ratio", "macs_ratio", "val_test", "hypervolume", "channels",
+                          "parallel", "importance"]
+    assert not refs.script_src            # plotly.js is inlined, nothing is fetched
     for ref in refs.refs:
         assert not ref.startswith(("http:", "https:", "//")), ref
         assert (path.parent / ref).exists(), ref
     for label in ("validation accuracy (%)", "parameters (fraction of the dense network)",
                   "MACs (multiply-accumulates, fraction of the dense network)",
-                  "hypervolume (product of objective units)",
-                  "channels (inner width of the block)", "Pareto front"):
+                  "hypervolume", "test accuracy (%)", "Pareto front", "All trials"):
         assert label in text
     # no selection exported yet: the report marks the knee
     assert "<b>t02</b>" in text and "knee" in text
-    front = text[text.index("<h2>Pareto front</h2>"):]
+    front = text[text.index("<h2>Pareto front</h2>"):text.index("<h2>All trials</h2>")]
     assert all(f"t0{i}" in front for i in (0, 1, 2, 3, 4)) and "t05" not in front
+    # every trial is in the table of all trials, the failed ones shaded
+    trials = text[text.index("<h2>All trials</h2>"):]
+    assert all(f"<td>t0{i}</td>" in trials for i in range(8))
+    assert trials.count('<tr class="bad">') == 2
+    # points are labelled with their trial: the hover text is in the figure data
+    figure = text[text.index('data-plot="params_ratio"'):text.index('data-plot="macs_ratio"')]
+    assert "\\u003cb\\u003et03\\u003c" in figure     # plotly escapes "<b>t03</b>" in JSON
+
+
+def test_report_names_errors_curves_and_latency(tmp_path):
+    from hgsearch.results import write_curve
+
+    write_results(tmp_path)
+    row = pd.read_parquet(tmp_path / "trials" / "t06.parquet")
+    row["error"] = "RuntimeError: CUDA out of memory"
+    row.to_parquet(tmp_path / "trials" / "t06.parquet")
+    for i in range(6):
+        write_curve(tmp_path, f"t0{i}", [{"phase": "train", "epoch": e, "val_acc": 0.1 * e}
+                                         for e in (1, 2)] + [{"phase": "finetune", "epoch": 1,
+                                                              "val_acc": 0.3}])
+    from hgsearch.results import load_results
+
+    df = load_results(tmp_path)
+    df["latency_final_b1_ms"] = np.linspace(1.0, 2.0, len(df))
+    text, refs = parse_report(write_report(tmp_path, df))
+    assert "latency" in refs.plots and "curves" in refs.plots
+    assert "RuntimeError: CUDA out of memory" in text[text.index("<h2>All trials</h2>"):]
+    curves = text[text.index('data-plot="curves"'):]
+    assert "t00 finetune epoch 1: 30.00%" in curves
 
 
 def test_report_marks_the_exported_selection_and_links_its_files(tmp_path):
@@ -191,7 +228,7 @@ def test_report_marks_the_exported_selection_and_links_its_files(tmp_path):
     export_selection(tmp_path, select(df, rule="budget", budget=0.2), onnx=False)
     path = write_report(tmp_path, df)
     text, refs = parse_report(path)
-    assert "<b>t04</b>" in text
+    assert "<b>t04</b> (exported by hgsearch select at" in text
     assert {"../selected/model_card.json", "../selected/model.pt"} <= set(refs.refs)
     for ref in refs.refs:
         assert (path.parent / ref).is_file(), ref
@@ -202,7 +239,7 @@ def test_report_with_nothing_to_select_and_three_objectives(tmp_path):
                        models=False)
     path = write_report(tmp_path, df, objectives="acc_final:max,params_ratio:min,macs_ratio:min")
     text, refs = parse_report(path)
-    assert refs.tags.count("svg") == 3  # no selected model: no kept-channels chart
+    assert refs.plots == ["params_ratio", "macs_ratio", "val_test", "hypervolume"]
     assert "no model selected" in text and "baselines" in text
     assert "1 failed" in text
 

@@ -106,6 +106,15 @@ def _numbers(df: pd.DataFrame, objs: Objectives) -> np.ndarray:
     return np.stack(cols, axis=1)
 
 
+def left_out(n_usable: int, excluded: Mapping[str, int]) -> str:
+    """'8 usable trials (status ok, every objective set); left out: 1 failed, 1 diverged.'
+
+    The one wording of these counts, shared by ``hgsearch front``, ``select`` and the report.
+    """
+    left = ", ".join(f"{v} {k}" for k, v in excluded.items()) or "none"
+    return f"{n_usable} usable trials (status ok, every objective set); left out: {left}."
+
+
 def usable(df: pd.DataFrame, objectives: ObjectivesLike = None) -> pd.DataFrame:
     """The rows with status "ok" and a number in every objective, objectives cast to float.
 
