@@ -278,7 +278,45 @@ def test_commands_end_to_end(tmp_path, capsys):
     assert (tmp_path / "report" / "index.html").is_file()
 
 
+def test_front_and_select_say_the_same_numbers_in_the_same_words(tmp_path, capsys):
+    write_results(tmp_path)
+    assert main(["front", str(tmp_path)]) == 0
+    front = capsys.readouterr().out
+    # 6 ok rows, 1 of them the baseline: 5 candidates; the same phrase in both commands
+    phrase = "5 candidate trials (the 6 usable trials less 1 baseline)"
+    assert phrase in front and "6 usable trials" in front
+    for rule in (["knee"], ["budget", "--budget", "0.5"]):
+        assert main(["select", str(tmp_path), "--rule", *rule, "--no-onnx"]) == 0
+        assert phrase in capsys.readouterr().out
+
+
+def test_a_corrupt_row_file_is_reported_and_skipped(tmp_path, capsys):
+    write_results(tmp_path, models=False)
+    (tmp_path / "trials" / "zz.parquet").write_bytes(b"PAR1 half a file")
+    assert main(["front", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "skipped" in captured.err and "zz.parquet" in captured.err
+    assert "left out: 1 failed, 1 diverged" in captured.out
+    assert main(["report", str(tmp_path)]) == 0
+    assert "zz.parquet" in (tmp_path / "report" / "index.html").read_text()
+
+
+def test_select_updates_an_existing_report(tmp_path, capsys):
+    write_results(tmp_path)
+    assert main(["report", str(tmp_path)]) == 0
+    assert "<b>t02</b> (chosen by the knee rule" in (tmp_path / "report" / "index.html").read_text()
+    assert main(["select", str(tmp_path), "--rule", "budget", "--budget", "0.2",
+                 "--no-onnx"]) == 0
+    assert "updated" in capsys.readouterr().out
+    assert "<b>t04</b> (exported" in (tmp_path / "report" / "index.html").read_text()
+
+
 @pytest.mark.parametrize("args, message", [
+    (["select", "{R}", "--rule", "budget", "--budget", "50"], "--budget 0.5"),
+    (["select", "{R}", "--rule", "budget", "--budget", "0.5", "--budget-column", "reg"],
+     "'reg': not numeric"),
+    (["select", "{R}", "--rule", "budget", "--budget", "1.5", "--budget-column", "macs_ratio"],
+     "in (0, 1]"),
     (["select", "{R}", "--rule", "knee", "--budget", "0.5"], "--budget does not apply"),
     (["select", "{R}", "--rule", "max-drop"], "max-drop needs"),
     (["select", "{R}", "--rule", "budget", "--budget", "0.01", "--no-onnx"], "no trial has"),
