@@ -75,8 +75,9 @@ def tradeoff(rows: pd.DataFrame, marks: dict[str, np.ndarray], x_key: str, x_lab
     layers = (("other", "trial", dict(color=OTHER, symbol="circle")),
               ("front", "Pareto front", dict(color=FRONT, symbol="circle")),
               ("baseline", "baseline", dict(color=BASE, symbol="diamond")),
-              ("selected", "selected", dict(color="rgba(0,0,0,0)", symbol="circle-open",
-                                            line=dict(color=PICK, width=3))))
+              # an open symbol is drawn in marker.color: a red ring around the trial's marker
+              ("selected", "selected", dict(color=PICK, symbol="circle-open",
+                                            line=dict(width=3))))
     for key, name, style in layers:
         m = marks[key] & shown
         if not m.any():
@@ -109,6 +110,7 @@ def history(values: pd.Series, ids: Sequence[str]) -> go.Figure:
 def curves(frame: pd.DataFrame, colors: dict[str, str]) -> go.Figure:
     """Per-epoch validation accuracy of the given trials; fine-tuning continues the epochs."""
     fig = go.Figure()
+    last = 0
     for trial_id, color in colors.items():
         mine = frame[frame["trial_id"] == trial_id]
         offset = 0
@@ -124,8 +126,10 @@ def curves(frame: pd.DataFrame, colors: dict[str, str]) -> go.Figure:
                 hovertext=[f"{trial_id} {phase} epoch {int(e - offset)}: {a:.2f}%"
                            for e, a in zip(epochs, acc)], hoverinfo="text"))
             offset = int(np.nanmax(epochs))
+            last = max(last, offset)
     fig.update_layout(title="per-epoch validation accuracy of the front's trials",
                       xaxis_title="epoch (HGSR training, then fine-tuning: dotted)",
+                      xaxis=dict(dtick=1) if last <= 20 else {},   # whole epochs
                       yaxis_title="validation accuracy (%)", **{**LAYOUT, "width": 1140})
     return fig
 
