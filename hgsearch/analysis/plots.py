@@ -113,18 +113,23 @@ def curves(frame: pd.DataFrame, colors: dict[str, str]) -> go.Figure:
     last = 0
     for trial_id, color in colors.items():
         mine = frame[frame["trial_id"] == trial_id]
-        offset = 0
+        offset, joint = 0, None
         for phase in ("train", "finetune"):
             part = mine[mine["phase"] == phase].sort_values("epoch")
             if part.empty:
                 continue
             epochs = part["epoch"].to_numpy(dtype=float) + offset
             acc = pd.to_numeric(part["val_acc"], errors="coerce").to_numpy(dtype=float) * 100
+            texts = [f"{trial_id} {phase} epoch {int(e - offset)}: {a:.2f}%"
+                     for e, a in zip(epochs, acc)]
+            if joint is not None:   # fine-tuning's line starts where training's ended
+                epochs, acc = np.r_[joint[0], epochs], np.r_[joint[1], acc]
+                texts = [joint[2], *texts]
             fig.add_trace(go.Scatter(
                 x=epochs, y=acc, mode="lines+markers", name=f"{trial_id} {phase}",
                 legendgroup=trial_id, line=dict(color=color, dash=PHASE_DASH[phase]),
-                hovertext=[f"{trial_id} {phase} epoch {int(e - offset)}: {a:.2f}%"
-                           for e, a in zip(epochs, acc)], hoverinfo="text"))
+                hovertext=texts, hoverinfo="text"))
+            joint = (epochs[-1], acc[-1], texts[-1])
             offset = int(np.nanmax(epochs))
             last = max(last, offset)
     fig.update_layout(title="per-epoch validation accuracy of the front's trials",
