@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv test lint demo clean
+.PHONY: venv test test-multinode lint demo clean
 
 venv: $(STAMP)
 
@@ -21,7 +21,12 @@ lint: venv
 	$(BIN)/ruff check hgsearch tests
 
 test: venv lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not multinode"
+
+# A Ray cluster of separate hosts in network namespaces (tests/test_multinode.py): as root,
+# minutes long, so apart from `make test`; .ci/run runs both.
+test-multinode: venv
+	$(BIN)/python -m pytest -q -m multinode
 
 demo: venv
 	$(BIN)/hgsearch sweep

@@ -695,11 +695,20 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
                         "average leaves free, at least 1)")
     p.add_argument("--only", metavar="NAME[,NAME]",
                    help="run only these benchmarks: " + ", ".join(BENCHMARKS))
+    # --suite gpu: the CUDA path's own measurements (hgsearch/bench_gpu/, cluster/gpu_check.sh)
+    p.add_argument("--suite", choices=("hot", "gpu"), default="hot",
+                   help="hot: the hot paths against their references (default); gpu: "
+                        "throughput per precision and compile, trials sharing a GPU, scoring "
+                        "against float64, pruned latency, a real sweep (--only: their parts)")
     p.set_defaults(func=bench_command)
 
 
 def bench_command(args: argparse.Namespace) -> int:
     """Run, print the table, write the report; exit 1 when a benchmark failed."""
+    if getattr(args, "suite", "hot") == "gpu":
+        from hgsearch.bench_gpu import gpu_command
+
+        return gpu_command(args)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder")

@@ -17,6 +17,7 @@ _REGISTRARS = (
     ("hgsearch.sweep_cli", "register_commands"),
     ("hgsearch.analysis.commands", "register_commands"),
     ("hgsearch.bench", "register_commands"),
+    ("hgsearch.predict", "register"),
 )
 
 

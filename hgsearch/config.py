@@ -280,3 +280,44 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of trial keys, found {type(data).__name__}")
     return data
+
+
+# Keys a trial's other keys switch off (METHOD.md parts 1-3, and what trial.py and the data
+# loaders actually read): (condition on the config, keys it makes inapplicable, why).
+_HGSR_SHAPE = ("reg_levels", "reg_outer", "reg_grouping")
+_PRUNE_KEYS = ("score_samples", "prune_target", "prune_scope", "prune_steps", "min_channels",
+               "round_to")
+INAPPLICABLE_RULES: tuple[tuple[Any, tuple[str, ...], str], ...] = (
+    (lambda c: c["reg"] == "none", ("lam", "mix", *_HGSR_SHAPE), "reg=none: no regularizer"),
+    (lambda c: c["lam"] == 0, ("mix", *_HGSR_SHAPE), "lam=0: the penalty is not computed"),
+    (lambda c: c["reg"] == "l1", ("mix", *_HGSR_SHAPE), "reg=l1: ||W||_1 alone, no groups"),
+    (lambda c: c["mix"] == 0, _HGSR_SHAPE, "mix=0: only the L1 term is left"),
+    (lambda c: c["reg_levels"] == 1, ("reg_outer",), "reg_levels=1: flat groups, no outer"),
+    (lambda c: c["prune_ratio"] == 0, _PRUNE_KEYS, "prune_ratio=0: nothing is scored or pruned"),
+    (lambda c: c["finetune_epochs"] == 0, ("finetune_lr",), "finetune_epochs=0: no fine-tuning"),
+    (lambda c: c["dataset"] != "imagefolder", ("image_size",), "only imagefolder is resized"),
+    (lambda c: c["dataset"] != "synthetic", ("synthetic_train_size", "synthetic_test_size"),
+     "the data is read, not generated"),
+    (lambda c: c["dataset"] == "synthetic", ("data_dir",), "synthetic data is generated"),
+    (lambda c: c["dataset"] not in ("tinyimagenet", "imagefolder"), ("cache_dir",),
+     "only decoded image files are cached"),
+)
+
+
+def inapplicable_keys(config: TrialConfig | Mapping[str, Any]) -> set[str]:
+    """Trial keys whose value has no effect on this trial, given its other keys.
+
+    The one place this rule lives: a trial's row holds null for these keys (``results.write_row``)
+    and a search should not propose them (a key in the returned set is inert for this trial).
+    Works on a partial mapping too (missing keys take their defaults), so a define-by-run search
+    can ask after sampling the keys the rule depends on. A key whose value is None counts as
+    inapplicable already and does not switch others off.
+    """
+    values = config.to_dict() if isinstance(config, TrialConfig) else dict(config)
+    merged = {k: f.default for k, f in FIELDS.items()}
+    merged.update({k: v for k, v in values.items() if k in FIELDS and v is not None})
+    out: set[str] = set()
+    for applies, keys, _why in INAPPLICABLE_RULES:
+        if applies(merged):
+            out.update(keys)
+    return out

@@ -4,6 +4,12 @@ A results folder holds ``trials/<trial_id>.parquet`` (one row), ``curves/<trial_
 (one row per epoch) and ``models/<trial_id>.pt``. Files are written under a temporary name and
 renamed, so a reader never sees half a file and a rewrite of the same trial replaces it: a trial is
 counted once however often it is written.
+
+Every column a row can have is declared here once with its type (``ROW_TYPES``: the trial keys,
+the metrics and the sweep's bookkeeping), so any mix of ``hgsearch trial`` and sweep folders
+loads and concatenates with the same dtypes. A trial key that does not apply to the trial
+(``config.inapplicable_keys``) is written as null, so a searched value never looks like an
+unused default.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import dataclasses
 import math
 import os
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hgsearch.config import TrialConfig
+from hgsearch.config import TrialConfig, inapplicable_keys
 from hgsearch.errors import UserError
 
 _ARROW_OF = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str": pa.string()}
@@ -64,6 +71,19 @@ METRIC_TYPES: dict[str, pa.DataType] = {
     "versions": pa.string(),          # "hgsearch=..., torch=..., ..."
 }
 
+# Columns a sweep adds to each row (search/sweep.py); null in rows of a plain `hgsearch trial`.
+SWEEP_TYPES: dict[str, pa.DataType] = {
+    "sweep": pa.string(),             # the sweep's name
+    "is_baseline": pa.bool_(),        # the unregularized, unpruned reference trial
+    "optuna_number": pa.int64(),      # the Optuna trial number; -1 for the baseline
+    "ray_trial_id": pa.string(),
+    "node_id": pa.string(),           # the Ray node the trial ran on
+    "node_ip": pa.string(),
+    "cuda_visible_devices": pa.string(),
+    "cpu_threads": pa.int64(),        # torch threads the trial used
+    "restarts": pa.int64(),           # times the trial resumed from a checkpoint
+}
+
 CURVE_TYPES: dict[str, pa.DataType] = {
     "trial_id": pa.string(), "phase": pa.string(), "epoch": pa.int64(), "lr": pa.float64(),
     "train_loss": pa.float64(), "train_acc": pa.float64(), "val_loss": pa.float64(),
@@ -75,9 +95,14 @@ def config_types() -> dict[str, pa.DataType]:
     return {f.name: _ARROW_OF[f.type] for f in dataclasses.fields(TrialConfig)}
 
 
+def row_types() -> dict[str, pa.DataType]:
+    """Every declared row column and its Arrow type: trial keys, metrics, sweep bookkeeping."""
+    return {**config_types(), **METRIC_TYPES, **SWEEP_TYPES}
+
+
 def row_schema(row: Mapping[str, Any]) -> pa.Schema:
-    """Fixed types for trial keys and metrics; extra columns (sweep bookkeeping) inferred."""
-    known = {**config_types(), **METRIC_TYPES}
+    """Declared types for declared columns; a column nobody declared gets its inferred type."""
+    known = row_types()
     fields = []
     for name, value in row.items():
         if name in known:
@@ -111,9 +136,18 @@ def write_table_atomic(table: pa.Table, path: Path) -> None:
             tmp.unlink()
 
 
+def honest_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The row with NaN as null and every trial key that does not apply to it as null."""
+    off = inapplicable_keys({k: v for k, v in row.items() if k in _CONFIG_KEYS})
+    return {k: None if k in off else _clean(v) for k, v in row.items()}
+
+
+_CONFIG_KEYS = frozenset(f.name for f in dataclasses.fields(TrialConfig))
+
+
 def write_row(out_dir: str | Path, row: Mapping[str, Any]) -> Path:
-    """Write one trial's row to ``out_dir/trials/<trial_id>.parquet``."""
-    row = {k: _clean(v) for k, v in row.items()}
+    """Write one trial's row to ``out_dir/trials/<trial_id>.parquet`` (see ``honest_row``)."""
+    row = honest_row(row)
     table = pa.Table.from_pylist([row], schema=row_schema(row))
     path = Path(out_dir) / "trials" / f"{row['trial_id']}.parquet"
     write_table_atomic(table, path)
@@ -145,9 +179,11 @@ def _pandas_dtype(arrow_type: pa.DataType) -> Any:
 def load_results(path: str | Path) -> pd.DataFrame:
     """All trial rows under a results folder as a DataFrame, one row per trial.
 
-    Failed and diverged trials are included with their ``status``. Known columns get stable
-    dtypes (nullable ``Int64`` for counts, ``float64`` for figures, ``string`` for text), so
-    frames from several folders concatenate cleanly. The result is sorted by ``started_at``.
+    Failed and diverged trials are included with their ``status``. Every declared column is
+    present with its dtype (nullable ``Int64`` for counts, ``float64`` for figures, ``boolean``,
+    ``string`` for text), so frames from several folders concatenate cleanly. A row file that is
+    not readable Parquet is skipped with a warning naming it; ``df.attrs["skipped"]`` lists
+    them as ``(path, reason)``. The result is sorted by ``started_at``.
     """
     folder = Path(path)
     trials = folder / "trials"
@@ -157,38 +193,67 @@ def load_results(path: str | Path) -> pd.DataFrame:
         raise UserError(f"{folder}: not a results folder (no trials/ inside; expected the --out "
                         "of `hgsearch trial` or results/<sweep name>)")
     files = sorted(p for p in trials.glob("*.parquet") if not p.name.startswith("."))
-    if not files:
-        return _typed(pd.DataFrame({name: [] for name in ("trial_id", *METRIC_TYPES)}))
-    frames = []
+    frames, skipped = [], []
     for f in files:
         try:
             frames.append(pq.read_table(f).to_pandas())
         except Exception as err:  # a foreign or damaged file: name it, do not stop the rest
-            raise UserError(f"{f}: not a readable Parquet row ({err.__class__.__name__})") from None
-    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    df = _typed(df)
-    if "started_at" in df:
+            skipped.append((str(f), f"not a readable Parquet row ({err.__class__.__name__})"))
+            warnings.warn(f"{f}: skipped, not a readable Parquet row ({err.__class__.__name__})",
+                          stacklevel=2)
+    frames = [_typed(f) for f in frames]
+    if not frames:
+        df = _typed(pd.DataFrame({"trial_id": pd.Series([], dtype="string")}))
+    else:
+        df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        df = _typed(df)
+    if "started_at" in df and len(df):
         df = df.sort_values("started_at", kind="stable", na_position="last")
-    return df.reset_index(drop=True)
-
-
-def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    known = {**config_types(), **METRIC_TYPES}
-    for name, arrow_type in known.items():
-        if name not in df:
-            if arrow_type in (pa.int64(), pa.float64(), pa.bool_(), pa.string()):
-                df[name] = pd.Series([None] * len(df), dtype=_pandas_dtype(arrow_type))
-            continue
-        dtype = _pandas_dtype(arrow_type)
-        if dtype is not None:
-            df[name] = df[name].astype(dtype)
+    df = df.reset_index(drop=True)
+    df.attrs = {"skipped": skipped}
     return df
 
 
+def typed(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a frame of rows with every declared column in its dtype (attrs kept)."""
+    out = _typed(df)
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """Every declared column with its dtype, added as nulls where missing; order: declared."""
+    out = {}
+    for name, arrow_type in row_types().items():
+        dtype = _pandas_dtype(arrow_type)
+        if name not in df:
+            out[name] = pd.Series([None] * len(df), index=df.index, dtype=dtype or object)
+        elif dtype is not None:
+            out[name] = df[name].astype(dtype)
+        else:
+            out[name] = df[name].astype(object)
+    extra = {c: df[c] for c in df.columns if c not in out}
+    return pd.DataFrame({**out, **extra}, index=df.index)
+
+
 def load_curves(path: str | Path) -> pd.DataFrame:
-    """All per-epoch curves under a results folder (one row per trial and epoch)."""
+    """All per-epoch curves under a results folder (one row per trial and epoch).
+
+    Declared dtypes as for rows; unreadable curve files are skipped with a warning and listed
+    in ``df.attrs["skipped"]``.
+    """
     curves = Path(path) / "curves"
     files = sorted(p for p in curves.glob("*.parquet") if not p.name.startswith("."))
-    if not files:
-        return pd.DataFrame({k: [] for k in CURVE_TYPES})
-    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+    frames, skipped = [], []
+    for f in files:
+        try:
+            frames.append(pq.read_table(f).to_pandas())
+        except Exception as err:
+            skipped.append((str(f), f"not a readable Parquet curve ({err.__class__.__name__})"))
+            warnings.warn(f"{f}: skipped, not a readable Parquet curve "
+                          f"({err.__class__.__name__})", stacklevel=2)
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    df = pd.DataFrame({k: (df[k] if k in df else pd.Series([None] * len(df), dtype=object))
+                       .astype(_pandas_dtype(t)) for k, t in CURVE_TYPES.items()})
+    df.attrs = {"skipped": skipped}
+    return df

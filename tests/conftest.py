@@ -26,3 +26,31 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def real_trial(tmp_path_factory):
+    """One tiny real trial (reg_levels=1, so reg_outer does not apply), and its raw curve."""
+    import torch
+
+    import hgsearch.trial as trial
+
+    out = tmp_path_factory.mktemp("real")
+    raw: list[dict] = []
+    original = trial.write_curve
+
+    def capture(out_dir, trial_id, records):
+        raw.extend(dict(r) for r in records)   # what the trial emits, before the schema
+        return original(out_dir, trial_id, records)
+
+    trial.write_curve = capture
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        row = trial.run_trial({**TINY, "trial_id": "real", "reg_levels": 1,
+                               "out_dir": str(out / "res"), "cache_dir": str(out / "cache")},
+                              log=None)
+    finally:
+        trial.write_curve = original
+        torch.set_num_threads(threads)
+    return out / "res", row, raw

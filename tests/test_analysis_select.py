@@ -133,6 +133,14 @@ def test_budget_errors_are_plain():
         select(df, rule="budget")
     with pytest.raises(UserError, match="'flops'"):
         select(df, rule="budget", budget=0.5, budget_column="flops")
+    df["latency_final_b1_ms"] = [1.0, float("nan"), 3.0]
+    with pytest.raises(UserError, match=r"smallest is 3 \(1 have no value\)"):
+        select(df, rule="budget", budget=2.0, budget_column="latency_final_b1_ms")
+    # a latency budget is not a ratio: any positive number of milliseconds
+    assert select(df, rule="budget", budget=30.0,
+                  budget_column="latency_final_b1_ms").trial_id == "b"
+    with pytest.raises(UserError, match=r"must be in \(0, 1\]"):
+        select(df, rule="budget", budget=50)
 
 
 # --- max-drop -----------------------------------------------------------------------------

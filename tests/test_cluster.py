@@ -260,7 +260,8 @@ def test_kuberay_rayjob_runs_a_sweep_with_a_gpu_worker_group():
     assert any(int(lim.get("nvidia.com/gpu", 0)) >= 1 for lim in limits)
 
 
-@pytest.mark.parametrize("script", ["slurm_sweep.sbatch", "local_cluster.sh"])
+@pytest.mark.parametrize("script", ["slurm_sweep.sbatch", "local_cluster.sh",
+                                    "netns_cluster.sh"])
 def test_scripts_parse_in_bash(script):
     path = CLUSTER / script
     assert path.is_file()

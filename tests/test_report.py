@@ -20,6 +20,11 @@ from hgsearch.errors import UserError
 from hgsearch.models import build_model, default_widths, load_model, save_model
 
 DENSE = default_widths("resnet20")
+# What trial.py stores beside the weights: how the network was fed (synthetic data's classes)
+FEED = {"dataset": "synthetic", "image_size": 32, "mean": [0.45, 0.5, 0.55],
+        "std": [0.2, 0.25, 0.3], "classes": ["disk", "ring", "square", "triangle", "plus",
+                                               "hstripes", "vstripes", "dstripes", "checks",
+                                               "dots"]}
 
 
 def trial_row(i: int, *, acc: float | None, ratio: float, status: str = "ok",
@@ -55,7 +60,7 @@ def write_results(folder: Path, rows=ROWS, *, models: bool = True) -> pd.DataFra
                 if isinstance(m, torch.nn.BatchNorm2d):
                     m.running_mean.uniform_(-0.1, 0.1)
                     m.running_var.uniform_(0.5, 2.0)
-            save_model(model, folder / "models" / f"{row['trial_id']}.pt")
+            save_model(model, folder / "models" / f"{row['trial_id']}.pt", extra=FEED)
         frame.append(row)
     return pd.DataFrame(frame)
 
@@ -80,8 +85,11 @@ def test_exported_model_reproduces_the_trial_logits(exported):
     with torch.no_grad():
         assert torch.equal(original(x), copy(x))
     arch = json.loads((folder / "selected" / "arch.json").read_text())
+    pre = arch.pop("preprocessing")
     assert arch == {"arch": "resnet20", "num_classes": 10, "widths": original.widths,
-                    "input_size": 32}
+                    "input_size": 32, "classes": FEED["classes"]}
+    assert (pre["mean"], pre["std"], pre["image_size"]) == (FEED["mean"], FEED["std"], 32)
+    assert pre["channel_order"] == "RGB" and pre["input_dtype"] == "float32"
     assert arch["widths"] == df.loc[2, "kept_channels"]
 
 
@@ -144,10 +152,17 @@ class Refs(HTMLParser):
         super().__init__()
         self.refs: list[str] = []
         self.tags: list[str] = []
+        self.plots: list[str] = []
+        self.script_src: list[str] = []
 
     def handle_starttag(self, tag, attrs):
         self.tags.append(tag)
-        self.refs += [v for k, v in attrs if k in ("src", "href") and v]
+        attrs = dict(attrs)
+        self.refs += [v for k, v in attrs.items() if k in ("src", "href") and v]
+        if tag == "figure" and "data-plot" in attrs:
+            self.plots.append(attrs["data-plot"])
+        if tag == "script" and attrs.get("src"):
+            self.script_src.append(attrs["src"])
 
 
 def parse_report(path: Path) -> tuple[str, Refs]:
@@ -163,19 +178,49 @@ def test_report_is_self_contained_and_labelled(tmp_path):
     path = write_report(tmp_path, df)
     assert path == tmp_path / "report" / "index.html"
     text, refs = parse_report(path)
-    assert refs.tags.count("svg") == 4 and "script" not in refs.tags
+    assert refs.plots == ["params_ratio", "macs_ratio", "val_test", "hypervolume", "channels",
+                          "parallel", "importance"]
+    assert not refs.script_src            # plotly.js is inlined, nothing is fetched
     for ref in refs.refs:
         assert not ref.startswith(("http:", "https:", "//")), ref
         assert (path.parent / ref).exists(), ref
     for label in ("validation accuracy (%)", "parameters (fraction of the dense network)",
                   "MACs (multiply-accumulates, fraction of the dense network)",
-                  "hypervolume (product of objective units)",
-                  "channels (inner width of the block)", "Pareto front"):
+                  "hypervolume", "test accuracy (%)", "Pareto front", "All trials"):
         assert label in text
     # no selection exported yet: the report marks the knee
     assert "<b>t02</b>" in text and "knee" in text
-    front = text[text.index("<h2>Pareto front</h2>"):]
+    front = text[text.index("<h2>Pareto front</h2>"):text.index("<h2>All trials</h2>")]
     assert all(f"t0{i}" in front for i in (0, 1, 2, 3, 4)) and "t05" not in front
+    # every trial is in the table of all trials, the failed ones shaded
+    trials = text[text.index("<h2>All trials</h2>"):]
+    assert all(f"<td>t0{i}</td>" in trials for i in range(8))
+    assert trials.count('<tr class="bad">') == 2
+    # points are labelled with their trial: the hover text is in the figure data
+    figure = text[text.index('data-plot="params_ratio"'):text.index('data-plot="macs_ratio"')]
+    assert "\\u003cb\\u003et03\\u003c" in figure     # plotly escapes "<b>t03</b>" in JSON
+
+
+def test_report_names_errors_curves_and_latency(tmp_path):
+    from hgsearch.results import write_curve
+
+    write_results(tmp_path)
+    row = pd.read_parquet(tmp_path / "trials" / "t06.parquet")
+    row["error"] = "RuntimeError: CUDA out of memory"
+    row.to_parquet(tmp_path / "trials" / "t06.parquet")
+    for i in range(6):
+        write_curve(tmp_path, f"t0{i}", [{"phase": "train", "epoch": e, "val_acc": 0.1 * e}
+                                         for e in (1, 2)] + [{"phase": "finetune", "epoch": 1,
+                                                              "val_acc": 0.3}])
+    from hgsearch.results import load_results
+
+    df = load_results(tmp_path)
+    df["latency_final_b1_ms"] = np.linspace(1.0, 2.0, len(df))
+    text, refs = parse_report(write_report(tmp_path, df))
+    assert "latency" in refs.plots and "curves" in refs.plots
+    assert "RuntimeError: CUDA out of memory" in text[text.index("<h2>All trials</h2>"):]
+    curves = text[text.index('data-plot="curves"'):]
+    assert "t00 finetune epoch 1: 30.00%" in curves
 
 
 def test_report_marks_the_exported_selection_and_links_its_files(tmp_path):
@@ -183,7 +228,7 @@ def test_report_marks_the_exported_selection_and_links_its_files(tmp_path):
     export_selection(tmp_path, select(df, rule="budget", budget=0.2), onnx=False)
     path = write_report(tmp_path, df)
     text, refs = parse_report(path)
-    assert "<b>t04</b>" in text
+    assert "<b>t04</b> (exported by hgsearch select at" in text
     assert {"../selected/model_card.json", "../selected/model.pt"} <= set(refs.refs)
     for ref in refs.refs:
         assert (path.parent / ref).is_file(), ref
@@ -194,7 +239,7 @@ def test_report_with_nothing_to_select_and_three_objectives(tmp_path):
                        models=False)
     path = write_report(tmp_path, df, objectives="acc_final:max,params_ratio:min,macs_ratio:min")
     text, refs = parse_report(path)
-    assert refs.tags.count("svg") == 3  # no selected model: no kept-channels chart
+    assert refs.plots == ["params_ratio", "macs_ratio", "val_test", "hypervolume"]
     assert "no model selected" in text and "baselines" in text
     assert "1 failed" in text
 
@@ -233,7 +278,45 @@ def test_commands_end_to_end(tmp_path, capsys):
     assert (tmp_path / "report" / "index.html").is_file()
 
 
+def test_front_and_select_say_the_same_numbers_in_the_same_words(tmp_path, capsys):
+    write_results(tmp_path)
+    assert main(["front", str(tmp_path)]) == 0
+    front = capsys.readouterr().out
+    # 6 ok rows, 1 of them the baseline: 5 candidates; the same phrase in both commands
+    phrase = "5 candidate trials (the 6 usable trials less 1 baseline)"
+    assert phrase in front and "6 usable trials" in front
+    for rule in (["knee"], ["budget", "--budget", "0.5"]):
+        assert main(["select", str(tmp_path), "--rule", *rule, "--no-onnx"]) == 0
+        assert phrase in capsys.readouterr().out
+
+
+def test_a_corrupt_row_file_is_reported_and_skipped(tmp_path, capsys):
+    write_results(tmp_path, models=False)
+    (tmp_path / "trials" / "zz.parquet").write_bytes(b"PAR1 half a file")
+    assert main(["front", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "skipped" in captured.err and "zz.parquet" in captured.err
+    assert "left out: 1 failed, 1 diverged" in captured.out
+    assert main(["report", str(tmp_path)]) == 0
+    assert "zz.parquet" in (tmp_path / "report" / "index.html").read_text()
+
+
+def test_select_updates_an_existing_report(tmp_path, capsys):
+    write_results(tmp_path)
+    assert main(["report", str(tmp_path)]) == 0
+    assert "<b>t02</b> (chosen by the knee rule" in (tmp_path / "report" / "index.html").read_text()
+    assert main(["select", str(tmp_path), "--rule", "budget", "--budget", "0.2",
+                 "--no-onnx"]) == 0
+    assert "updated" in capsys.readouterr().out
+    assert "<b>t04</b> (exported" in (tmp_path / "report" / "index.html").read_text()
+
+
 @pytest.mark.parametrize("args, message", [
+    (["select", "{R}", "--rule", "budget", "--budget", "50"], "--budget 0.5"),
+    (["select", "{R}", "--rule", "budget", "--budget", "0.5", "--budget-column", "reg"],
+     "'reg': not numeric"),
+    (["select", "{R}", "--rule", "budget", "--budget", "1.5", "--budget-column", "macs_ratio"],
+     "in (0, 1]"),
     (["select", "{R}", "--rule", "knee", "--budget", "0.5"], "--budget does not apply"),
     (["select", "{R}", "--rule", "max-drop"], "max-drop needs"),
     (["select", "{R}", "--rule", "budget", "--budget", "0.01", "--no-onnx"], "no trial has"),

@@ -15,6 +15,7 @@ _EXPORTS = {
     "DEFAULT_OBJECTIVES": "front", "default_reference": "front", "front_table": "front",
     "hypervolume": "front", "hypervolume_history": "front", "pareto_front": "front",
     "parse_objectives": "front", "read_objectives": "front", "usable": "front",
+    "left_out": "front", "candidates_text": "select", "searched_keys": "tables",
     "RULES": "select", "Selection": "select", "baseline_of": "select",
     "export_selection": "export", "write_report": "report",
 }

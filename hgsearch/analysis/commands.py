@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,7 +61,11 @@ def load(results: str | Path) -> pd.DataFrame:
     path = Path(results)
     if not path.is_dir():
         raise UserError(f"{path}: no such results folder")
-    df = load_results(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # said below, once, on stderr
+        df = load_results(path)
+    for file, reason in df.attrs.get("skipped", []):
+        print(f"hgsearch: warning: skipped {file}: {reason}", file=sys.stderr)
     if df is None or len(df) == 0:
         raise UserError(f"{path}: no trial rows (expected {path / 'trials'}/*.parquet)")
     return df
@@ -78,13 +84,16 @@ def front_command(args: argparse.Namespace) -> int:
 
     df = load(args.results)
     objs = _objectives(args)
+    from hgsearch.analysis.front import left_out
+    from hgsearch.analysis.select import baseline_count, candidates_text
+
     front = pareto_front(df, objs)
     print(format_table(front_table(front, objs)).to_string(index=False))
-    excluded = front.attrs["excluded"]
-    left = ", ".join(f"{v} {k}" for k, v in excluded.items()) or "none"
     names = ", ".join(f"{n} {d}" for n, d in objs)
-    print(f"\n{len(front)} of {front.attrs['usable']} usable trials on the front ({names}); "
-          f"left out: {left}.\n{UNITS}")
+    n_usable = front.attrs["usable"]
+    print(f"\n{left_out(n_usable, front.attrs['excluded'])} {len(front)} of them on the Pareto "
+          f"front ({names}); `hgsearch select` chooses among "
+          f"{candidates_text(n_usable, baseline_count(df, objs))}.\n{UNITS}")
     return 0
 
 
@@ -104,6 +113,11 @@ def select_command(args: argparse.Namespace) -> int:
                        max_drop=args.max_drop)
     folder = export_selection(args.results, selection, onnx=not args.no_onnx,
                               baseline=baseline_of(df, selection.row))
+    report = Path(args.results) / "report" / "index.html"
+    if report.is_file():   # a report shows the current selection, not the one it was made with
+        from hgsearch.analysis.report import write_report
+
+        write_report(args.results, df, objectives=_objectives(args))
     row = selection.row
     print(f"selected {selection.trial_id} (rule {selection.rule})")
     print(f"  validation accuracy {_pct(row.get('acc_final'))}, "
@@ -113,6 +127,8 @@ def select_command(args: argparse.Namespace) -> int:
     print(f"  why: {selection.reason}")
     files = ", ".join(sorted(p.name for p in folder.iterdir()))
     print(f"  exported to {folder}/ ({files})")
+    if report.is_file():
+        print(f"  updated {report}")
     return 0
 
 

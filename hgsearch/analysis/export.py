@@ -2,9 +2,11 @@
 
 The folder holds ``model.pt`` (a byte copy of the trial's model file, read back with
 ``hgsearch.models.load_model``), ``arch.json`` (what rebuilds the network: arch, num_classes,
-widths, input_size), ``model.onnx`` (the compact network, batch size free, exported on CPU with
-torch's exporter, which needs the packages ``onnx`` and ``onnxscript``) and ``model_card.json``
-(the trial's keys and metrics, the rule and the reason). It is written into a temporary folder
+widths, input_size, and how to feed it: preprocessing and class names), ``model.onnx`` (the
+compact network, batch size free, exported on CPU with torch's exporter, which needs the packages
+``onnx`` and ``onnxscript``; its ``metadata_props`` hold the preprocessing and the classes too)
+and ``model_card.json`` (the trial's keys and metrics, the preprocessing, the classes, the rule
+and the reason). It is written into a temporary folder
 and renamed into place, replacing a previous selection; nothing is left behind on error.
 """
 
@@ -98,6 +100,8 @@ def model_card(selection: Selection, *, arch: dict[str, Any],
         "settings": selection.settings,
         "reason": selection.reason,
         "selected_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "preprocessing": arch.get("preprocessing"),
+        "classes": arch.get("classes"),
         "architecture": arch,
         "config": {k: row[k] for k in FIELDS if k in row.index},
         "metrics": {k: row[k] for k in METRICS if k in row.index},
@@ -109,8 +113,25 @@ def model_card(selection: Selection, *, arch: dict[str, Any],
     return jsonable(card)
 
 
-def export_onnx(model: Any, path: Path, *, size: int) -> None:
-    """torch.onnx.export of ``model`` on CPU, input (batch, 3, size, size) with a free batch."""
+def feeding(source: Path, model: Any, row: pd.Series) -> tuple[dict[str, Any], list[str]]:
+    """(preprocessing, class names) of a trial's model file; what a model written without them
+    (an older hgsearch) lacks is null: its size and dataset come from the row."""
+    import torch
+
+    from hgsearch.predict import preprocessing_of
+
+    extra = torch.load(source, map_location="cpu", weights_only=True).get("extra") or {}
+    size = extra.get("image_size") or input_size(row)
+    pre = preprocessing_of(image_size=size, mean=extra.get("mean"), std=extra.get("std"),
+                           dataset=extra.get("dataset") or jsonable(row.get("dataset")))
+    classes = [str(c) for c in extra.get("classes") or range(model.num_classes)]
+    return pre, classes
+
+
+def export_onnx(model: Any, path: Path, *, size: int,
+                metadata: dict[str, str] | None = None) -> None:
+    """torch.onnx.export of ``model`` on CPU, input (batch, 3, size, size) with a free batch;
+    ``metadata`` goes into the file's ``metadata_props``."""
     import torch
 
     try:
@@ -123,6 +144,14 @@ def export_onnx(model: Any, path: Path, *, size: int) -> None:
     torch.onnx.export(model.cpu().eval(), (dummy,), str(path), input_names=["input"],
                       output_names=["logits"], dynamo=True, external_data=False,
                       dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), verbose=False)
+    if metadata:
+        import onnx
+
+        graph = onnx.load(str(path))
+        onnx.helper.set_model_props(graph, metadata)
+        tmp = path.with_name(f".{path.name}.tmp")
+        onnx.save(graph, str(tmp))
+        os.replace(tmp, path)
 
 
 def export_selection(results_dir: str | Path, selection: Selection, *, onnx: bool = True,
@@ -132,16 +161,20 @@ def export_selection(results_dir: str | Path, selection: Selection, *, onnx: boo
 
     results_dir = Path(results_dir)
     source = find_model_file(results_dir, selection.trial_id)
+    from hgsearch.predict import onnx_metadata
+
     model = load_model(source)
+    pre, classes = feeding(source, model, selection.row)
     arch = {"arch": model.arch, "num_classes": model.num_classes, "widths": list(model.widths),
-            "input_size": input_size(selection.row)}
+            "input_size": pre["image_size"], "preprocessing": pre, "classes": classes}
     target = results_dir / SELECTED
     tmp = Path(tempfile.mkdtemp(prefix=f".{SELECTED}.", dir=results_dir))
     try:
         shutil.copyfile(source, tmp / "model.pt")
         _write_json(tmp / "arch.json", arch)
         if onnx:
-            export_onnx(model, tmp / "model.onnx", size=arch["input_size"])
+            export_onnx(model, tmp / "model.onnx", size=arch["input_size"],
+                        metadata=onnx_metadata(pre, classes))
         card = model_card(selection, arch=arch, baseline=baseline)
         card["files"] = sorted(p.name for p in tmp.iterdir()) + ["model_card.json"]
         _write_json(tmp / "model_card.json", card)

@@ -1,16 +1,20 @@
-"""RESULTS/report/index.html: one self-contained page on a sweep's outcome.
+"""RESULTS/report/index.html: one self-contained page on a sweep's outcome, working offline.
 
-Inline SVG only (no script, no stylesheet or image from elsewhere), so the file opens from disk.
-It shows accuracy against parameter and MAC ratios with the front, the baseline and the selected
-model marked, the hypervolume after each finished trial, the selected model's kept channels per
-block against the dense widths, and the front as a table. The selected model is the one of
-RESULTS/selected/model_card.json when that exists, else the knee rule's choice.
+Plotly figures (``plots.py``) with plotly.js inlined once, and a small inline script that sorts
+the tables: nothing is fetched from elsewhere. The page shows the selected model, accuracy
+against parameter and MAC ratios (front, baseline and selection marked), test against validation
+accuracy, accuracy against latency when measured, the hypervolume after each finished trial,
+parallel coordinates of the searched keys, parameter importance per objective, the front's
+per-epoch curves, the selected model's channels, every trial (failed ones with their error) and
+the front. The selected model is the one of RESULTS/selected/model_card.json when that exists
+(``hgsearch select`` rewrites an existing report), else the knee rule's choice.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
@@ -18,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hgsearch.analysis import svg
+from hgsearch.analysis import plots
 from hgsearch.analysis.export import SELECTED
 from hgsearch.analysis.front import (
     ObjectivesLike,
@@ -27,23 +31,40 @@ from hgsearch.analysis.front import (
     front_table,
     goodness,
     hypervolume_history,
+    left_out,
     nondominated_mask,
     parse_objectives,
     usable,
 )
 from hgsearch.analysis.select import Selection, select
+from hgsearch.analysis.tables import searched_keys, trials_table
+from hgsearch.config import FIELDS
 from hgsearch.errors import UserError
 
-ACC_LABEL = "validation accuracy (%)"
 AXES = (("params_ratio", "parameters (fraction of the dense network)"),
         ("macs_ratio", "MACs (multiply-accumulates, fraction of the dense network)"))
+LATENCY = ("latency_final_b1_ms", "latency_final_bN_ms")
 STYLE = """body{font-family:sans-serif;max-width:1180px;margin:1em auto;padding:0 1em;color:#222}
-figure{display:inline-block;margin:0 1em 1em 0;vertical-align:top}
+.plot{display:inline-block;margin:0 1em 1em 0;vertical-align:top}
 figcaption{font-size:.85em;color:#555;max-width:560px}
-table{border-collapse:collapse;font-size:.85em}td,th{padding:2px 8px;text-align:right}
-tr:nth-child(even){background:#f4f4f4}th{border-bottom:1px solid #444}
-.note{color:#555;font-size:.9em}"""
-FRONT, BASE, PICK, OTHER = "#1f77b4", "#000000", "#d62728", "#bbbbbb"
+table{border-collapse:collapse;font-size:.8em}td,th{padding:2px 6px;text-align:right}
+th{border-bottom:1px solid #444;cursor:pointer;background:#fff;position:sticky;top:0}
+tr:nth-child(even){background:#f4f4f4}tr.bad{background:#fde8e0}
+td.error{text-align:left;max-width:420px;white-space:normal}
+.scroll{max-height:520px;overflow:auto}.note{color:#555;font-size:.9em}"""
+# Click a column's header to sort by it (numbers as numbers, "-" last); click again to reverse.
+SORT_JS = """document.querySelectorAll('table.sortable th').forEach(function(th, i) {
+  th.addEventListener('click', function() {
+    var body = th.closest('table').tBodies[0], rows = Array.from(body.rows);
+    var up = th.dataset.dir !== 'up'; th.dataset.dir = up ? 'up' : 'down';
+    function key(r) { var t = r.cells[i].textContent.trim(), n = parseFloat(t);
+      return t === '-' || t === '' ? null : (isNaN(n) || !/^[-+0-9.e]+$/i.test(t) ? t : n); }
+    rows.sort(function(a, b) { var x = key(a), y = key(b);
+      if (x === null) return 1; if (y === null) return -1;
+      var c = (typeof x === typeof y) ? (x < y ? -1 : x > y ? 1 : 0)
+                                      : (typeof x < typeof y ? -1 : 1);
+      return up ? c : -c; });
+    rows.forEach(function(r) { body.appendChild(r); }); }); });"""
 
 
 def report_selection(results_dir: str | Path, df: pd.DataFrame,
@@ -62,7 +83,8 @@ def report_selection(results_dir: str | Path, df: pd.DataFrame,
         if len(hits):
             sel = Selection(trial_id, hits.iloc[0], str(card.get("rule", "")),
                             str(card.get("reason", "")), dict(card.get("settings") or {}))
-            return sel, f"exported by hgsearch select to {SELECTED}/model_card.json"
+            when = f" at {card['selected_at']}" if card.get("selected_at") else ""
+            return sel, f"exported by hgsearch select{when} to {SELECTED}/model_card.json"
         note = f"{SELECTED}/model_card.json names {trial_id}, which is not in the results; "
     else:
         note = ""
@@ -74,93 +96,186 @@ def report_selection(results_dir: str | Path, df: pd.DataFrame,
 
 def _lists(row: pd.Series, key: str) -> list[float] | None:
     value = row.get(key)
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return None
     if isinstance(value, (list, tuple, np.ndarray)) and len(value):
         return [float(v) for v in value]
     return None
 
 
-def _tooltip(row: pd.Series) -> str:
-    parts = [str(row.get("trial_id", row.name))]
-    for key, fmt in (("acc_final", "acc {:.2%}"), ("test_acc_final", "test {:.2%}"),
-                     ("params_ratio", "params {:.3f}"), ("macs_ratio", "MACs {:.3f}"),
-                     ("lam", "lam {:.3g}")):
-        v = pd.to_numeric(pd.Series([row.get(key)]), errors="coerce").iloc[0]
-        if pd.notna(v):
-            parts.append(fmt.format(float(v)))
-    if "reg" in row.index:
-        parts.append(f"reg {row['reg']}")
-    return ", ".join(parts)
+def _figure(name: str, fig, caption: str) -> str:
+    import plotly.io as pio
+
+    div = pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=f"plot-{name}",
+                      config={"displaylogo": False})
+    return (f'<figure class="plot" data-plot="{escape(name)}">{div}'
+            f"<figcaption>{escape(caption)}</figcaption></figure>")
 
 
-def _numeric(rows: pd.DataFrame, key: str) -> np.ndarray:
-    if key not in rows.columns:
-        return np.full(len(rows), np.nan)
-    return pd.to_numeric(rows[key], errors="coerce").to_numpy(dtype=float)
+def importances(rows: pd.DataFrame, keys: list[str],
+                objs: list[tuple[str, str]]) -> dict[str, dict[str, float]]:
+    """Optuna's PED-ANOVA importance of each searched key for each objective, from the rows.
+
+    The rows become trials of an in-memory study (a key that does not apply to a trial is
+    absent from its params, and Optuna then leaves it out: importance needs a key in every
+    trial). Raises ValueError when there is too little to rank.
+    """
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
+
+    dists = {}
+    for key in keys:
+        col = rows[key].dropna()
+        kind = FIELDS[key].type if key in FIELDS else "str"
+        if kind in ("int", "float") and col.nunique() > 1:
+            lo, hi = float(col.min()), float(col.max())
+            dists[key] = FloatDistribution(lo, hi, log=key == "lam" and lo > 0)
+        elif col.nunique() > 1:
+            dists[key] = CategoricalDistribution(sorted(col.astype(str).unique()))
+    if not dists:
+        raise ValueError("no searched key takes two values among the usable trials")
+    trials = []
+    for _, row in rows.iterrows():
+        params = {k: (float(row[k]) if isinstance(d, FloatDistribution) else str(row[k]))
+                  for k, d in dists.items() if pd.notna(row[k])}
+        trials.append(optuna.trial.create_trial(
+            params=params, distributions={k: dists[k] for k in params},
+            values=[float(row[n]) for n, _ in objs]))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["maximize" if d == "max" else "minimize"
+                                            for _, d in objs])
+    study.add_trials(trials)
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # PED-ANOVA's note that it ranks for low targets
+        for i, (name, direction) in enumerate(objs):
+            sign = -1.0 if direction == "max" else 1.0     # PED-ANOVA ranks for low values
+
+            def target(t, i=i, sign=sign):
+                return sign * t.values[i]
+
+            out[name] = dict(get_param_importances(
+                study, target=target, evaluator=PedAnovaImportanceEvaluator()))
+    return out
 
 
-def _scatter(rows: pd.DataFrame, marks: dict[str, np.ndarray], objs: list[tuple[str, str]],
-             x_key: str, x_label: str) -> str:
-    acc, xs = _numeric(rows, "acc_final") * 100.0, _numeric(rows, x_key)
-    shown = np.isfinite(acc) & np.isfinite(xs)
-    x_lo, x_hi = svg.padded(xs[shown], include=(0.0, 1.0), pad=0.03)
-    chart = svg.Chart(f"validation accuracy vs {x_key}", x_label, ACC_LABEL,
-                      (x_lo, x_hi), svg.padded(acc[shown]))
-    tips = [_tooltip(r) for _, r in rows.iterrows()]
-    layers = (("other", OTHER, "circle", True, "trial"),
-              ("front", FRONT, "circle", True, "Pareto front"),
-              ("baseline", BASE, "diamond", True, "baseline"),
-              ("selected", PICK, "ring", False, "selected"))
-    for key, color, shape, fill, label in layers:
-        m = marks[key] & shown
-        if key == "front" and [n for n, _ in objs] == ["acc_final", x_key]:
-            order = np.argsort(xs[m])
-            chart.step_line(xs[m][order], acc[m][order], color=FRONT, label="")
-        chart.points(xs[m], acc[m], titles=[t for t, k in zip(tips, m) if k], shape=shape,
-                     color=color, fill=fill, label=label if m.any() else "")
-    return chart.render()
+def _search_figures(rows: pd.DataFrame, objs: list[tuple[str, str]], keys: list[str],
+                    searched: pd.DataFrame) -> list[str]:
+    out = []
+    if keys and len(searched) >= 2:
+        out.append(_figure("parallel", plots.parallel(searched, keys, objs[0][0]),
+                           f"One line per usable searched trial, coloured by {objs[0][0]}; drag "
+                           "along an axis to filter. n/a: the key does not apply to the trial "
+                           "(config.inapplicable_keys)."))
+        try:
+            scores = importances(searched, keys, objs)
+            out.append(_figure("importance", plots.importance(scores),
+                               "Optuna's get_param_importances with PED-ANOVA: how differently "
+                               "each key is distributed among the best trials of an objective "
+                               "than among all. Keys that do not apply to every trial are "
+                               "left out."))
+        except (ValueError, RuntimeError) as err:
+            out.append(f'<p class="note">Parameter importance: not computed ({escape(str(err))}'
+                       f").</p>")
+    else:
+        out.append('<p class="note">Parallel coordinates and parameter importance need at '
+                   'least two usable trials differing in some key.</p>')
+    return out
 
 
-def _history(df: pd.DataFrame, objs: list[tuple[str, str]]) -> tuple[str, str]:
-    order_by = "finished_at" if "finished_at" in df.columns else None
-    history = hypervolume_history(df, objs, order_by=order_by)
-    ref = default_reference(df, objs)
-    steps = np.arange(1, len(history) + 1, dtype=float)
-    x_label = "trials finished, in finished_at order" if order_by else "trials, in row order"
-    chart = svg.Chart("hypervolume over trials", x_label,
-                      "hypervolume (product of objective units)",
-                      svg.padded(steps, include=(0.0,), pad=0.02),
-                      svg.padded(history.to_numpy(), include=(0.0,)))
-    chart.step_line(steps, history.to_numpy(), color=FRONT)
-    chart.points(steps, history.to_numpy(), titles=[f"after trial {i:.0f}: {h:.4g}" for i, h in
-                                                     zip(steps, history)], color=FRONT, size=2)
-    ref_text = ", ".join(f"{n} {d} {r:g}" for (n, d), r in zip(objs, ref))
-    caption = (f"Volume of objective space dominated by the trials finished so far, bounded by "
-               f"the reference point ({ref_text}); failed trials, and trials no better than "
-               f"the reference in some objective (such as a baseline at ratio 1), leave it "
-               f"unchanged. "
-               f"Final value {history.iloc[-1]:.4g}.")
-    return chart.render(), caption
+def _curve_figure(curves: pd.DataFrame | None, front_ids: list[str]) -> str:
+    palette = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+               "#ff7f0e", "#7f7f7f", "#d62728"]
+    if curves is None or curves.empty or not set(front_ids) & set(curves["trial_id"]):
+        return '<p class="note">No per-epoch curves of the front\'s trials (curves/).</p>'
+    ids = [t for t in front_ids if t in set(curves["trial_id"])][:10]
+    colors = {t: palette[i % len(palette)] for i, t in enumerate(ids)}
+    return _figure("curves", plots.curves(curves, colors),
+                   f"Validation accuracy after each epoch of {len(ids)} front trial(s): HGSR "
+                   "training (solid), then fine-tuning of the compact network (dotted).")
 
 
-def _channels(selection: Selection) -> tuple[str, str]:
-    kept, dense = _lists(selection.row, "kept_channels"), _lists(selection.row, "widths_dense")
-    if kept is None:
-        return "", f"The row of {selection.trial_id} records no kept_channels."
-    groups = [str(i) for i in range(len(kept))]
-    series = [("kept", FRONT, kept)]
-    if dense is not None and len(dense) == len(kept):
-        series.insert(0, ("dense", OTHER, dense))
-    top = max(max(s[2]) for s in series)
-    chart = svg.Chart(f"kept channels per block: {selection.trial_id}", "residual block (index)",
-                      "channels (inner width of the block)", (0.0, 1.0), (0.0, top * 1.08))
-    chart.bars(groups, series)
-    total = f"{sum(kept):.0f}" + (f" of {sum(dense):.0f}" if len(series) == 2 else "")
-    return chart.render(x_ticks=False), f"Inner channels kept per residual block: {total}."
+def render_report(df: pd.DataFrame, *, objectives: ObjectivesLike = None,
+                  selection: Selection | None = None, note: str = "",
+                  results_dir: str | Path = ".", curves: pd.DataFrame | None = None) -> str:
+    """The whole page as one HTML string."""
+    from plotly.offline import get_plotlyjs
+
+    from hgsearch.results import typed
+
+    objs = parse_objectives(objectives)
+    results_dir = Path(results_dir)
+    df = typed(df)
+    rows = usable(df, objs).reset_index(drop=True)
+    on_front = nondominated_mask(goodness(rows, objs))
+    baseline = rows["is_baseline"].eq(True).fillna(False).to_numpy(dtype=bool)
+    picked = np.zeros(len(rows), dtype=bool)
+    if selection is not None:
+        picked = rows["trial_id"].astype(str).eq(selection.trial_id).to_numpy(dtype=bool)
+    marks = {"other": ~on_front, "front": on_front, "baseline": baseline, "selected": picked}
+    keys = searched_keys(df)
+    names = ", ".join(f"{n} ({d})" for n, d in objs)
+    sweeps = sorted({str(s) for s in df["sweep"].dropna()})
+
+    figures = [_figure(key, plots.tradeoff(rows, marks, key, label, keys,
+                                           step=[n for n, _ in objs] == ["acc_final", key]),
+                       f"Each marker is a usable trial (hover: its id and keys; trials at the "
+                       f"same point share one larger marker); the front is that of {names}.")
+               for key, label in AXES if np.isfinite(plots.numeric(rows, key)).any()]
+    if np.isfinite(plots.numeric(rows, "test_acc_final")).any():
+        figures.append(_figure("val_test", plots.val_test(rows, keys),
+                               "Test accuracy is reported, never used for selection: points far "
+                               "from the dashed line show how noisy the validation split is."))
+    for key in LATENCY:
+        if np.isfinite(plots.numeric(rows, key)).any():
+            figures.append(_figure("latency", plots.latency(rows, marks, key, keys),
+                                   f"{key}: median forward time of the compact network on the "
+                                   "device the trial ran on (compare trials of one device)."))
+            break
+    order_by = "finished_at" if df["finished_at"].notna().any() else None
+    hv = hypervolume_history(df, objs, order_by=order_by)
+    ref = ", ".join(f"{n} {r:g}" for (n, _), r in zip(objs, default_reference(df, objs)))
+    figures.append(_figure("hypervolume", plots.history(hv, [str(df.loc[i, "trial_id"])
+                                                             for i in hv.index]),
+                           f"Volume of objective space dominated by the trials finished so far "
+                           f"(in {order_by or 'row'} order), bounded by the reference point "
+                           f"({ref}); failed trials and trials no better than the reference "
+                           f"(such as a baseline at ratio 1) leave it unchanged. Final value "
+                           f"{hv.iloc[-1]:.4g}."))
+    searched = rows[~baseline]
+    search = _search_figures(rows, objs, keys, searched)
+    front_ids = [str(t) for t in rows.loc[on_front, "trial_id"]]
+    if selection is not None and (kept := _lists(selection.row, "kept_channels")):
+        figures.append(_figure("channels", plots.channels(
+            selection.trial_id, kept, _lists(selection.row, "widths_dense")),
+            f"Inner channels kept per residual block: {sum(kept):.0f} in all."))
+    table = format_table(front_table(rows[on_front].sort_values(
+        objs[0][0], ascending=objs[0][1] == "min", kind="stable"), objs))
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    title = f"hgsearch report: {results_dir.resolve().name}"
+    skipped = df.attrs.get("skipped") or []
+    skipped_html = "".join(f'<p class="note">Skipped {escape(p)}: {escape(r)}.</p>'
+                           for p, r in skipped)
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{escape(title)}</title><style>{STYLE}</style>",
+        f"<script>{get_plotlyjs()}</script></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        f"<p>{len(df)} trial rows{' of sweep(s) ' + escape(', '.join(sweeps)) if sweeps else ''}"
+        f": {escape(left_out(len(rows), rows.attrs.get('excluded', {})))} Objectives: "
+        f"{escape(names)}. {int(on_front.sum())} trials on the Pareto front. Generated {stamp}."
+        f"</p>{skipped_html}",
+        "<p class=\"note\">Accuracy is top-1 in %; ratios are fractions of the dense network; "
+        "MACs count one multiply-accumulate of a conv or linear layer as one.</p>",
+        "<h2>Selected model</h2>", _selected_html(selection, note, results_dir),
+        "<h2>Trade-offs</h2>", *figures,
+        "<h2>The search</h2>", *search, _curve_figure(curves, front_ids),
+        "<h2>Pareto front</h2>",
+        table.to_html(index=False, border=0, escape=True, classes="sortable"),
+        "<h2>All trials</h2>",
+        "<p class=\"note\">Click a column to sort. Failed, diverged and stopped trials are "
+        "shaded, with their error.</p>",
+        f'<div class="scroll">{trials_table(df, objs, keys)}</div>',
+        f"<script>{SORT_JS}</script>", "</body></html>", ""])
 
 
 def _selected_html(selection: Selection | None, note: str, results_dir: Path) -> str:
@@ -187,72 +302,26 @@ def _selected_html(selection: Selection | None, note: str, results_dir: Path) ->
     return "\n".join(html)
 
 
-def render_report(df: pd.DataFrame, *, objectives: ObjectivesLike = None,
-                  selection: Selection | None = None, note: str = "",
-                  results_dir: str | Path = ".") -> str:
-    """The whole page as one HTML string."""
-    objs = parse_objectives(objectives)
-    results_dir = Path(results_dir)
-    rows = usable(df, objs).reset_index(drop=True)
-    on_front = nondominated_mask(goodness(rows, objs))
-    baseline = rows["is_baseline"].eq(True).fillna(False).to_numpy(dtype=bool) \
-        if "is_baseline" in rows.columns else np.zeros(len(rows), dtype=bool)
-    picked = np.zeros(len(rows), dtype=bool)
-    if selection is not None and "trial_id" in rows.columns:
-        picked = rows["trial_id"].astype(str).eq(selection.trial_id).to_numpy(dtype=bool)
-    marks = {"other": ~on_front, "front": on_front, "baseline": baseline, "selected": picked}
-    excluded = rows.attrs.get("excluded", {})
-    left = ", ".join(f"{v} {k}" for k, v in excluded.items()) or "none"
-    names = ", ".join(f"{n} ({d})" for n, d in objs)
-    sweeps = sorted({str(s) for s in df["sweep"].dropna()}) if "sweep" in df.columns else []
-
-    figures = [_figure(_scatter(rows, marks, objs, key, label),
-                       f"Each dot is a usable trial (hover for its keys); the Pareto front is "
-                       f"that of the objectives {names}. Accuracy on the validation split; "
-                       f"{label}.") for key, label in AXES if key in rows.columns]
-    hv_svg, hv_caption = _history(df, objs)
-    figures.append(_figure(hv_svg, hv_caption))
-    if selection is not None:
-        ch_svg, ch_caption = _channels(selection)
-        figures.append(_figure(ch_svg, ch_caption) if ch_svg else
-                       f'<p class="note">{escape(ch_caption)}</p>')
-    table = format_table(front_table(rows[on_front].sort_values(
-        objs[0][0], ascending=objs[0][1] == "min", kind="stable"), objs))
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    title = f"hgsearch report: {results_dir.resolve().name}"
-    return "\n".join([
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
-        f"<h1>{escape(title)}</h1>",
-        f"<p>{len(df)} trial rows{' of sweep(s) ' + escape(', '.join(sweeps)) if sweeps else ''}"
-        f": {len(rows)} usable, left out: {escape(left)}. Objectives: {escape(names)}. "
-        f"{int(on_front.sum())} trials on the Pareto front. Generated {stamp}.</p>",
-        "<p class=\"note\">Accuracy is top-1 in %; ratios are fractions of the dense network; "
-        "MACs count one multiply-accumulate of a conv or linear layer as one.</p>",
-        "<h2>Selected model</h2>", _selected_html(selection, note, results_dir),
-        "<h2>Trade-offs</h2>", *figures,
-        "<h2>Pareto front</h2>",
-        table.to_html(index=False, border=0, escape=True),
-        "</body></html>", ""])
-
-
-def _figure(svg_text: str, caption: str) -> str:
-    return f"<figure>{svg_text}<figcaption>{escape(caption)}</figcaption></figure>"
-
-
 def write_report(results_dir: str | Path, df: pd.DataFrame, *,
-                 objectives: ObjectivesLike = None, selection: Selection | None = None) -> Path:
+                 objectives: ObjectivesLike = None, selection: Selection | None = None,
+                 curves: pd.DataFrame | None = None) -> Path:
     """Write RESULTS/report/index.html (atomically) and return its path.
 
     ``selection`` None: the exported selection if RESULTS/selected/model_card.json exists,
-    else the knee rule's choice.
+    else the knee rule's choice. ``curves`` None: read from RESULTS/curves/.
     """
+    from hgsearch.results import load_curves
+
     results_dir = Path(results_dir)
     note = "given by the caller"
     if selection is None:
         selection, note = report_selection(results_dir, df, objectives)
+    if curves is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # unreadable curve files: the report says nothing
+            curves = load_curves(results_dir)
     page = render_report(df, objectives=objectives, selection=selection, note=note,
-                         results_dir=results_dir)
+                         results_dir=results_dir, curves=curves)
     path = results_dir / "report" / "index.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

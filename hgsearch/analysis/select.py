@@ -68,6 +68,10 @@ def select(df: pd.DataFrame, *, rule: str = "knee", objectives: ObjectivesLike =
         if budget is None or not np.isfinite(budget) or budget <= 0:
             raise UserError(f"budget={budget!r}: rule budget needs a positive number, "
                             "e.g. --budget 0.5 (at most half the dense parameters)")
+        if budget_column.endswith("_ratio") and budget > 1:
+            raise UserError(f"budget={budget:g}: {budget_column} is a fraction of the dense "
+                            f"network, so the budget must be in (0, 1]; for {budget:g}% give "
+                            f"--budget {budget / 100:g}")
         return _budget(df, float(budget), budget_column)
     if max_drop is None or not np.isfinite(max_drop) or max_drop < 0:
         raise UserError(f"max_drop={max_drop!r}: rule max-drop needs a number of percentage "
@@ -82,12 +86,23 @@ def _baseline_mask(df: pd.DataFrame) -> np.ndarray:
 
 
 def _candidates(df: pd.DataFrame, objectives: ObjectivesLike) -> pd.DataFrame:
+    """The usable trials less the baselines; ``attrs["whence"]`` says so in words that
+    ``hgsearch front`` uses too (see ``candidates_text``)."""
     rows = usable(df, objectives)
     out = rows[~_baseline_mask(rows)]
     if out.empty:
         raise UserError(f"no trial to choose from: the {len(rows)} usable trial(s) are all "
                         "baselines (is_baseline), which are references, not pruned models")
+    out.attrs = {**rows.attrs, "whence": candidates_text(len(rows), len(rows) - len(out))}
     return out
+
+
+def candidates_text(n_usable: int, n_baselines: int) -> str:
+    """'8 candidate trials (the 9 usable trials less 1 baseline)'."""
+    if not n_baselines:
+        return f"{n_usable} candidate trials (all {n_usable} usable trials)"
+    return (f"{n_usable - n_baselines} candidate trials (the {n_usable} usable trials less "
+            f"{n_baselines} baseline)")
 
 
 def _ranked(rows: pd.DataFrame, by: Sequence[tuple[str, bool]]) -> pd.DataFrame:
@@ -137,12 +152,12 @@ def _knee(df: pd.DataFrame, objs: list[tuple[str, str]]) -> Selection:
     names = ", ".join(f"{n} {d}" for n, d in objs)
     ranked = _ranked(front, [("_score", False), (objs[0][0], objs[0][1] == "min")])
     best = ranked.iloc[0]
-    where = f"of {len(front)} non-dominated among {len(rows)} candidate trials ({names})"
+    where = f"of {len(front)} non-dominated among {rows.attrs['whence']}, objectives {names}"
     if len(objs) == 1:
         reason = f"the best trial {where}: {_describe(best)}"
     elif len(front) == 1:
-        reason = (f"the only non-dominated trial among {len(rows)} candidate trials ({names}): "
-                  f"{_describe(best)}")
+        reason = (f"the only non-dominated trial among {rows.attrs['whence']}, objectives "
+                  f"{names}: {_describe(best)}")
     elif len(objs) == 2 and best["_score"] <= 1.0 + _SLACK:
         reason = (f"no trial of the front {where} lies beyond the line between its extremes "
                   f"(the front has no knee), so the better in {objs[0][0]} is taken: "
@@ -163,16 +178,24 @@ def _budget(df: pd.DataFrame, budget: float, column: str) -> Selection:
     if column not in rows.columns:
         raise UserError(f"budget_column={column!r}: no such column in the results; use "
                         "params_ratio, macs_ratio or another numeric column")
-    value = pd.to_numeric(rows[column], errors="coerce").to_numpy(dtype=float)
+    raw = rows[column]
+    if not pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw):
+        raise UserError(f"budget_column={column!r}: not numeric (it holds "
+                        f"{'yes/no' if pd.api.types.is_bool_dtype(raw) else 'text'}); use "
+                        "params_ratio, macs_ratio or a latency column such as "
+                        "latency_final_b1_ms")
+    value = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
     fits = rows[value <= budget + _SLACK].assign(**{column: value[value <= budget + _SLACK]})
     if fits.empty:
         known = value[np.isfinite(value)]
         least = f"the smallest is {known.min():.4g}" if known.size else "none has a value"
-        raise UserError(f"no trial has {column} <= {budget:g}: of {len(rows)} candidate "
-                        f"trials {least}")
+        if known.size and known.size < len(value):
+            least += f" ({len(value) - known.size} have no value)"
+        raise UserError(f"no trial has {column} <= {budget:g}: of the "
+                        f"{rows.attrs['whence']} {least}")
     ranked = _ranked(fits, [("acc_final", False), (column, True)])
     best = ranked.iloc[0]
-    reason = (f"the most accurate of {len(fits)} of {len(rows)} candidate trials with "
+    reason = (f"the most accurate of {len(fits)} of the {rows.attrs['whence']} with "
               f"{column} <= {budget:g}: {_describe(best)}, {column} {float(best[column]):.4g}")
     if len(ranked) > 1:
         runner = ranked.iloc[1]
@@ -233,3 +256,8 @@ def baseline_of(df: pd.DataFrame, row: pd.Series) -> pd.Series | None:
     if not keep.any():
         return None
     return df.iloc[int(np.flatnonzero(keep)[np.argmax(acc[keep])])]
+
+
+def baseline_count(df: pd.DataFrame, objectives: ObjectivesLike = None) -> int:
+    """How many usable trials are baselines (references, never candidates)."""
+    return int(_baseline_mask(usable(df, objectives)).sum())

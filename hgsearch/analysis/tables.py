@@ -1,0 +1,51 @@
+"""Which keys a set of trials searched, and the table of every trial for the report."""
+
+from __future__ import annotations
+
+from html import escape
+
+import pandas as pd
+
+from hgsearch.analysis.front import format_table
+from hgsearch.config import FIELDS
+
+# Keys that vary between trials without being hyperparameters of the method.
+NOT_SEARCHED = ("trial_id", "out_dir", "cache_dir", "data_dir")
+
+
+def searched_keys(df: pd.DataFrame) -> list[str]:
+    """Trial keys taking two or more values among the trials that are not a baseline."""
+    rows = df
+    if "is_baseline" in df.columns:
+        rows = df[~df["is_baseline"].eq(True).fillna(False).to_numpy(dtype=bool)]
+    return [k for k in FIELDS if k in rows.columns and k not in NOT_SEARCHED
+            and rows[k].dropna().astype(str).nunique() > 1]
+
+
+def trials_table(df: pd.DataFrame, objectives: list[tuple[str, str]], keys: list[str]) -> str:
+    """Every trial as an HTML table: usable ones best first, then the others with their error."""
+    cols = ["trial_id", "status", *[n for n, _ in objectives], "test_acc_final", *keys,
+            "seconds_total", "error"]
+    cols = list(dict.fromkeys(c for c in cols if c in df.columns))
+    ok = df["status"].eq("ok").fillna(False).to_numpy(dtype=bool) if "status" in df else None
+    first, direction = objectives[0]
+    order = df.assign(_ok=~ok if ok is not None else False,
+                      _key=pd.to_numeric(df[first], errors="coerce"))
+    order = order.sort_values(["_ok", "_key"], ascending=[True, direction == "min"],
+                              kind="stable", na_position="last")
+    shown = pd.DataFrame(index=order.index)
+    for col in cols:
+        if col.startswith(("acc", "test_acc")):
+            shown[f"{col} %"] = pd.to_numeric(order[col], errors="coerce") * 100.0
+        else:
+            shown[col] = order[col]
+    text = format_table(shown.reset_index(drop=True))
+    head = "".join(f"<th>{escape(c)}</th>" for c in text.columns)
+    body = []
+    for (_, cells), status in zip(text.iterrows(), order["status"].astype(str)):
+        cls = "" if status == "ok" else ' class="bad"'
+        tds = "".join(f'<td class="error">{escape(v)}</td>' if c == "error" else
+                      f"<td>{escape(v)}</td>" for c, v in cells.items())
+        body.append(f"<tr{cls}>{tds}</tr>")
+    return (f'<table class="sortable trials"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>")

@@ -1,0 +1,71 @@
+"""config.inapplicable_keys: the keys it calls inert really change nothing, and rows say null."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from hgsearch.config import FIELDS, TrialConfig, inapplicable_keys
+from hgsearch.models import build_model
+from hgsearch.regularizers import hgsr_loss
+from hgsearch.results import empty_metrics, honest_row, load_results, write_row
+
+OTHER = {"reg_levels": (1, 2), "reg_outer": ("sqrt", "square"),
+         "reg_grouping": ("input", "output"), "mix": (0.0, 0.3, 1.0), "lam": (0.0, 1e-3)}
+
+
+def _penalty(model, values: dict) -> float:
+    c = {**TrialConfig().to_dict(), **values}
+    with torch.no_grad():
+        return float(hgsr_loss(model, reg=c["reg"], levels=c["reg_levels"], outer=c["reg_outer"],
+                               grouping=c["reg_grouping"], lam=c["lam"], mix=c["mix"]))
+
+
+@pytest.mark.parametrize("setting", [
+    {"reg": "none"}, {"reg": "l1"}, {"lam": 0.0}, {"mix": 0.0}, {"reg_levels": 1},
+    {"reg": "group_lasso", "reg_levels": 1}, {"reg": "exclusive", "mix": 0.0},
+    {"reg": "group_l12", "reg_levels": 2, "mix": 0.4, "lam": 1e-3},
+])
+def test_keys_called_inapplicable_do_not_change_the_penalty(setting):
+    # A second computation of the rule: the penalty itself (regularizers.py) must not move
+    # when an inapplicable HGSR key moves, and must move for an applicable one.
+    torch.manual_seed(0)
+    model = build_model("resnet20", 10, [4, 4, 4, 4, 4, 4, 4, 4, 4])
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(torch.rand_like(p) * 2)
+    off = inapplicable_keys(setting)
+    base = _penalty(model, setting)
+    for key, values in OTHER.items():
+        if key in setting:
+            continue
+        changed = {_penalty(model, {**setting, key: v}) for v in values}
+        if key in off:
+            assert changed == {base}, key
+        elif _penalty(model, setting) != 0:
+            assert len(changed) > 1, f"{key} changes the penalty but is not called applicable"
+
+
+def test_the_baseline_and_flat_groups():
+    baseline = inapplicable_keys({"reg": "none", "lam": 0.0, "prune_ratio": 0.0})
+    assert {"reg_levels", "reg_outer", "reg_grouping", "score_samples", "mix", "lam",
+            "prune_target", "round_to"} <= baseline
+    assert "reg" not in baseline and "prune_ratio" not in baseline and "epochs" not in baseline
+    assert inapplicable_keys({"reg_levels": 1}) >= {"reg_outer"}
+    assert "reg_outer" not in inapplicable_keys(TrialConfig())
+    assert inapplicable_keys({"dataset": "imagefolder", "data_dir": "x"}).isdisjoint(
+        {"image_size", "data_dir", "cache_dir"})
+    assert inapplicable_keys({}) <= set(FIELDS)
+
+
+def test_nulling_is_idempotent_and_written(tmp_path):
+    row = {**TrialConfig(trial_id="b", reg="none", lam=0.0, prune_ratio=0.0).to_dict(),
+           **empty_metrics(), "status": "ok"}
+    once = honest_row(row)
+    assert honest_row(once) == once
+    write_row(tmp_path, row)
+    df = load_results(tmp_path)
+    for key in ("reg_levels", "reg_outer", "reg_grouping", "score_samples", "lam", "mix"):
+        assert pd.isna(df[key][0]), key
+    assert df.reg[0] == "none" and df.prune_ratio[0] == 0.0 and df.epochs[0] == 5

@@ -1,0 +1,131 @@
+"""hgsearch predict: model.pt and model.onnx classify image files as the trial's data pipeline."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hgsearch.analysis.export import export_selection
+from hgsearch.analysis.select import select
+from hgsearch.cli import main
+from hgsearch.data.device import DeviceData
+from hgsearch.data.synthetic import make_synthetic
+from hgsearch.models import build_model, load_model, save_model
+from hgsearch.predict import load_images, predict
+from tests.data_fixtures import write_imagefolder
+from tests.test_report import FEED, write_results
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    """A results folder with the knee exported (ONNX too) and a folder of PNG test images."""
+    pytest.importorskip("onnxruntime")
+    folder = tmp_path_factory.mktemp("results")
+    df = write_results(folder)
+    export_selection(folder, select(df, rule="knee"), onnx=True)
+    images = folder / "images"
+    images.mkdir()
+    x, _ = make_synthetic(12, seed=3, split="test")
+    for i, img in enumerate(x):
+        Image.fromarray(img.transpose(1, 2, 0)).save(images / f"img{i:02d}.png")  # lossless
+    return folder / "selected", images, torch.from_numpy(x)
+
+
+def test_pt_and_onnx_print_the_same_classes_as_the_training_pipeline(shipped, capsys):
+    selected, images, x = shipped
+    outputs = {}
+    for name in ("model.pt", "model.onnx"):
+        assert main(["predict", str(selected / name), str(images)]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert len(lines) == 12
+        outputs[name] = [line.split("\t")[:2] for line in lines]
+    assert outputs["model.pt"] == outputs["model.onnx"]
+    # the second computation: the images as a trial sees them (DeviceData on the uint8 split)
+    data = DeviceData(x, torch.zeros(len(x), dtype=torch.int64), mean=tuple(FEED["mean"]),
+                      std=tuple(FEED["std"]), device="cpu")
+    with torch.no_grad():
+        logits = load_model(selected / "model.pt")(next(data.eval_batches(64))[0])
+    expected = [FEED["classes"][k] for k in logits.argmax(1).tolist()]
+    assert [label for _, label in outputs["model.pt"]] == expected
+    # the probabilities too: the same input to float rounding, and each image its own
+    prob = torch.softmax(logits, 1).max(1).values.numpy()
+    got = [p.probability for p in predict(selected / "model.pt", [images])]
+    np.testing.assert_allclose(got, prob, rtol=1e-6)
+    assert len({round(float(p), 5) for p in prob}) > 6
+
+
+def test_python_api_probabilities_agree(shipped):
+    selected, images, _ = shipped
+    pt = predict(selected / "model.pt", [images])
+    ox = predict(selected / "model.onnx", sorted(images.iterdir()))
+    assert [p.index for p in pt] == [p.index for p in ox]
+    np.testing.assert_allclose([p.probability for p in pt], [p.probability for p in ox],
+                               rtol=1e-4)
+
+
+def test_exports_say_how_to_feed_the_model(shipped):
+    onnx = pytest.importorskip("onnx")
+    selected, _, _ = shipped
+    meta = {p.key: json.loads(p.value) for p in onnx.load(str(selected / "model.onnx"))
+            .metadata_props}
+    card = json.loads((selected / "model_card.json").read_text())
+    arch = json.loads((selected / "arch.json").read_text())
+    for pre, classes in ((meta, meta["classes"]), (card["preprocessing"], card["classes"]),
+                         (arch["preprocessing"], arch["classes"])):
+        assert pre["mean"] == FEED["mean"] and pre["std"] == FEED["std"]
+        assert pre["image_size"] == 32 and pre["channel_order"] == "RGB"
+        assert pre["layout"] == "NCHW" and pre["input_dtype"] == "float32"
+        assert "shorter side" in pre["resize"] and "255" in pre["input_range"]
+        assert classes == FEED["classes"]
+
+
+def test_non_square_images_are_resized_as_the_loader_does(tmp_path):
+    from hgsearch.config import make_config
+    from hgsearch.data import load_dataset
+
+    fixture = write_imagefolder(tmp_path / "data", size=40)
+    # a wide image in the val split: resized and centre-cropped by the loader and by predict
+    wide = tmp_path / "data" / "val" / "cat" / "wide.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 50, 3), np.uint8)).save(wide)
+    cfg = make_config({"dataset": "imagefolder", "data_dir": str(tmp_path / "data"),
+                       "image_size": 24, "cache_dir": str(tmp_path / "cache")})
+    data = load_dataset(cfg)
+    files = sorted(p for p in (tmp_path / "data" / "val").rglob("*")
+                   if p.suffix.lower() in (".png", ".jpg", ".jpeg") and p.name[0] != ".")
+    pre = {"image_size": 24, "mean": list(data.mean), "std": list(data.std)}
+    got = load_images([wide], pre)
+    split = DeviceData(data.test_x, data.test_y, mean=data.mean, std=data.std, device="cpu")
+    ref = next(split.eval_batches(1000))[0].numpy()
+    assert any(np.array_equal(got[0], r) for r in ref)   # bit-identical to one loader image
+    assert len(files) == len(ref) and fixture.classes == data.classes
+
+
+@pytest.mark.parametrize("what", ["no model", "not a model", "bad image", "no images",
+                                  "old model"])
+def test_user_errors_are_one_line_exit_2(tmp_path, capsys, what):
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(img)
+    model = tmp_path / "model.pt"
+    save_model(build_model("resnet20", 10, [2] * 9), model, extra=FEED)
+    args, message = {
+        "no model": ([str(tmp_path / "nope.pt"), str(img)], "nope.pt: no such model file"),
+        "not a model": ([str(img), str(img)], "expected a .pt or .onnx"),
+        "bad image": ([str(model), str(tmp_path / "b.png")], "b.png"),
+        "no images": ([str(model), str(tmp_path)], "no image files"),
+        "old model": ([str(tmp_path / "old.pt"), str(img)], "holds no preprocessing"),
+    }[what]
+    if what == "bad image":
+        (tmp_path / "b.png").write_bytes(b"not a png")
+    if what == "no images":
+        img.unlink()
+        model.rename(tmp_path / "m.pt")
+        args[0] = str(tmp_path / "m.pt")
+    if what == "old model":
+        save_model(build_model("resnet20", 10, [2] * 9), tmp_path / "old.pt")
+    assert main(["predict", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
