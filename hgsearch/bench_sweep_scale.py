@@ -19,6 +19,7 @@ from typing import Any
 
 SLEEP_S = 0.05            # a fake trial's sleep
 SIZES = (20, 200)         # trials of the small and the large sweep
+QUICK_SIZES = (10, 50)    # hgsearch bench --quick
 TINY_SIZES = (3, 6)       # the test suite's run: every code path, in seconds
 
 
@@ -68,8 +69,10 @@ def _one(n: int, concurrency: int, tmp: Path) -> dict[str, float]:
 def bench_sweep_scale(scale: Any, runtime: Any, *, sizes: tuple[int, int] | None = None
                       ) -> dict[str, Any]:
     """The ``sweep_scale`` section of ``hgsearch bench``."""
-    tiny = getattr(scale, "sweep_trials", 4) <= 2 and getattr(scale, "rounds", 8) <= 2
-    small, large = sizes or (TINY_SIZES if tiny else SIZES)
+    # bench.py's scales: quick and tiny run two sweep trials, tiny two rounds
+    quick = scale is not None and scale.sweep_trials <= 2
+    tiny = quick and scale.rounds <= 2
+    small, large = sizes or (TINY_SIZES if tiny else QUICK_SIZES if quick else SIZES)
     concurrency = max(1, min(2, os.cpu_count() or 1))
     with tempfile.TemporaryDirectory(prefix="hgsearch-bench-scale-") as tmp:
         a = _one(small, concurrency, Path(tmp))
