@@ -673,6 +673,9 @@ def _detail(name: str, f: dict[str, float]) -> str:
         return f"b1 x{f['speedup_round1_b1']:.2f} (round_to 8: x{f['speedup_round8_b1']:.2f}), " \
                f"bN round_to 8: x{f['speedup_round8_bN']:.2f}; MACs x" \
                f"{f['macs_ratio_round1']:.2f}"
+    if name == "sweep_scale":
+        return f"driver CPU {f['small_cpu_per_trial_s']:.3g} s/trial small vs " \
+               f"{f['large_cpu_per_trial_s']:.3g} s/trial large sweep"
     return f"sweep {f['sweep_s']:.3g} s vs ideal {f['ideal_s']:.3g} s; fixed cost " \
            f"{f['fixed_cost_per_trial_s']:.3g} s/trial (Ray start {f['ray_start_s']:.3g} s, " \
            f"trials x{f['contention_ratio']:.2f} slower side by side, " \
