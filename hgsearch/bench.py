@@ -43,7 +43,7 @@ from typing import Any
 from hgsearch.errors import UserError
 
 FORMAT = "hgsearch-bench-v1"
-BENCHMARKS = ("hgsr", "scoring", "data", "trial", "pruning", "sweep")
+BENCHMARKS = ("hgsr", "scoring", "data", "trial", "pruning", "sweep", "sweep_scale")
 # (headline figure, comparison, target); None: reported without a target
 TARGETS: dict[str, tuple[str, str, float | None]] = {
     "hgsr": ("ratio", "<=", 1.05),
@@ -52,6 +52,7 @@ TARGETS: dict[str, tuple[str, str, float | None]] = {
     "trial": ("ratio", "<=", 1.10),
     "pruning": ("speedup_round1_bN", ">=", None),
     "sweep": ("ratio", "<=", None),
+    "sweep_scale": ("cpu_per_trial_ratio", "<=", 1.5),    # bench_sweep_scale.py
 }
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)   # CIFAR-10's, roughly: any will do
 Times = list[tuple[float, float]]   # (wall seconds, process CPU seconds) per timed call
@@ -455,9 +456,15 @@ def bench_sweep(scale: Scale, runtime: Any) -> dict[str, Any]:
                           "(first to last progress line) not spent in run_trial"}
 
 
+def _bench_sweep_scale(scale: Scale, runtime: Any) -> dict[str, Any]:
+    from hgsearch.bench_sweep_scale import bench_sweep_scale  # issue #10
+
+    return bench_sweep_scale(scale, runtime)
+
+
 _FUNCTIONS: dict[str, Callable[[Scale, Any], dict[str, Any]]] = {
     "hgsr": bench_hgsr, "scoring": bench_scoring, "data": bench_data, "trial": bench_trial,
-    "pruning": bench_pruning, "sweep": bench_sweep}
+    "pruning": bench_pruning, "sweep": bench_sweep, "sweep_scale": _bench_sweep_scale}
 
 
 # --------------------------------------------------------------------------- the run
@@ -666,6 +673,9 @@ def _detail(name: str, f: dict[str, float]) -> str:
         return f"b1 x{f['speedup_round1_b1']:.2f} (round_to 8: x{f['speedup_round8_b1']:.2f}), " \
                f"bN round_to 8: x{f['speedup_round8_bN']:.2f}; MACs x" \
                f"{f['macs_ratio_round1']:.2f}"
+    if name == "sweep_scale":
+        return f"driver CPU {f['small_cpu_per_trial_s']:.3g} s/trial small vs " \
+               f"{f['large_cpu_per_trial_s']:.3g} s/trial large sweep"
     return f"sweep {f['sweep_s']:.3g} s vs ideal {f['ideal_s']:.3g} s; fixed cost " \
            f"{f['fixed_cost_per_trial_s']:.3g} s/trial (Ray start {f['ray_start_s']:.3g} s, " \
            f"trials x{f['contention_ratio']:.2f} slower side by side, " \

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from hgsearch import __version__
 from hgsearch.errors import UserError
@@ -48,8 +49,21 @@ def _cmd_trial(args: argparse.Namespace) -> int:
     return 0 if row["status"] == "ok" else 1
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit 2 like every other user error.
+
+    Subcommand parsers are made of the same class (argparse's default parser_class).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("hgsearch").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"hgsearch: error: {where}{' '.join(message.split())}; see "
+                  f"`{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hgsearch",
         description="Hyperparameter search for filter pruning with hierarchical group sparse "
                     "regularization (Mitsuno & Kurita, ICPR 2020).")

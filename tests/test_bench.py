@@ -41,6 +41,9 @@ FIGURES = {
     "sweep": {"ratio", "sweep_s", "ideal_s", "trial_alone_s", "fixed_cost_per_trial_s",
               "ray_start_s", "ray_stop_s", "trial_in_sweep_s", "contention_ratio",
               "outside_trial_per_trial_s"},
+    "sweep_scale": {"cpu_per_trial_ratio"} | {f"{size}_{k}" for size in ("small", "large")
+                                              for k in ("cpu_per_trial_s", "wall_per_trial_s",
+                                                        "run_cpu_s", "run_wall_s")},
 }
 
 

@@ -211,7 +211,8 @@ def test_a_condition_on_a_fixed_key_is_static():
     assert all("reg_outer" not in t.params for t in _sample(space, 10))
 
 
-@pytest.mark.parametrize("name", [n for n, why in sampler_names().items() if why is None])
+@pytest.mark.parametrize("name", [n for n, why in sampler_names().items()
+                                  if why is None and n != "auto"])
 def test_every_usable_sampler_builds_with_its_seed(name):
     data = _mutate({"sampler": {"name": name, "seed": 7}})
     sampler = parse_space(data, source="x").make_sampler()
@@ -239,3 +240,38 @@ def test_validate_command_exit_codes(tmp_path, capsys):
 def test_default_space_is_found_from_any_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert find_default_space() == REPO / "search_spaces" / "demo.yaml"
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    """An optunahub whose load_module records each call instead of fetching code."""
+    import importlib.machinery
+    import sys
+    import types
+
+    calls: list[str] = []
+    hub = types.ModuleType("optunahub")
+    hub.__spec__ = importlib.machinery.ModuleSpec("optunahub", None)
+
+    def load_module(package):
+        calls.append(package)
+        return types.SimpleNamespace(AutoSampler=lambda seed=None: optuna.samplers.RandomSampler(
+            seed=seed))
+    hub.load_module = load_module
+    monkeypatch.setitem(sys.modules, "optunahub", hub)
+    return calls
+
+
+def test_auto_sampler_needs_fetch_true_and_validate_never_fetches(fake_hub, tmp_path, capsys):
+    plain = tmp_path / "auto.yaml"
+    plain.write_text(yaml.safe_dump(_mutate({"sampler": {"name": "auto"}})))
+    assert main(["validate", str(plain)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sampler.name" in err[0] and "fetch: true" in err[0]
+    asked = tmp_path / "fetch.yaml"
+    asked.write_text(yaml.safe_dump(_mutate({"sampler": {"name": "auto", "fetch": True}})))
+    assert main(["validate", str(asked)]) == 0
+    assert fake_hub == []                               # validating fetched nothing
+    sampler = load_space(asked).make_sampler()          # a sweep starting: now, as asked
+    assert fake_hub == ["samplers/auto_sampler"] and isinstance(sampler,
+                                                                optuna.samplers.BaseSampler)

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 import yaml
 from optuna.trial import TrialState
@@ -26,14 +25,9 @@ from optuna.trial import TrialState
 from hgsearch.cli import main
 from hgsearch.errors import UserError
 from hgsearch.results import empty_metrics, load_results, write_row
+from hgsearch.search.reconcile import settle
 from hgsearch.space import parse_space
-from hgsearch.sweep import (
-    _make_searcher,
-    _settle_optuna,
-    optuna_storage_url,
-    report_of,
-    run_sweep,
-)
+from hgsearch.sweep import _make_searcher, optuna_storage_url, report_of, run_sweep
 from hgsearch.trial import run_trial
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,19 +64,14 @@ def _seed_giving_both_lams() -> int:
 
 
 def flaky_run_trial(config, *, extra=None, log=print):
-    """run_trial, but the first attempt at t0001 crashes like a lost GPU (row 'failed', raise),
-    and the baseline's row file vanishes as on a node that shares no filesystem with the driver.
-    """
+    """run_trial, but the first attempt at t0001 crashes like a lost GPU (row 'failed', raise)."""
     marker = Path(config["out_dir"]) / f"crashed-{config['trial_id']}"
     if config["trial_id"] == "t0001" and not marker.exists():
         marker.touch()
         write_row(config["out_dir"], {**config, **empty_metrics(), **(extra or {}),
                                       "status": "failed", "error": "RuntimeError: injected"})
         raise RuntimeError("injected crash")
-    row = run_trial(config, extra=extra, log=log)
-    if config["trial_id"] == "baseline":
-        (Path(config["out_dir"]) / "trials" / "baseline.parquet").unlink()
-    return row
+    return run_trial(config, extra=extra, log=log)
 
 
 def _overlap(a: pd.Series, b: pd.Series) -> bool:
@@ -123,7 +112,7 @@ def test_sweep_records_every_trial_once_with_baseline(sweep):
     assert any(line.startswith("Pareto front") for line in lines)
 
 
-def test_diverged_trial_is_recorded_and_told_to_optuna_as_failed(sweep):
+def test_diverged_trial_is_recorded_and_told_to_optuna_as_infeasible(sweep):
     result, _ = sweep
     rows = load_results(result.folder).set_index("trial_id")
     searched = rows.loc[["t0000", "t0001"]]
@@ -138,8 +127,13 @@ def test_diverged_trial_is_recorded_and_told_to_optuna_as_failed(sweep):
         if row.status == "ok":
             assert trial.state == TrialState.COMPLETE
             assert trial.values == [row.acc_final, row.params_ratio]
-        else:
-            assert trial.state == TrialState.FAIL and trial.user_attrs["status"] == "diverged"
+            assert trial.constraints == {"diverged": 0.0}
+        else:   # told COMPLETE and infeasible, so that the sampler moves away (reconcile R6)
+            assert trial.state == TrialState.COMPLETE and trial.user_attrs["status"] == "diverged"
+            assert trial.constraints == {"diverged": 1.0}
+    assert study.directions == [optuna.study.StudyDirection.MAXIMIZE,
+                                optuna.study.StudyDirection.MINIMIZE]
+    assert study.metric_names == ["acc_final", "params_ratio"]
 
 
 def test_crashed_trial_is_retried_and_its_row_replaced(sweep):
@@ -149,18 +143,6 @@ def test_crashed_trial_is_retried_and_its_row_replaced(sweep):
     assert row.status in ("ok", "diverged")
     assert pd.isna(row.error) or "injected" not in row.error
     assert any("t0001 crashed" in line and "retrying" in line for line in lines)
-
-
-def test_driver_writes_a_row_the_worker_could_not_share(sweep):
-    result, _ = sweep
-    trials = result.folder / "trials"
-    # Rebuilt from the reported JSON: the same columns and types as a row the trial wrote.
-    driver, worker = (pq.read_schema(trials / f"{t}.parquet") for t in ("baseline", "t0000"))
-    assert {f.name: f.type for f in driver} == {f.name: f.type for f in worker}
-    base = load_results(result.folder).set_index("trial_id").loc["baseline"]
-    assert base.status == "ok" and base.params_final == base.params_dense
-    assert list(base.kept_channels) == list(base.widths_dense)
-    assert base.started_at < base.finished_at
 
 
 def test_trials_run_two_at_a_time(sweep):
@@ -182,14 +164,14 @@ def test_sweep_json_records_space_versions_and_runs(sweep):
     assert info["runs"][0]["finished_at"] > info["runs"][0]["started_at"]
 
 
-def test_report_carries_the_row_as_strict_json():
+def test_report_carries_objectives_id_and_status_only():
     row = {"trial_id": "t0003", "status": "diverged", "acc_final": math.nan,
            "params_ratio": 0.5, "kept_channels": [1, 2], "lam": 1e-3}
     out = report_of(row, ["acc_final", "params_ratio"])
     assert math.isnan(out["acc_final"]) and out["params_ratio"] == 0.5
-    assert out["hg_trial_id"] == "t0003" and out["hg_status"] == "diverged"
-    back = json.loads(out["row_json"])
-    assert back == {**row, "acc_final": None}
+    # The row stays out of the report: Tune keeps every trial's last report in its state.
+    assert out == {"acc_final": out["acc_final"], "params_ratio": 0.5, "hg_trial_id": "t0003",
+                   "hg_status": "diverged", "hg_final": True}
 
 
 # --------------------------------------------------------------------------- Optuna bookkeeping
@@ -204,14 +186,17 @@ def test_searcher_keeps_baseline_out_of_optuna_and_fails_nan(tmp_path):
     assert searcher.suggest("ray-a") == {**space.baseline, "trial_id": "baseline"}
     first, second = searcher.suggest("ray-b"), searcher.suggest("ray-c")
     assert (first["trial_id"], second["trial_id"]) == ("t0000", "t0001")
-    searcher.on_trial_complete("ray-a", {"acc_final": 0.5, "params_ratio": 1.0})
+    end = {"hg_final": True, "hg_status": "ok"}
+    searcher.on_trial_complete("ray-a", {"acc_final": 0.5, "params_ratio": 1.0, **end})
+    searcher.on_trial_complete("ray-c", {"acc_final": 0.4, "params_ratio": 0.6, **end})
     searcher.on_trial_complete("ray-b", {"acc_final": math.nan, "params_ratio": math.nan,
-                                         "hg_status": "diverged"})
-    searcher.on_trial_complete("ray-c", {"acc_final": 0.4, "params_ratio": 0.6})
-    searcher.on_trial_complete("ray-c", {"acc_final": 0.1, "params_ratio": 0.9})  # replayed
+                                         "hg_final": True, "hg_status": "diverged"})
+    searcher.on_trial_complete("ray-c", {"acc_final": 0.1, "params_ratio": 0.9, **end})
     trials = _study(tmp_path).trials
     assert len(trials) == 2                                   # no baseline in the study
-    assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["status"] == "diverged"
+    assert trials[0].state == TrialState.COMPLETE and trials[0].user_attrs["status"] == "diverged"
+    assert trials[0].constraints == {"diverged": 1.0}
+    assert trials[0].values == [0.4, 0.6]     # placeholders: the worst feasible values so far
     assert trials[1].state == TrialState.COMPLETE and trials[1].values == [0.4, 0.6]
     assert [t.params["lam"] for t in trials] == [first["lam"], second["lam"]]
 
@@ -228,11 +213,12 @@ def test_restored_searcher_adopts_what_the_dead_driver_asked_after_its_last_save
     restored = _make_searcher(space, name="s", folder=tmp_path)
     restored.restore(str(tmp_path / "searcher.pkl"))
     assert restored.suggest("ray-d") == lost            # adopted: same trial_id and params
-    assert restored.suggest("ray-e")["trial_id"] == "t0002"  # then new proposals, no baseline
-    restored.on_trial_complete("ray-b", {"acc_final": 0.3, "params_ratio": 0.5})
-    restored.on_trial_complete("ray-d", {"acc_final": 0.2, "params_ratio": 0.4})
+    assert restored.suggest("ray-e") == "FINISHED"      # num_samples 2: the study holds them
+    end = {"hg_final": True, "hg_status": "ok"}
+    restored.on_trial_complete("ray-b", {"acc_final": 0.3, "params_ratio": 0.5, **end})
+    restored.on_trial_complete("ray-d", {"acc_final": 0.2, "params_ratio": 0.4, **end})
     states = [t.state for t in _study(tmp_path).trials]
-    assert states == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.RUNNING]
+    assert states == [TrialState.COMPLETE, TrialState.COMPLETE]
 
 
 def test_optuna_trials_left_running_are_settled_from_rows(tmp_path):
@@ -246,10 +232,11 @@ def test_optuna_trials_left_running_are_settled_from_rows(tmp_path):
                          "params_ratio": 0.5})
     write_row(tmp_path, {**base, "trial_id": "t0001", "status": "diverged"})
     lines: list[str] = []
-    _settle_optuna(space, name="s", folder=tmp_path, log=lines.append)
-    states = [(t.state, t.values) for t in _study(tmp_path).trials]
-    assert states == [(TrialState.COMPLETE, [0.25, 0.5]), (TrialState.FAIL, None),
-                      (TrialState.FAIL, None)]            # t0002 has no row: it never ran
+    settle(_study(tmp_path), tmp_path, space.metrics, lines.append)
+    states = [(t.state, t.values, t.constraints) for t in _study(tmp_path).trials]
+    assert states == [(TrialState.COMPLETE, [0.25, 0.5], {"diverged": 0.0}),
+                      (TrialState.COMPLETE, [0.25, 0.5], {"diverged": 1.0}),
+                      (TrialState.FAIL, None, {})]            # t0002 has no row: it never ran
     assert len(lines) == 3
 
 
@@ -356,7 +343,12 @@ def test_killed_driver_resumes_without_losing_or_repeating_trials(tmp_path):
     assert (after[before.index] == before).all()
     study = optuna.load_study(study_name="k", storage=f"sqlite:///{results / 'k' / 'optuna.db'}")
     states = [t.state for t in study.trials]
-    assert TrialState.RUNNING not in states
+    assert TrialState.RUNNING not in states and len(study.trials) == 3
+    by_id = rows.set_index("trial_id")
+    for trial in study.trials:           # each row's searched key is its Optuna trial's
+        assert trial.params == {"lam": by_id.loc[trial.user_attrs["trial_id"]].lam}
+    from tests.search.helpers import group_processes
+    assert not group_processes(proc.pid) and not group_processes(resumed.pid)
     complete = {t.user_attrs["trial_id"] for t in study.trials if t.state == TrialState.COMPLETE}
     assert complete == set(rows.trial_id) - {"baseline"}
     info = json.loads((results / "k" / "sweep.json").read_text())

@@ -1,0 +1,49 @@
+"""The baseline trial of a sweep (METHOD.md part 4): the same network and training budget
+without regularization or pruning, run once beside the searched trials and never told to
+Optuna, so that every searched trial can be read against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from hgsearch import config
+from hgsearch.search.space import SET_BY_SWEEP, Param, key_problem
+
+BASELINE_VALUES = {"reg": "none", "lam": 0.0, "prune_ratio": 0.0}
+# Keys of these groups are inert in the baseline, so a search over them needs no baseline value.
+BASELINE_INERT_GROUPS = ("hgsr", "prune")
+BASELINE_ID = "baseline"
+
+
+def parse_baseline(raw: Any, fixed: Mapping[str, Any], params: Sequence[Param],
+                   bad: Callable[[str, str], None]) -> dict | None:
+    """The baseline's trial keys besides ``fixed``, None for none; each problem goes to ``bad``.
+
+    ``raw`` is the file's ``baseline:`` entry: true, false, or a mapping of the baseline's own
+    values for searched keys that are not inert there.
+    """
+    if raw is False or raw is None:
+        return None
+    overrides = {} if raw is True else raw
+    if not isinstance(overrides, Mapping):
+        bad("baseline", "expected true, false or a mapping of trial keys for it")
+        return None
+    changes = dict(BASELINE_VALUES)
+    for key, value in overrides.items():
+        problem = key_problem(key, value)
+        if problem or key in SET_BY_SWEEP or key in BASELINE_VALUES:
+            bad(f"baseline.{key}", problem or "is set by the sweep for the baseline")
+        else:
+            changes[key] = config.coerce(key, value)
+    for p in params:
+        inert = config.FIELDS[p.key].metadata["group"] in BASELINE_INERT_GROUPS
+        if not inert and p.key not in fixed and p.key not in overrides:
+            bad("baseline", f"{p.key} is searched; give the baseline's value "
+                f"(baseline: {{{p.key}: ...}}) so that it trains on the same budget")
+    known = config.problems_of(dict(fixed))     # reported under fixed
+    for problem in config.problems_of({**fixed, **changes}):
+        if problem not in known:
+            bad("baseline", problem)
+    return changes

@@ -1,0 +1,64 @@
+"""``hgsearch`` as a test driver: the sweep's trials by HGSEARCH_TEST_RUNNER, and a kill point.
+
+HGSEARCH_TEST_KILL_AT=``ask`` | ``diverged`` | ``failed`` SIGKILLs the driver's whole process
+group right after the searcher has asked Optuna for a trial (before Tune launches it), or right
+after the driver has recorded a diverged or a failed trial. Nothing of this is in the product:
+the wrappers are put around its methods here, in the test's own driver process.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+
+import hgsearch.sweep as sweep
+from hgsearch.cli import main
+from hgsearch.search.progress import Progress
+from hgsearch.search.searcher import Searcher
+
+
+def _die() -> None:
+    os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
+def _install(kill_at: str) -> None:
+    if kill_at == "ask":
+        suggest = Searcher.suggest
+
+        def suggest_then_die(self, trial_id):
+            before = len(self.study.get_trials(deepcopy=False))
+            out = suggest(self, trial_id)
+            if len(self.study.get_trials(deepcopy=False)) > before:    # a new ask, no adoption
+                _die()
+            return out
+        Searcher.suggest = suggest_then_die
+    elif kill_at == "diverged":
+        complete = Progress.on_trial_complete
+
+        def complete_then_die(self, iteration, trials, trial, **info):
+            complete(self, iteration, trials, trial, **info)
+            from hgsearch.search.records import read_row
+            row = read_row(self.folder, trial.config["trial_id"]) or {}
+            if row.get("status") == "diverged":
+                _die()
+        Progress.on_trial_complete = complete_then_die
+    elif kill_at == "failed":
+        error = Progress.on_trial_error
+
+        def error_then_die(self, iteration, trials, trial, **info):
+            error(self, iteration, trials, trial, **info)
+            from hgsearch.search.records import read_row
+            row = read_row(self.folder, trial.config["trial_id"]) or {}
+            if row.get("status") == "failed":
+                _die()
+        Progress.on_trial_error = error_then_die
+
+
+if __name__ == "__main__":
+    runner = os.environ.get("HGSEARCH_TEST_RUNNER")
+    if runner:
+        sweep.run_sweep = functools.partial(sweep.run_sweep, runner=runner)
+    _install(os.environ.get("HGSEARCH_TEST_KILL_AT", ""))
+    sys.exit(main())
