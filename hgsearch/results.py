@@ -82,6 +82,8 @@ SWEEP_TYPES: dict[str, pa.DataType] = {
     "cuda_visible_devices": pa.string(),
     "cpu_threads": pa.int64(),        # torch threads the trial used
     "restarts": pa.int64(),           # times the trial resumed from a checkpoint
+    "checkpoint_note": pa.string(),   # why a checkpoint was not used (unreadable: started over)
+    "attempts": pa.int64(),           # on a driver-written failed row: attempts Tune made
 }
 
 CURVE_TYPES: dict[str, pa.DataType] = {

@@ -30,6 +30,10 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
                    "(s3://..., gs://...); default: $HGSEARCH_STORAGE, else the results folder")
     p.add_argument("--resume", action="store_true", help="continue the sweep --name after an "
                    "interruption; finished trials are kept, not rerun")
+    p.add_argument("--mlflow", metavar="DIR_OR_URI", help="also log each trial as an MLflow run "
+                   "(a folder: a local SQLite store, no server; or a tracking URI)")
+    p.add_argument("--tensorboard", metavar="DIR", help="also write each trial's per-epoch "
+                   "curves as TensorBoard event files under DIR")
     p.set_defaults(func=sweep_command)
 
     p = subparsers.add_parser(
@@ -40,11 +44,13 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def sweep_command(args: argparse.Namespace) -> int:
     from hgsearch.sweep import run_sweep  # Ray and Optuna load only for this command
+    from hgsearch.trackers import make_trackers
 
     result = run_sweep(args.space, name=args.name, results=args.results,
                        num_samples=args.num_samples, max_concurrent=args.max_concurrent,
                        address=args.address, resume=args.resume,
-                       storage=args.storage)
+                       storage=args.storage,
+                       trackers=make_trackers(mlflow=args.mlflow, tensorboard=args.tensorboard))
     return 0 if result.complete else 1
 
 

@@ -103,25 +103,39 @@ def test_every_column_of_a_real_trial_row_and_curve_is_declared(real_trial):
 
 
 def _sweep_extra_keys() -> set[str]:
-    """Keys hgsearch/sweep.py puts into a trial's ``extra`` (read from its source, not ours)."""
-    tree = ast.parse((Path(__file__).parents[1] / "hgsearch" / "sweep.py").read_text())
+    """Keys the sweep's worker puts into a trial's ``extra`` (read from its source, not ours)."""
     keys: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "extra"
-                                                for t in node.targets):
-            if isinstance(node.value, ast.Dict):
+    for module in (Path(__file__).parents[1] / "hgsearch" / "search").glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "extra"
+                                                    for t in node.targets):
+                if isinstance(node.value, ast.Dict):
+                    keys |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) \
+                    and node.target.id == "extra" and isinstance(node.value, ast.Dict):
                 keys |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
-        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
-                and node.value.id == "extra" and isinstance(node.ctx, ast.Store) \
-                and isinstance(node.slice, ast.Constant):
-            keys.add(node.slice.value)
+            if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
+                    and node.value.id == "extra" and isinstance(node.ctx, ast.Store) \
+                    and isinstance(node.slice, ast.Constant):
+                keys.add(node.slice.value)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr == "update" and isinstance(node.func.value, ast.Name) \
+                    and node.func.value.id == "extra":
+                keys |= {k.arg for k in node.keywords if k.arg}
     return keys
 
 
 def test_every_column_a_sweep_adds_is_declared():
     keys = _sweep_extra_keys()
-    assert {"sweep", "is_baseline", "optuna_number"} <= keys   # the scan still finds them
+    assert {"sweep", "is_baseline", "optuna_number", "restarts"} <= keys   # the scan finds them
     assert keys - set(SWEEP_TYPES) == set()
+
+
+def test_every_column_of_a_driver_written_failed_row_is_declared():
+    from hgsearch.search.reconcile import failed_row
+
+    row = failed_row({"trial_id": "t0"}, error="boom", attempts=2)
+    assert set(row) - set(row_types()) - {"trial_id"} == set()
 
 
 def test_trial_and_sweep_folders_concatenate_with_stable_dtypes(real_trial, tmp_path):

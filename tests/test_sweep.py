@@ -24,10 +24,11 @@ from optuna.trial import TrialState
 
 from hgsearch.cli import main
 from hgsearch.errors import UserError
-from hgsearch.results import empty_metrics, load_results, write_row
+from hgsearch.results import empty_metrics, load_curves, load_results, write_row
 from hgsearch.search.reconcile import settle
 from hgsearch.space import parse_space
 from hgsearch.sweep import _make_searcher, optuna_storage_url, report_of, run_sweep
+from hgsearch.trackers import make_trackers
 from hgsearch.trial import run_trial
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,8 +90,28 @@ def sweep(tmp_path_factory):
         mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO),
                                                              os.environ.get("PYTHONPATH")])))
         result = run_sweep(path, results=tmp / "results", num_cpus=2, log=lines.append,
-                           runner="tests.test_sweep:flaky_run_trial")
+                           runner="tests.test_sweep:flaky_run_trial",
+                           trackers=make_trackers(mlflow=str(tmp / "mlflow")))
     return result, lines
+
+
+def test_mlflow_holds_one_run_per_trial_with_its_curve(sweep):
+    from mlflow.tracking import MlflowClient
+
+    result, _ = sweep
+    rows = load_results(result.folder)
+    curves = load_curves(result.folder)
+    store = result.folder.parents[1] / "mlflow" / "mlflow.db"
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    by_trial = {r.data.tags["hgsearch_trial_id"]: r for r in runs}
+    assert len(runs) == len(by_trial) == len(rows)          # one run per trial, no duplicate
+    assert set(by_trial) == set(rows.trial_id)
+    for trial_id, run in by_trial.items():
+        for phase, curve in curves[curves.trial_id == trial_id].groupby("phase"):
+            history = client.get_metric_history(run.info.run_id, f"{phase}/val_acc")
+            assert sorted(m.step for m in history) == sorted(curve.epoch)
+            assert sorted(m.value for m in history) == pytest.approx(sorted(curve.val_acc))
 
 
 def test_sweep_records_every_trial_once_with_baseline(sweep):
@@ -99,7 +120,7 @@ def test_sweep_records_every_trial_once_with_baseline(sweep):
     assert result.complete and len(rows) == 3
     assert sorted(rows.trial_id) == ["baseline", "t0000", "t0001"]
     base = rows[rows.trial_id == "baseline"].iloc[0]
-    assert base.is_baseline and base.reg == "none" and base.lam == 0 and base.prune_ratio == 0
+    assert base.is_baseline and base.reg == "none" and pd.isna(base.lam) and base.prune_ratio == 0
     assert base.status == "ok" and base.params_ratio == 1.0
     assert not rows[rows.trial_id != "baseline"].is_baseline.any()
     for _, row in rows.iterrows():
