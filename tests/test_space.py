@@ -205,6 +205,22 @@ def test_suggest_samples_each_key_in_its_range_and_honours_conditions():
     assert 15 <= below <= 45
 
 
+def test_a_key_the_trial_does_not_use_is_not_proposed():
+    """No `when:` in the file: reg=l1 makes the group keys inert (config.inapplicable_keys),
+    so they are absent from the Optuna params whenever l1 was drawn, present otherwise."""
+    data = {"fixed": {"epochs": 1}, "objectives": {"acc_final": "max", "params_ratio": "min"},
+            "search": {"reg": {"choice": ["l1", "group_l12"]}, "reg_levels": {"choice": [1, 2]},
+                       "reg_outer": {"choice": ["sqrt", "square"]}}, "num_samples": 40}
+    trials = _sample(parse_space(data, source="x"), 40)
+    assert {t.params["reg"] for t in trials} == {"l1", "group_l12"}
+    for t in trials:
+        params = t.params
+        expected = set() if params["reg"] == "l1" else (
+            {"reg_levels", "reg_outer"} if params["reg_levels"] == 2 else {"reg_levels"})
+        assert set(params) - {"reg"} == expected
+        assert set(params).isdisjoint(config.inapplicable_keys({**data["fixed"], **params}))
+
+
 def test_a_condition_on_a_fixed_key_is_static():
     data = _mutate({"fixed.reg_levels": 1, "search.reg_levels": _DELETE})
     space = parse_space(data, source="x")

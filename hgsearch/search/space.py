@@ -93,12 +93,19 @@ class Space:
         """Optuna define-by-run space: sample each key in file order, conditions permitting.
 
         A key the trial already holds (an orphan adopted on resume) keeps its stored value:
-        Optuna's ``suggest_*`` returns it instead of sampling again.
+        Optuna's ``suggest_*`` returns it instead of sampling again. A key that has no effect
+        given the keys sampled before it (``config.inapplicable_keys``: ``reg_outer`` on one
+        level, the group keys with ``reg=l1``...) is not proposed, so the study holds only
+        parameters that mattered; its row holds null for it.
         """
+        from hgsearch.config import inapplicable_keys
+
         values = dict(self.fixed)
         for p in self.params:
             if not all(_value_of(values, key) in allowed for key, allowed in p.when):
                 continue    # not searched in this trial: fixed or default value applies
+            if p.key in inapplicable_keys(values):
+                continue    # inert in this trial: proposing it would only mislead the sampler
             if p.kind == "choice":
                 values[p.key] = trial.suggest_categorical(p.key, list(p.choices))
             elif p.kind == "int":
