@@ -688,6 +688,9 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
                         "average leaves free, at least 1)")
     p.add_argument("--only", metavar="NAME[,NAME]",
                    help="run only these benchmarks: " + ", ".join(BENCHMARKS))
+    p.add_argument("--suite", choices=("speed", "quality"), default="speed",
+                   help="speed: the timings above; quality: criteria x regularizers, accuracy "
+                        "after pruning (hgsearch/bench_quality.py; takes long)")
     p.set_defaults(func=bench_command)
 
 
@@ -702,6 +705,9 @@ def bench_command(args: argparse.Namespace) -> int:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if getattr(args, "suite", "speed") == "quality":
+        from hgsearch.bench_quality import quality_command
+        return quality_command(device=device, quick=args.quick, out=out, threads=args.threads)
     report = run_benchmarks(device=device, quick=args.quick, only=only, threads=args.threads)
     for line in format_table(report):
         print(line)

@@ -152,7 +152,8 @@ def _pipeline(cfg: TrialConfig, data, runtime: Runtime, row: dict[str, Any], cur
               for name in ("train", "val", "test")}
     size = (data.image_size, data.image_size)
     model = runtime.prepare(build_model(cfg.arch, data.num_classes))
-    lam = _lam(cfg, model)   # from the freshly initialized network, also when resuming
+    # From the freshly initialized network, also when resuming: lam_scale=init needs it.
+    penalty, prox = hgsr_hooks(cfg, model)
     compact: ResNet | None = None
     if resume.phase:
         # Figures of the completed phases come back; where and when this run is stays current.
@@ -188,19 +189,7 @@ def _pipeline(cfg: TrialConfig, data, runtime: Runtime, row: dict[str, Any], cur
 
     # --- 1. train with HGSR (METHOD.md part 1)
     regularized = cfg.reg != "none" and cfg.lam > 0
-    proximal = regularized and cfg.reg_solver == "proximal"
     if not resume.done("train"):
-        def penalty(m: torch.nn.Module) -> torch.Tensor:
-            return hgsr_loss(m, reg=cfg.reg, levels=cfg.reg_levels, outer=cfg.reg_outer,
-                             grouping=cfg.reg_grouping, lam=lam, mix=cfg.mix)
-
-        def prox(m: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-            proximal_step(m, optimizer, reg=cfg.reg, levels=cfg.reg_levels, outer=cfg.reg_outer,
-                          grouping=cfg.reg_grouping, lam=lam, mix=cfg.mix,
-                          lr=optimizer.param_groups[0]["lr"])
-
-        # An exact proximal operator replaces the penalty's gradient; a thresholding adds to it.
-        in_loss = regularized and not (proximal and exact(cfg.reg, cfg.reg_levels))
 
         log(f"trial {cfg.trial_id}: {cfg.arch} on {cfg.dataset} ({len(data.train_y)} train / "
             f"{len(data.val_y)} val / {len(data.test_y)} test images, {data.num_classes} "
@@ -210,8 +199,7 @@ def _pipeline(cfg: TrialConfig, data, runtime: Runtime, row: dict[str, Any], cur
         t0 = time.perf_counter()
         train(model, splits["train"], settings=_sgd(cfg, cfg.epochs, cfg.lr),
                        runtime=runtime, generator=gen,
-                       penalty=penalty if in_loss else None,
-                       after_step=prox if proximal else None,
+                       penalty=penalty, after_step=prox,
                        evaluate_each_epoch=lambda: accuracy(model, "val"), phase="train",
                        log=log, step_model=torch.compile(model) if cfg.compile else None,
                        start_epoch=first, optimizer_state=opt_state,
@@ -286,6 +274,29 @@ def _pipeline(cfg: TrialConfig, data, runtime: Runtime, row: dict[str, Any], cur
     log(f"trial {cfg.trial_id} done: val {100 * row['acc_final']:.2f}%  test "
         f"{100 * row['test_acc_final']:.2f}%  params x{row['params_ratio']:.3f}  "
         f"MACs x{row['macs_ratio']:.3f}")
+
+
+def hgsr_hooks(cfg: TrialConfig, model: ResNet) -> tuple[Callable | None, Callable | None]:
+    """(penalty added to the loss, step after each SGD step) for ``train``; None where unused.
+
+    ``model`` is the freshly initialized network (lam_scale=init divides by its penalty). An exact
+    proximal operator replaces the penalty's gradient; a thresholding comes on top of it.
+    """
+    if cfg.reg == "none" or cfg.lam == 0:
+        return None, None
+    lam = _lam(cfg, model)
+    opts = {"reg": cfg.reg, "levels": cfg.reg_levels, "outer": cfg.reg_outer,
+            "grouping": cfg.reg_grouping, "lam": lam, "mix": cfg.mix}
+
+    def penalty(m: torch.nn.Module) -> torch.Tensor:
+        return hgsr_loss(m, **opts)
+
+    def prox(m: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        proximal_step(m, optimizer, lr=optimizer.param_groups[0]["lr"], **opts)
+
+    if cfg.reg_solver != "proximal":
+        return penalty, None
+    return (None if exact(cfg.reg, cfg.reg_levels) else penalty), prox
 
 
 def _lam(cfg: TrialConfig, model: ResNet) -> float:
