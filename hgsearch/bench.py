@@ -698,11 +698,13 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
                         "average leaves free, at least 1)")
     p.add_argument("--only", metavar="NAME[,NAME]",
                    help="run only these benchmarks: " + ", ".join(BENCHMARKS))
-    # --suite gpu: the CUDA path's own measurements (hgsearch/bench_gpu/, cluster/gpu_check.sh)
-    p.add_argument("--suite", choices=("hot", "gpu"), default="hot",
+    # --suite: which measurements. gpu: hgsearch/bench_gpu/ (cluster/gpu_check.sh calls it);
+    # quality: hgsearch/bench_quality.py (accuracy, not time; it takes long).
+    p.add_argument("--suite", choices=("hot", "gpu", "quality"), default="hot",
                    help="hot: the hot paths against their references (default); gpu: "
                         "throughput per precision and compile, trials sharing a GPU, scoring "
-                        "against float64, pruned latency, a real sweep (--only: their parts)")
+                        "against float64, pruned latency, a real sweep (--only: their parts); "
+                        "quality: criteria x regularizers, accuracy after pruning (takes long)")
     p.set_defaults(func=bench_command)
 
 
@@ -721,6 +723,10 @@ def bench_command(args: argparse.Namespace) -> int:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if getattr(args, "suite", "hot") == "quality":
+        from hgsearch.bench_quality import quality_command
+
+        return quality_command(device=device, quick=args.quick, out=out, threads=args.threads)
     report = run_benchmarks(device=device, quick=args.quick, only=only, threads=args.threads)
     for line in format_table(report):
         print(line)

@@ -18,6 +18,8 @@ from hgsearch.errors import UserError
 DATASETS = ("synthetic", "cifar10", "cifar100", "tinyimagenet", "imagefolder")
 ARCHS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet18")
 REGS = ("none", "l1", "group_lasso", "exclusive", "group_l12")
+# Filter-scoring criteria (hgsearch.pruning.criteria.CRITERIA has one object per name).
+SCORE_METHODS = ("loss_increase", "l1_norm", "bn_scale", "taylor", "random")
 
 # Names that become file names (trial ids, sweep names): no separators, no dot-files.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -98,6 +100,13 @@ class TrialConfig:
                       group="hgsr")
     zero_tol: float = _key(1e-2, "a group counts as zero when its L2 norm is below zero_tol x the "
                            "layer's largest group norm", lo=0.0, hi=1.0, group="hgsr")
+    reg_solver: str = _key("subgradient", "how the penalty is minimized: plain subgradients (the "
+                           "reference) or a proximal step after each SGD step that sets groups "
+                           "exactly to zero (hgsearch/proximal.py)",
+                           choices=("subgradient", "proximal"), group="hgsr")
+    lam_scale: str = _key("none", "none: lam weighs the penalty as is (the reference); init: the "
+                          "penalty is divided by its value at initialization, so one lam range "
+                          "fits every architecture", choices=("none", "init"), group="hgsr")
 
     # --- filter scoring and pruning (METHOD.md parts 2 and 3)
     score_samples: int = _key(256, "training images used to score filters", lo=1, hi=1_000_000,
@@ -114,6 +123,14 @@ class TrialConfig:
                              group="prune")
     round_to: int = _key(1, "each block's width stays a multiple of this", lo=1, hi=512,
                          group="prune")
+    score_method: str = _key("loss_increase", "filter-scoring criterion: the paper's loss "
+                             "increase, or a rival (filter L1 norm, BatchNorm |gamma|, first-order "
+                             "Taylor, random)", choices=SCORE_METHODS, group="prune")
+    bn_recalibrate: int = _key(0, "training images passed in train mode without gradients after "
+                               "each pruning round to re-estimate BatchNorm statistics (0: off)",
+                               lo=0, hi=1_000_000, group="prune")
+    finetune_between: int = _key(0, "fine-tuning epochs between prune_steps rounds (finetune_lr)",
+                                 lo=0, hi=10_000, group="prune")
 
     # --- fine-tuning the compact network
     finetune_epochs: int = _key(3, "epochs of fine-tuning after pruning", lo=0, hi=10_000,

@@ -8,6 +8,7 @@ compact network, never of a masked one (METHOD.md part 3).
 from __future__ import annotations
 
 import copy
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from hgsearch.errors import UserError
 from hgsearch.models import ResNet
 
 
@@ -74,6 +76,66 @@ def inner_channel_costs(model: ResNet, input_size: tuple[int, int]) -> list[Chan
         params = row + col + (c1.bias is not None) + (2 if bn1.affine else 0)
         costs.append(ChannelCost(params, row * spatial[c1] + col * spatial[c2]))
     return costs
+
+
+def prunable_group_norms(model: ResNet, *, grouping: str) -> list[torch.Tensor]:
+    """Per block, the L2 norm of each HGSR group whose zero frees a prunable filter.
+
+    ``input``: conv2's group reading inner channel c (nothing reads the filter then);
+    ``output``: conv1's filter c itself. Groups of the stem, of the residual path's channels and
+    of a first conv's inputs are left out: no filter pruning can remove them.
+    """
+    if grouping not in ("input", "output"):
+        raise UserError(f"reg_grouping={grouping!r}: allowed values are input, output")
+    if grouping == "input":
+        return [torch.linalg.vector_norm(b.conv2.weight.detach(), dim=(0, 2, 3))
+                for b in model.blocks]
+    return [torch.linalg.vector_norm(b.conv1.weight.detach(), dim=(1, 2, 3))
+            for b in model.blocks]
+
+
+@torch.no_grad()
+def zero_group_fraction(model: ResNet, *, grouping: str, tol: float) -> float:
+    """Share of near-zero groups among those whose removal removes a prunable filter.
+
+    A group counts as zero when its norm is below ``tol`` x the largest such group norm of the
+    same block, or exactly 0 (so exact zeros count at tol=0 and in a block zero throughout).
+    One group per prunable filter, so the denominator is the number of prunable filters.
+    """
+    if not 0 <= tol <= 1:
+        raise UserError(f"zero_tol={tol!r}: must be between 0 and 1")
+    norms = prunable_group_norms(model, grouping=grouping)
+    zero = sum(int(((n < tol * n.max()) | (n == 0)).sum()) for n in norms)
+    total = sum(n.numel() for n in norms)
+    return zero / total if total else math.nan
+
+
+@torch.no_grad()
+def zero_filters(model: ResNet) -> list[torch.Tensor]:
+    """Per block, a bool per prunable filter that removal cannot change, whatever the input.
+
+    Filter c of a block is exactly zero when conv2 reads nothing from it (conv2.weight[:, c] all
+    0) or when it emits 0: conv1.weight[c] all 0 with bn1's scale and shift 0 (eval or train
+    mode, any running statistics).
+    """
+    out = []
+    for b in model.blocks:
+        unread = (b.conv2.weight == 0).all(dim=3).all(dim=2).all(dim=0)
+        silent = (b.conv1.weight == 0).flatten(1).all(dim=1)
+        if b.conv1.bias is not None:
+            silent &= b.conv1.bias == 0
+        if b.bn1.affine:
+            silent &= (b.bn1.weight == 0) & (b.bn1.bias == 0)
+        else:
+            silent &= torch.zeros_like(silent)   # BN without affine maps 0 to -mean/std
+        out.append((unread | silent).cpu())
+    return out
+
+
+def zero_filter_fraction(model: ResNet) -> float:
+    """Share of prunable filters that are exactly zero (``zero_filters``)."""
+    flags = torch.cat(zero_filters(model))
+    return flags.double().mean().item() if len(flags) else math.nan
 
 
 def _hooked_forward(model: nn.Module, input_size: tuple[int, int], kinds: tuple[type, ...],

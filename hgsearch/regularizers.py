@@ -101,6 +101,24 @@ def penalty(weight: Tensor, *, reg: str, levels: int, outer: str, grouping: str)
     return r
 
 
+def group_values(weight: Tensor, *, reg: str, levels: int, outer: str,
+                 grouping: str) -> Tensor:
+    """R's term of each outer group of one conv weight, shape (in,) or (out,): their sum is
+    ``penalty(weight, ...)`` (METHOD.md part 1, table; l1: each group's ||W_g||_1)."""
+    check_options(reg=reg, levels=levels, outer=outer, grouping=grouping)
+    within = 0 if grouping == "input" else 1
+    kernel_l1 = weight.abs().sum((-2, -1))                             # (out, in)
+    if reg in ("l1", "none"):
+        values = kernel_l1.sum(within)
+        return values * 0 if reg == "none" else values
+    b = (weight * weight).sum((-2, -1)) if reg == "group_lasso" else kernel_l1
+    phi: Callable[[Tensor], Tensor] = torch.square if reg == "exclusive" else _sqrt
+    if levels == 1:
+        return phi(b.sum(within))
+    s = phi(b).sum(within)
+    return _sqrt(s) if outer == "sqrt" else s.square()
+
+
 def regularized_weights(model: nn.Module) -> list[nn.Parameter]:
     """The weights HGSR acts on: every 3x3 convolution (METHOD.md part 1), in module order.
 
@@ -154,22 +172,3 @@ def group_norms(weight: Tensor, *, grouping: str) -> Tensor:
         raise UserError(f"reg_grouping={grouping!r}: allowed values are {', '.join(GROUPINGS)}")
     dims = (0, 2, 3) if grouping == "input" else (1, 2, 3)
     return torch.linalg.vector_norm(weight, dim=dims)
-
-
-@torch.no_grad()
-def zero_group_fraction(model: nn.Module, *, grouping: str, tol: float) -> float:
-    """Share of near-zero outer groups over all regularized layers (the row's zero-group figure).
-
-    A group g of layer W counts as zero when ||W_g||_2 < tol * max_h ||W_h||_2 (the largest group
-    norm of the same layer), or when ||W_g||_2 == 0: so exact zeros count at tol=0 and in a layer
-    that is zero throughout. The share is (groups counted) / (groups of all regularized layers),
-    every group weighing the same whatever its layer. NaN for a model without 3x3 convs.
-    """
-    if not 0 <= tol <= 1:
-        raise UserError(f"zero_tol={tol!r}: must be between 0 and 1")
-    zero, total = 0, 0
-    for w in regularized_weights(model):
-        norms = group_norms(w, grouping=grouping)
-        zero += int(((norms < tol * norms.max()) | (norms == 0)).sum())
-        total += norms.numel()
-    return zero / total if total else math.nan

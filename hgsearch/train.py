@@ -109,7 +109,9 @@ def train(model: nn.Module, train_data, *, settings: SGDSettings, runtime: Runti
           step_model: nn.Module | None = None, start_epoch: int = 1,
           optimizer_state: dict | None = None,
           on_epoch_end: Callable[[int, dict], None] | None = None,
-          curve: list[dict] | None = None) -> list[dict]:
+          curve: list[dict] | None = None,
+          after_step: Callable[[nn.Module, torch.optim.Optimizer], None] | None = None,
+          ) -> list[dict]:
     """Train ``model`` in place with SGD; return one dict per epoch (the trial's curve).
 
     ``train_data`` is a ``hgsearch.data.DeviceData``; ``penalty(model)`` is added to the
@@ -118,6 +120,8 @@ def train(model: nn.Module, train_data, *, settings: SGDSettings, runtime: Runti
     infinite loss. To resume, pass ``start_epoch`` and the ``optimizer_state`` that
     ``on_epoch_end(epoch, optimizer_state)`` was given after the epoch before it. Each epoch's
     record is appended to ``curve`` (when given) before ``on_epoch_end`` runs.
+    ``after_step(model, optimizer)`` runs after every SGD step (the proximal step of
+    ``reg_solver=proximal``), at the step's learning rate ``optimizer.param_groups[0]["lr"]``.
     """
     forward = step_model or model
     # Weight decay on every parameter, as the reference code's plain SGD does (METHOD.md part 1).
@@ -147,6 +151,8 @@ def train(model: nn.Module, train_data, *, settings: SGDSettings, runtime: Runti
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
+            if after_step is not None:
+                after_step(model, optimizer)
             loss_sum += loss.detach().double() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
@@ -181,3 +187,29 @@ def train(model: nn.Module, train_data, *, settings: SGDSettings, runtime: Runti
 def _check_finite(value: torch.Tensor, phase: str, epoch: int) -> None:
     if not torch.isfinite(value).all():
         raise Diverged(f"loss became {value.item()} in {phase} epoch {epoch}")
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, x: torch.Tensor, *, batch_size: int,
+                   runtime: Runtime) -> None:
+    """Re-estimate every BatchNorm's running mean and variance on images ``x``.
+
+    Train-mode forwards without gradients, after pruning changed what each BatchNorm sees. The
+    statistics are reset and then averaged over all of ``x`` with equal weight per batch
+    (momentum None), so they describe the pruned network alone, not a blend with the old ones.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    was_training = model.training
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    try:
+        for start in range(0, len(x), batch_size):
+            with runtime.autocast():
+                model(x[start:start + batch_size])
+    finally:
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+        model.train(was_training)

@@ -23,12 +23,28 @@ from hgsearch.checkpoint import PHASES, Checkpointer
 from hgsearch.config import TrialConfig, make_config
 from hgsearch.data import DeviceData, load_dataset
 from hgsearch.errors import UserError
-from hgsearch.metrics import count_macs, count_params, measure_latency
+from hgsearch.metrics import (
+    count_macs,
+    count_params,
+    measure_latency,
+    zero_filter_fraction,
+    zero_filters,
+    zero_group_fraction,
+)
 from hgsearch.models import ResNet, build_model, save_model
-from hgsearch.pruning import prune
-from hgsearch.regularizers import hgsr_loss, zero_group_fraction
+from hgsearch.proximal import exact, proximal_step
+from hgsearch.pruning import prune, prune_model
+from hgsearch.regularizers import hgsr_loss
 from hgsearch.results import empty_metrics, write_curve, write_row
-from hgsearch.train import Diverged, Runtime, SGDSettings, evaluate, resolve_runtime, train
+from hgsearch.train import (
+    Diverged,
+    Runtime,
+    SGDSettings,
+    evaluate,
+    recalibrate_bn,
+    resolve_runtime,
+    train,
+)
 
 Log = Callable[[str], None]
 
@@ -136,6 +152,8 @@ def _pipeline(cfg: TrialConfig, data, runtime: Runtime, row: dict[str, Any], cur
               for name in ("train", "val", "test")}
     size = (data.image_size, data.image_size)
     model = runtime.prepare(build_model(cfg.arch, data.num_classes))
+    # From the freshly initialized network, also when resuming: lam_scale=init needs it.
+    penalty, prox = hgsr_hooks(cfg, model)
     compact: ResNet | None = None
     if resume.phase:
         # Figures of the completed phases come back; where and when this run is stays current.
@@ -172,19 +190,16 @@ def _pipeline(cfg: TrialConfig, data, runtime: Runtime, row: dict[str, Any], cur
     # --- 1. train with HGSR (METHOD.md part 1)
     regularized = cfg.reg != "none" and cfg.lam > 0
     if not resume.done("train"):
-        def penalty(m: torch.nn.Module) -> torch.Tensor:
-            return hgsr_loss(m, reg=cfg.reg, levels=cfg.reg_levels, outer=cfg.reg_outer,
-                             grouping=cfg.reg_grouping, lam=cfg.lam, mix=cfg.mix)
 
         log(f"trial {cfg.trial_id}: {cfg.arch} on {cfg.dataset} ({len(data.train_y)} train / "
             f"{len(data.val_y)} val / {len(data.test_y)} test images, {data.num_classes} "
             f"classes) on {runtime.device}; reg={cfg.reg if regularized else 'none'} "
-            f"lam={cfg.lam:g}")
+            f"lam={cfg.lam:g} solver={cfg.reg_solver}")
         first, opt_state = resume.epoch_of("train")
         t0 = time.perf_counter()
         train(model, splits["train"], settings=_sgd(cfg, cfg.epochs, cfg.lr),
                        runtime=runtime, generator=gen,
-                       penalty=penalty if regularized else None,
+                       penalty=penalty, after_step=prox,
                        evaluate_each_epoch=lambda: accuracy(model, "val"), phase="train",
                        log=log, step_model=torch.compile(model) if cfg.compile else None,
                        start_epoch=first, optimizer_state=opt_state,
@@ -194,6 +209,10 @@ def _pipeline(cfg: TrialConfig, data, runtime: Runtime, row: dict[str, Any], cur
         row["test_acc_dense"] = accuracy(model, "test")[1]
         row["zero_group_fraction"] = zero_group_fraction(model, grouping=cfg.reg_grouping,
                                                          tol=cfg.zero_tol)
+        row["zero_filter_fraction"] = zero_filter_fraction(model)
+        # What HGSR's exact zeros give for free: the network without them, by real surgery.
+        free = [(~z).nonzero().flatten().tolist() or [0] for z in zero_filters(model)]
+        row["acc_zero_pruned"] = accuracy(runtime.prepare(prune_model(model, free)), "val")[1]
         row["widths_dense"] = list(model.widths)
         row["params_dense"] = count_params(model)
         row["macs_dense"] = count_macs(model, size)
@@ -205,11 +224,14 @@ def _pipeline(cfg: TrialConfig, data, runtime: Runtime, row: dict[str, Any], cur
         t0 = time.perf_counter()
         if cfg.prune_ratio > 0:
             n = min(cfg.score_samples, len(splits["train"]))
-            x, y = splits["train"].sample(n, generator=gen)
+            x, y = splits["train"].sample(n, generator=gen)   # training images, never val/test
             result = prune(model, x, y, ratio=cfg.prune_ratio, target=cfg.prune_target,
                            scope=cfg.prune_scope, steps=cfg.prune_steps,
                            min_channels=cfg.min_channels, round_to=cfg.round_to,
-                           batch_size=cfg.eval_batch_size, input_size=size)
+                           batch_size=cfg.eval_batch_size, input_size=size,
+                           criterion=cfg.score_method, generator=gen,
+                           after_round=_recovery(cfg, splits, runtime, gen, log, curve,
+                                                 accuracy))
             compact = runtime.prepare(result.model)
             row["prune_note"] = result.note or None
         else:
@@ -252,6 +274,57 @@ def _pipeline(cfg: TrialConfig, data, runtime: Runtime, row: dict[str, Any], cur
     log(f"trial {cfg.trial_id} done: val {100 * row['acc_final']:.2f}%  test "
         f"{100 * row['test_acc_final']:.2f}%  params x{row['params_ratio']:.3f}  "
         f"MACs x{row['macs_ratio']:.3f}")
+
+
+def hgsr_hooks(cfg: TrialConfig, model: ResNet) -> tuple[Callable | None, Callable | None]:
+    """(penalty added to the loss, step after each SGD step) for ``train``; None where unused.
+
+    ``model`` is the freshly initialized network (lam_scale=init divides by its penalty). An exact
+    proximal operator replaces the penalty's gradient; a thresholding comes on top of it.
+    """
+    if cfg.reg == "none" or cfg.lam == 0:
+        return None, None
+    lam = _lam(cfg, model)
+    opts = {"reg": cfg.reg, "levels": cfg.reg_levels, "outer": cfg.reg_outer,
+            "grouping": cfg.reg_grouping, "lam": lam, "mix": cfg.mix}
+
+    def penalty(m: torch.nn.Module) -> torch.Tensor:
+        return hgsr_loss(m, **opts)
+
+    def prox(m: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        proximal_step(m, optimizer, lr=optimizer.param_groups[0]["lr"], **opts)
+
+    if cfg.reg_solver != "proximal":
+        return penalty, None
+    return (None if exact(cfg.reg, cfg.reg_levels) else penalty), prox
+
+
+def _lam(cfg: TrialConfig, model: ResNet) -> float:
+    """The penalty weight in use: lam, or under lam_scale=init lam / (penalty at init)."""
+    if cfg.lam_scale != "init" or cfg.reg == "none" or cfg.lam == 0:
+        return cfg.lam
+    with torch.no_grad():
+        at_init = float(hgsr_loss(model, reg=cfg.reg, levels=cfg.reg_levels,
+                                  outer=cfg.reg_outer, grouping=cfg.reg_grouping, lam=1.0,
+                                  mix=cfg.mix))
+    return cfg.lam / at_init if at_init > 0 else cfg.lam
+
+
+def _recovery(cfg: TrialConfig, splits: dict, runtime: Runtime, gen: torch.Generator, log: Log,
+              curve: list[dict], accuracy: Callable) -> Callable[[ResNet, int], ResNet]:
+    """After pruning round i: BatchNorm recalibration, then (between rounds) fine-tuning."""
+    def after_round(net: ResNet, i: int) -> ResNet:
+        net = runtime.prepare(net)
+        if cfg.bn_recalibrate > 0:
+            n = min(cfg.bn_recalibrate, len(splits["train"]))
+            xr, _ = splits["train"].sample(n, generator=gen)   # training images
+            recalibrate_bn(net, xr, batch_size=cfg.batch_size, runtime=runtime)
+        if i < cfg.prune_steps and cfg.finetune_between > 0:
+            train(net, splits["train"], settings=_sgd(cfg, cfg.finetune_between, cfg.finetune_lr),
+                  runtime=runtime, generator=gen, phase=f"between{i}", log=log, curve=curve,
+                  evaluate_each_epoch=lambda: accuracy(net, "val"))
+        return net
+    return after_round
 
 
 def _measure(cfg: TrialConfig, net: ResNet, name: str, size: tuple[int, int], runtime: Runtime,

@@ -97,3 +97,60 @@ def test_latency_refuses_zero_repeats():
     with pytest.raises(ValueError, match="repeats"):
         measure_latency(build_model("resnet20", 10), input_size=(8, 8), batch_size=1,
                         device="cpu", repeats=0)
+
+
+@pytest.mark.parametrize("grouping", ["input", "output"])
+@pytest.mark.parametrize("tol", [0.0, 0.01, 0.1])
+def test_zero_group_fraction_counts_only_groups_that_free_a_prunable_filter(grouping, tol):
+    from hgsearch.metrics import zero_group_fraction
+
+    model = build_model("resnet20", 10)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.fill_(1.0)
+        # Groups no pruning can remove, all zero: the stem, every conv1's inputs (the residual
+        # path) and every conv2's outputs. None of them may count.
+        model.stem[0].weight.zero_()
+        for b in model.blocks:
+            (b.conv1.weight if grouping == "input" else b.conv2.weight).zero_()
+        # The prunable groups of block 4: 3 exact zeros, 2 at 0.005 x max, 1 at 0.05 x max.
+        b4 = model.blocks[4]
+        g = b4.conv2.weight.transpose(0, 1) if grouping == "input" else b4.conv1.weight
+        g[:3] = 0
+        g[3:5] = 0.005
+        g[5] = 0.05
+        # block 7 zero throughout (its prunable groups): all of them count
+        (model.blocks[7].conv2 if grouping == "input" else model.blocks[7].conv1).weight.zero_()
+    total = sum(default_widths("resnet20"))                      # one group per filter: 336
+    small = {0.0: 0, 0.01: 2, 0.1: 3}[tol]
+    expected = (3 + small + model.blocks[7].conv1.out_channels) / total
+    assert zero_group_fraction(model, grouping=grouping, tol=tol) == pytest.approx(expected)
+
+
+def test_zero_filters_are_unread_or_silent_filters():
+    from hgsearch.metrics import zero_filter_fraction, zero_filters
+
+    model = build_model("resnet20", 10)
+    with torch.no_grad():
+        model.blocks[0].conv2.weight[:, 4] = 0                  # unread
+        b = model.blocks[3]
+        b.conv1.weight[7] = 0                                   # silent: weights, scale, shift
+        b.bn1.weight[7] = 0
+        b.bn1.bias[7] = 0
+        b.conv1.weight[8] = 0                                   # still emits relu(shift)
+        b.bn1.weight[8] = 0
+        b.bn1.bias[8] = 0.5
+        model.blocks[5].conv1.weight[1] = 0                     # emits relu(bn1(0)): not zero
+    flags = zero_filters(model)
+    found = [(i, c) for i, f in enumerate(flags) for c in f.nonzero().flatten().tolist()]
+    assert found == [(0, 4), (3, 7)]
+    assert zero_filter_fraction(model) == pytest.approx(2 / 336)
+
+
+def test_zero_group_fraction_rejects_a_bad_tolerance():
+    from hgsearch.errors import UserError
+    from hgsearch.metrics import zero_group_fraction
+
+    with pytest.raises(UserError, match="zero_tol=-0.1"):
+        zero_group_fraction(build_model("resnet20", 10), grouping="input", tol=-0.1)

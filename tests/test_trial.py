@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import math
 
 import pandas as pd
@@ -8,7 +9,7 @@ import torch
 
 from hgsearch.config import make_config
 from hgsearch.data import DeviceData, load_dataset
-from hgsearch.models import load_model
+from hgsearch.models import build_model, load_model
 from hgsearch.results import load_curves, load_results
 from hgsearch.trial import run_trial
 
@@ -162,3 +163,49 @@ def _chain(first, second):
         first(epoch, optimizer)
         second(epoch, optimizer)
     return both
+
+
+class _Recorder:
+    """A checkpointer that keeps every state a trial saves (the dense network among them)."""
+
+    def __init__(self) -> None:
+        self.states: list[dict] = []
+
+    def load(self):
+        return None
+
+    def save(self, state: dict) -> None:
+        self.states.append(copy.deepcopy(state))
+
+
+@pytest.mark.parametrize("grouping", ["input", "output"])
+def test_proximal_trial_reports_its_exact_zeros_and_their_free_removal(tiny, grouping):
+    """Row figures checked against the dense network the trial saved: zeros counted with numpy,
+    the network without them built by surgery and evaluated by hand."""
+    from hgsearch.pruning import prune_model
+
+    rec = _Recorder()
+    cfg = {**tiny, "reg_solver": "proximal", "reg_grouping": grouping, "lam": 0.1,
+           "prune_ratio": 0.0, "finetune_epochs": 0, "trial_id": f"prox-{grouping}"}
+    row = run_trial(cfg, log=None, checkpoint=rec)
+    state = next(s for s in rec.states if s["phase"] == "trained")
+    dense = build_model("resnet20", 10, state["widths"])
+    dense.load_state_dict(state["model"])
+    sd = {k: v.numpy() for k, v in state["model"].items()}
+    zero = []
+    for b in range(9):
+        w1, w2 = sd[f"blocks.{b}.conv1.weight"], sd[f"blocks.{b}.conv2.weight"]
+        g, beta = sd[f"blocks.{b}.bn1.weight"], sd[f"blocks.{b}.bn1.bias"]
+        zero.append([c for c in range(w1.shape[0]) if not w2[:, c].any()
+                     or (not w1[c].any() and g[c] == 0 and beta[c] == 0)])
+    count = sum(len(z) for z in zero)
+    assert count > 0, "lam=0.1 must zero some filters even in a tiny trial"
+    assert row["zero_filter_fraction"] == pytest.approx(count / 336)
+    keep = [[c for c in range(16 * 2 ** (b // 3)) if c not in z] or [z[0]]
+            for b, z in enumerate(zero)]
+    data = load_dataset(make_config(cfg))
+    full = plain_accuracy(dense, data.val_x, data.val_y, data.mean, data.std)
+    free = plain_accuracy(prune_model(dense, keep), data.val_x, data.val_y, data.mean, data.std)
+    assert full == pytest.approx(row["acc_dense"], abs=1e-6)
+    assert free == pytest.approx(row["acc_zero_pruned"], abs=1e-6)
+    assert free == full            # removing exactly zero filters changes nothing

@@ -5,17 +5,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 
 from hgsearch.metrics import count_macs, count_params, inner_channel_costs
 from hgsearch.models import ResNet
+from hgsearch.pruning.criteria import CRITERIA, SCORE_METHODS, Criterion, exact_math, get_criterion
 from hgsearch.pruning.scoring import score_filters, score_filters_reference
 from hgsearch.pruning.select import select, select_keep
 from hgsearch.pruning.surgery import mask_model, prune_model
 
-__all__ = ["PruneResult", "mask_model", "prune", "prune_model", "score_filters",
+__all__ = ["CRITERIA", "SCORE_METHODS", "Criterion", "PruneResult", "exact_math",
+           "get_criterion", "mask_model", "prune", "prune_model", "score_filters",
            "score_filters_reference", "select", "select_keep"]
 
 
@@ -29,12 +32,17 @@ class PruneResult(NamedTuple):
 def prune(model: ResNet, x: torch.Tensor, y: torch.Tensor, *, ratio: float,
           target: str = "channels", scope: str = "global", steps: int = 1, min_channels: int = 1,
           round_to: int = 1, batch_size: int = 512,
-          input_size: tuple[int, int] | None = None) -> PruneResult:
-    """Score, select and remove filters in ``steps`` rounds, without fine-tuning in between.
+          input_size: tuple[int, int] | None = None,
+          criterion: str | Criterion = "loss_increase", generator: torch.Generator | None = None,
+          after_round: Callable[[ResNet, int], ResNet] | None = None) -> PruneResult:
+    """Score, select and remove filters in ``steps`` rounds.
 
-    Round i (1-based) rescores the current network on (x, y) and removes filters until
+    Round i (1-based) rescores the current network on (x, y) with ``criterion`` (a name in
+    ``CRITERIA`` or a Criterion; ``generator`` feeds ``random``) and removes filters until
     ``ratio * i / steps`` of the original network's channels, parameters or MACs (``target``)
-    are gone. ``input_size`` (height, width; default: that of x) sizes the MAC count. ``model``
+    are gone. ``after_round(compact, i)``, when given, runs after each round's surgery and
+    returns the network the next round starts from (BatchNorm recalibration, fine-tuning in
+    between). ``input_size`` (height, width; default: that of x) sizes the MAC count. ``model``
     itself is not changed.
     """
     if steps < 1:
@@ -47,9 +55,12 @@ def prune(model: ResNet, x: torch.Tensor, y: torch.Tensor, *, ratio: float,
     total = {"channels": sum(original), "params": count_params(model)}.get(target)
     if target == "macs":
         total = count_macs(model, size)
+    score = get_criterion(criterion) if isinstance(criterion, str) else criterion
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
     current, keep, note = model, [list(range(w)) for w in original], ""
     for i in range(1, steps + 1):
-        scores = score_filters(current, x, y, batch_size=batch_size)
+        with exact_math():
+            scores = score(current, x, y, batch_size=batch_size, generator=gen)
         share = ratio if i == steps else ratio * i / steps
         chosen = select(scores, ratio=share, target=target, scope=scope,
                         min_channels=min_channels, round_to=round_to,
@@ -58,6 +69,8 @@ def prune(model: ResNet, x: torch.Tensor, y: torch.Tensor, *, ratio: float,
         last = _in_original(scores, keep, original)
         keep = [[k[j] for j in kept] for k, kept in zip(keep, chosen.keep)]
         current, note = prune_model(current, chosen.keep), chosen.note
+        if after_round is not None:
+            current = after_round(current, i)
     return PruneResult(current, keep, last, note)
 
 
