@@ -52,6 +52,8 @@ METRIC_TYPES: dict[str, pa.DataType] = {
     "widths_dense": pa.list_(pa.int64()),
     "kept_channels": pa.list_(pa.int64()),  # inner width of each block after pruning
     "zero_group_fraction": pa.float64(),
+    "zero_filter_fraction": pa.float64(),   # prunable filters exactly zero after HGSR
+    "acc_zero_pruned": pa.float64(),        # val accuracy with exactly-zero filters removed
     "latency_dense_b1_ms": pa.float64(),
     "latency_final_b1_ms": pa.float64(),
     "latency_dense_bN_ms": pa.float64(),   # batch latency_batch

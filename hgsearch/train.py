@@ -123,7 +123,7 @@ def train(model: nn.Module, train_data, *, settings: SGDSettings, runtime: Runti
     ``after_step(model, optimizer)`` runs after every SGD step (the proximal step of
     ``reg_solver=proximal``), at the step's learning rate ``optimizer.param_groups[0]["lr"]``.
     """
-    forward = step_model or model
+    forward = step_model if step_model is not None else model   # a compiled module has no bool
     # Weight decay on every parameter, as the reference code's plain SGD does (METHOD.md part 1).
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay,

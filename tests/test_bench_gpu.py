@@ -315,10 +315,6 @@ def test_gpu_check_script_parses_and_installs_only_the_projects_requirements():
     assert installed <= deps and deps - installed == {"onnx>=1.17", "onnxscript>=0.5"}
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="train.py: `step_model or model` asks a compiled module for len(); "
-                          "`step_model if step_model is not None else model` fixes it, and "
-                          "bench_gpu/training.py's workaround can go")
 def test_train_accepts_a_compiled_module_as_step_model():
     from hgsearch import bench
     from hgsearch.train import SGDSettings, resolve_runtime, train

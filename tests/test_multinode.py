@@ -137,9 +137,10 @@ def test_each_host_has_its_own_disk_and_read_only_code(cluster):
 
 @pytest.fixture(scope="module")
 def sweep_a(cluster):
-    """`hgsearch sweep --address` from the head: one trial per worker (the head has no CPU)."""
+    """`hgsearch sweep --address` from the head: one trial per worker (the head has no CPU).
+    It keeps its checkpoints (by default a trial's go once its row is written: sweep c)."""
     c = cluster
-    space = _space(c, "a")
+    space = _space(c, "a", keep_checkpoints=True)
     done = c.run("head", "hgsearch", "sweep", space, "--address", c.gcs, "--name", "a",
                  "--results", RESULTS, "--storage", STORAGE, timeout=SWEEP_S)
     return done
@@ -342,13 +343,19 @@ def test_failing_trial_fails_on_its_worker_each_attempt(cluster, sweep_c):
     assert row.status == "failed" and "planted failure" in row.error
 
 
-@pytest.mark.xfail(strict=True, reason="needs #10: a trial that fails on a node without the "
-                   "driver's disk writes its failed row there only; the driver writes none")
 def test_failing_trial_leaves_a_failed_row_on_the_head(cluster, sweep_c):
     rows = load_results(cluster.disk("head") / "results" / "c").set_index("trial_id")
     assert sorted(rows.index) == ["t0000", "t0001", "t0002"]      # the sweep's every row
     row = rows.loc["t0002"]
     assert row.status == "failed" and "planted failure" in row.error
+
+
+def test_finished_trials_checkpoints_are_gone_from_the_store(cluster, sweep_c):
+    keys = _s3_keys(cluster, "ckpt/c/tune/")
+    assert any(k.endswith(".json") for k in keys), keys[:20]        # the sweep's state is there
+    for trial_id in ("t0000", "t0001"):                              # rows written: ok
+        assert not [k for k in keys if k.startswith(f"ckpt/c/tune/{trial_id}_")
+                    and "/checkpoint_" in k], keys
 
 
 # --------------------------------------------------------------------------- teardown

@@ -52,10 +52,7 @@ def epoch_runner(arch: str, batch: int, steps: int, runtime: Any, *,
     # dynamic=False: each batch size gets its own static graph, as a trial's one batch size does
     step_model = None
     if compile_backend:
-        compiled = torch.compile(model, backend=compile_backend, dynamic=False)
-        # its bound __call__, not the module: train()'s `step_model or model` asks a compiled
-        # module for len(), which raises TypeError (a trial with compile: true fails the same)
-        step_model = compiled.__call__
+        step_model = torch.compile(model, backend=compile_backend, dynamic=False)
     gen = torch.Generator().manual_seed(0)
     penalty = trial_penalty()
 
