@@ -21,7 +21,7 @@ lint: venv
 	$(BIN)/ruff check hgsearch tests
 
 test: venv lint
-	$(BIN)/python -m pytest -q -m "not multinode"
+	$(BIN)/python -m pytest -q -m "not multinode" -n 2 --dist loadfile --durations=15
 
 # A Ray cluster of separate hosts in network namespaces (tests/test_multinode.py): as root,
 # minutes long, so apart from `make test`; .ci/run runs both.

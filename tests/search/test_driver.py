@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -151,7 +152,8 @@ def test_driver_writes_rows_and_sweep_json_atomically(swept):
     # The driver wrote the failed rows and sweep.json: each arrived by a rename.
     arrived = {dst for _, dst in writes.renamed}
     driver_rows = [str(result.folder / "trials" / f"{t}.parquet")
-                   for t, r in _by_id(result).iterrows() if r.get("attempts") == 2]
+                   for t, r in _by_id(result).iterrows() if pd.notna(r.get("attempts"))
+                   and r.get("attempts") == 2]
     assert len(driver_rows) == 2 and set(driver_rows) <= arrived
     assert str(result.folder / "sweep.json") in arrived
 
