@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv test test-multinode lint demo clean
+.PHONY: venv test test-slow test-multinode lint demo clean
 
 venv: $(STAMP)
 
@@ -21,7 +21,11 @@ lint: venv
 	$(BIN)/ruff check hgsearch tests
 
 test: venv lint
-	$(BIN)/python -m pytest -q -m "not multinode" -n 2 --dist loadfile --durations=15
+	$(BIN)/python -m pytest -q -m "not multinode and not slow" -n 2 --dist loadfile --durations=15
+
+# Tests of minutes of training (marked slow); .ci/run runs them after make test.
+test-slow: venv
+	$(BIN)/python -m pytest -q -m slow
 
 # A Ray cluster of separate hosts in network namespaces (tests/test_multinode.py): as root,
 # minutes long, so apart from `make test`; .ci/run runs both.

@@ -53,6 +53,7 @@ def test_baseline_trial_keeps_the_network(tiny):
     assert row["acc_pruned"] == row["acc_dense"] == row["acc_final"]
 
 
+@pytest.mark.slow   # two 5-epoch trials: about 5 minutes on one core
 def test_regularization_sparsifies_groups(tiny):
     # A few dozen SGD steps cannot drive groups to exact zero (subgradients oscillate around it),
     # but they visibly shrink some input groups relative to the layer's largest: count groups
