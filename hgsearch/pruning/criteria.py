@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from hgsearch.models import ResNet
-from hgsearch.pruning.scoring import score_filters
+from hgsearch.pruning.scoring import _eval_mode, score_filters
 
 
 class Criterion(Protocol):
@@ -143,12 +143,3 @@ def exact_math() -> Iterator[None]:
         torch.backends.cuda.matmul.fp32_precision = matmul
         torch.backends.cudnn.conv.fp32_precision = conv
 
-
-@contextmanager
-def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
