@@ -32,8 +32,12 @@ test-slow: venv
 test-multinode: venv
 	$(BIN)/python -m pytest -q -m multinode
 
+# The demo sweep, then the knee of its front exported to results/demo/selected/ (model.pt,
+# model.onnx, arch.json, model_card.json) and the report at results/demo/report/index.html.
 demo: venv
 	$(BIN)/hgsearch sweep
+	$(BIN)/hgsearch select results/demo --rule knee
+	$(BIN)/hgsearch report results/demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
