@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from hgsearch.config import FIELDS
-from hgsearch.models import build_model
 from hgsearch.pruning import CRITERIA, SCORE_METHODS, exact_math, get_criterion, prune
 from hgsearch.pruning.scoring import score_filters_reference
+from tests.nets import randomized_net
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -23,15 +23,7 @@ GEN_SEED = 5
 
 def criteria_net(dtype: torch.dtype = torch.float64) -> torch.nn.Module:
     """ResNet-20 with random BatchNorm statistics, sharp logits and a few all-zero filters."""
-    torch.manual_seed(0)
-    model = build_model("resnet20", 10)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.3, 0.3)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.0)
-            m.bias.data.uniform_(-0.2, 0.2)
-    model.fc.weight.data *= 4
+    model = randomized_net("resnet20", seed=0, sharpen=4)
     with torch.no_grad():
         for b, c in ZERO:
             block = model.blocks[b]

@@ -47,26 +47,20 @@ def ref_penalty(W: np.ndarray, reg: str, levels: int, outer: str, grouping: str)
             return [W[i, g] for i in range(n_out)]
         return [W[g, j] for j in range(n_in)]
 
+    def family(w: np.ndarray) -> float:   # the one-level penalty of one group of weights
+        if reg == "group_lasso":
+            return math.sqrt(np.sum(w * w))
+        if reg == "exclusive":
+            return np.sum(np.abs(w)) ** 2
+        return math.sqrt(np.sum(np.abs(w)))
+
     total = 0.0
     for g in groups:
         ks = kernels(g)
         if levels == 1:
-            flat = np.concatenate([k.ravel() for k in ks])
-            if reg == "group_lasso":
-                total += math.sqrt(np.sum(flat * flat))
-            elif reg == "exclusive":
-                total += np.sum(np.abs(flat)) ** 2
-            else:
-                total += math.sqrt(np.sum(np.abs(flat)))
+            total += family(np.concatenate([k.ravel() for k in ks]))
             continue
-        inner = 0.0
-        for k in ks:
-            if reg == "group_lasso":
-                inner += math.sqrt(np.sum(k * k))
-            elif reg == "exclusive":
-                inner += np.sum(np.abs(k)) ** 2
-            else:
-                inner += math.sqrt(np.sum(np.abs(k)))
+        inner = sum(family(k) for k in ks)
         total += math.sqrt(inner) if outer == "sqrt" else inner ** 2
     return total
 

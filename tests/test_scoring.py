@@ -10,6 +10,7 @@ from hgsearch.bench_scoring import measure_scoring_speedup
 from hgsearch.models import build_model
 from hgsearch.pruning.scoring import mean_ce, score_filters, score_filters_reference
 from hgsearch.pruning.surgery import prune_model
+from tests.nets import randomized_net
 
 DEAD = ((0, 3), (4, 0), (4, 5), (8, 63))   # (block, channel) forced to output exactly zero
 
@@ -19,15 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def scoring_net(seed: int = 0) -> torch.nn.Module:
     """ResNet-20 with random BatchNorm statistics, sharp logits and a few dead filters."""
-    torch.manual_seed(seed)
-    model = build_model("resnet20", 10)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.3, 0.3)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.0)
-            m.bias.data.uniform_(-0.2, 0.2)
-    model.fc.weight.data *= 4
+    model = randomized_net("resnet20", seed=seed, sharpen=4)
     for b, c in DEAD:
         model.blocks[b].bn1.weight.data[c] = 0
         model.blocks[b].bn1.bias.data[c] = -1

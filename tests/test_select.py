@@ -13,6 +13,7 @@ from hgsearch.pruning import prune
 from hgsearch.pruning.scoring import score_filters
 from hgsearch.pruning.select import select, select_keep
 from hgsearch.pruning.surgery import mask_model
+from tests.nets import randomized_net
 
 SIZE = (32, 32)
 
@@ -157,16 +158,10 @@ def test_selection_properties(target, scope, round_to, min_channels, ratio, cost
 
 @pytest.fixture(scope="module")
 def net_and_sample():
-    torch.manual_seed(0)
-    model = build_model("resnet20", 10)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.3, 0.3)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.0)
+    model = randomized_net("resnet20", seed=0, shift=None)
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(8, 3, 8, 8, generator=gen)
-    return model.eval(), x, torch.randint(0, 10, (8,), generator=gen)
+    return model, x, torch.randint(0, 10, (8,), generator=gen)
 
 
 @pytest.mark.parametrize("steps,target", [(1, "channels"), (2, "params"), (3, "macs")])

@@ -5,6 +5,7 @@ import torch
 
 from hgsearch.models import ARCH_SPECS, build_model
 from hgsearch.pruning.surgery import check_keep, mask_model, prune_model
+from tests.nets import randomized_net
 
 ARCHS = list(ARCH_SPECS)
 
@@ -14,16 +15,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def randomized(arch: str, seed: int, classes: int = 10) -> torch.nn.Module:
     """A network whose BatchNorms are not the identity, so a wrong copy changes outputs."""
-    torch.manual_seed(seed)
-    model = build_model(arch, classes)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.3, 0.3)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.2, 0.6)
-            m.bias.data.uniform_(-0.2, 0.2)
-            m.num_batches_tracked.fill_(seed + 7)
-    return model.eval()
+    return randomized_net(arch, seed, classes=classes, scale=(0.2, 0.6),
+                          batches_tracked=seed + 7)
 
 
 def random_keep(widths: list[int], gen: torch.Generator) -> list[list[int]]:

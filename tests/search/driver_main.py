@@ -35,25 +35,22 @@ def _install(kill_at: str) -> None:
             return out
         Searcher.suggest = suggest_then_die
     elif kill_at == "diverged":
-        complete = Progress.on_trial_complete
-
-        def complete_then_die(self, iteration, trials, trial, **info):
-            complete(self, iteration, trials, trial, **info)
-            from hgsearch.search.records import read_row
-            row = read_row(self.folder, trial.config["trial_id"]) or {}
-            if row.get("status") == "diverged":
-                _die()
-        Progress.on_trial_complete = complete_then_die
+        _die_after_row(Progress, "on_trial_complete", "diverged")
     elif kill_at == "failed":
-        error = Progress.on_trial_error
+        _die_after_row(Progress, "on_trial_error", "failed")
 
-        def error_then_die(self, iteration, trials, trial, **info):
-            error(self, iteration, trials, trial, **info)
-            from hgsearch.search.records import read_row
-            row = read_row(self.folder, trial.config["trial_id"]) or {}
-            if row.get("status") == "failed":
-                _die()
-        Progress.on_trial_error = error_then_die
+
+def _die_after_row(cls: type, method: str, status: str) -> None:
+    """Wrap ``cls.method`` (a Tune callback) to die once it has recorded a ``status`` row."""
+    original = getattr(cls, method)
+
+    def then_die(self, iteration, trials, trial, **info):
+        original(self, iteration, trials, trial, **info)
+        from hgsearch.search.records import read_row
+        row = read_row(self.folder, trial.config["trial_id"]) or {}
+        if row.get("status") == status:
+            _die()
+    setattr(cls, method, then_die)
 
 
 if __name__ == "__main__":
