@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -298,6 +298,19 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise UserError(f"{path}: expected a mapping of trial keys, found {type(data).__name__}")
     return data
 
+
+
+def compose_config(*, config_file: str | Path | None = None, assignments: Sequence[str] = (),
+                   out_dir: str | None = None) -> TrialConfig:
+    """The config of ``hgsearch trial``: a YAML file, then ``KEY=VALUE`` items, then ``out_dir``.
+
+    Later sources override earlier ones; every problem is raised as one UserError.
+    """
+    values = read_config_file(config_file) if config_file else {}
+    values.update(parse_assignments(list(assignments)))
+    if out_dir:
+        values["out_dir"] = out_dir
+    return make_config(values)
 
 # Keys a trial's other keys switch off (METHOD.md parts 1-3, and what trial.py and the data
 # loaders actually read): (condition on the config, keys it makes inapplicable, why).

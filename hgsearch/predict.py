@@ -10,7 +10,6 @@ scaled to ``(x / 255 - mean) / std`` per channel as float32 in NCHW layout.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -162,19 +161,3 @@ def _logits(runner: Any, x: np.ndarray, *, onnx: bool) -> np.ndarray:
     with torch.no_grad():
         return runner(torch.from_numpy(x)).numpy()
 
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``hgsearch predict`` to the command's subparsers."""
-    p = subparsers.add_parser("predict", help="classify image files with a model.pt or "
-                              "model.onnx", description="Print the predicted class of each "
-                              "image, preprocessed exactly as in training.")
-    p.add_argument("model", metavar="MODEL", help="model.pt or model.onnx (e.g. "
-                   "RESULTS/selected/model.onnx)")
-    p.add_argument("images", metavar="IMAGES", nargs="+", help="image files or folders of them")
-    p.set_defaults(func=_command)
-
-
-def _command(args: argparse.Namespace) -> int:
-    for p in predict(args.model, args.images):
-        print(f"{p.file}\t{p.label}\t{p.probability:.4f}")
-    return 0

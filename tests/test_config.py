@@ -7,6 +7,7 @@ import pytest
 from hgsearch.config import (
     FIELDS,
     TrialConfig,
+    compose_config,
     key_table,
     make_config,
     parse_assignments,
@@ -89,3 +90,15 @@ def test_config_file(tmp_path):
 
 def test_field_types_are_the_four_flat_kinds():
     assert {f.type for f in FIELDS.values()} <= {"bool", "int", "float", "str"}
+
+
+def test_compose_config_later_sources_win(tmp_path):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("arch: resnet32\nepochs: 7\nout_dir: from_file\n")
+    cfg = compose_config(config_file=cfg_file, assignments=["epochs=2", "out_dir=from_set"],
+                         out_dir="from_out")
+    assert (cfg.arch, cfg.epochs, cfg.out_dir) == ("resnet32", 2, "from_out")
+    assert compose_config() == TrialConfig()
+    with pytest.raises(UserError) as err:
+        compose_config(assignments=["lamb=1", "epochs=two"])
+    assert len(err.value.problems) == 2

@@ -1,4 +1,4 @@
-"""``hgsearch sweep`` and ``hgsearch validate``: the search's command-line entry points."""
+"""``hgsearch sweep`` and ``hgsearch validate``: run a search, check search-space files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 from hgsearch.errors import UserError
 
 
-def register_commands(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``sweep`` and ``validate`` to the ``hgsearch`` command."""
     p = subparsers.add_parser(
         "sweep", help="run a hyperparameter search (Ray Tune + Optuna) from a search-space file",
@@ -43,7 +43,8 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def sweep_command(args: argparse.Namespace) -> int:
-    from hgsearch.sweep import run_sweep  # Ray and Optuna load only for this command
+    """Run or resume the sweep; exit 1 when it stopped with trials not ended."""
+    from hgsearch.search.driver import run_sweep  # Ray and Optuna load only for this command
     from hgsearch.trackers import make_trackers
 
     result = run_sweep(args.space, name=args.name, results=args.results,
@@ -55,7 +56,8 @@ def sweep_command(args: argparse.Namespace) -> int:
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    from hgsearch.space import load_space
+    """Describe each valid file; then raise every problem of the others, one line each."""
+    from hgsearch.search.space_file import load_space
 
     problems: list[str] = []
     for path in args.files:

@@ -1,23 +1,17 @@
-from __future__ import annotations
+"""``hgsearch trial`` and ``hgsearch keys``: rows written, exit codes, one-line user errors."""
 
-import subprocess
-import sys
-from pathlib import Path
+from __future__ import annotations
 
 import pandas as pd
 import pytest
 
 from hgsearch.cli import main
+from tests.cli.helpers import run_cli
 from tests.conftest import TINY
 
 
 def as_args(values: dict) -> list[str]:
     return [f"{k}={v}" for k, v in values.items()]
-
-
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hgsearch.cli", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
 
 
 def test_trial_command_writes_a_row(tmp_path, capsys):
@@ -127,33 +121,3 @@ def test_wrong_or_corrupt_folders_fail_with_one_line(tmp_path, dataset):
     assert victim.name in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "res").exists()
 
-
-def _commands() -> list[str]:
-    from hgsearch.cli import build_parser
-
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    return sorted(sub.choices)
-
-
-@pytest.mark.parametrize("argv", [
-    [], ["nope"], ["--bogus"],
-    ["select", "somewhere", "--rule", "knees"],
-    ["sweep", "--num-samples", "two"],
-    *[[command, "--no-such-option"] for command in _commands()],
-])
-def test_every_usage_error_is_one_line_and_exit_2(argv, capsys):
-    with pytest.raises(SystemExit) as stop:
-        main(argv)
-    assert stop.value.code == 2
-    out, err = capsys.readouterr()
-    assert out == "" and len(err.strip().splitlines()) == 1, err
-    assert err.startswith("hgsearch: error: ") and "--help" in err
-
-
-def test_usage_errors_of_the_installed_command_exit_2_without_usage_text():
-    done = run_cli("select", "x", "--rule", "knees")
-    assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.strip().splitlines() == [
-        "hgsearch: error: select: argument --rule: invalid choice: 'knees' (choose from 'knee', "
-        "'budget', 'max-drop'); see `hgsearch select --help`"]

@@ -1,0 +1,120 @@
+"""One results folder analysed end to end: what ``hgsearch front``, ``select`` and ``report`` do.
+
+Each function takes the folder (``trials/`` of a sweep or of ``hgsearch trial --out``) and the
+user's settings, reads the rows and the objectives itself, and returns what the command prints;
+the command line only parses and prints. pandas is imported when a function runs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hgsearch.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from hgsearch.analysis.front import Objectives
+    from hgsearch.analysis.select import Selection
+
+# Called with (file, reason) for each row file that is not readable Parquet and was left out.
+OnSkipped = Callable[[str, str], None]
+
+
+def read_rows(results: str | Path, *, on_skipped: OnSkipped | None = None) -> pd.DataFrame:
+    """The trial rows of a results folder; UserError when there is no folder or no row.
+
+    An unreadable row file is left out, listed in ``df.attrs["skipped"]`` as (path, reason)
+    and passed to ``on_skipped`` before anything else happens (no Python warning is emitted).
+    """
+    from hgsearch.results import load_results
+
+    path = Path(results)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # the same news as attrs["skipped"], said below
+        df = load_results(path)
+    for file, reason in df.attrs.get("skipped", []):
+        if on_skipped is not None:
+            on_skipped(file, reason)
+    if len(df) == 0:
+        raise UserError(f"{path}: no trial rows (expected {path / 'trials'}/*.parquet)")
+    return df
+
+
+def objectives_of(results: str | Path, objectives: str | None = None) -> Objectives:
+    """``objectives`` (COLUMN:max|min,...) when given, else RESULTS/sweep.json's, else the
+    defaults (acc_final max, params_ratio min)."""
+    from hgsearch.analysis.front import parse_objectives, read_objectives
+
+    return parse_objectives(objectives) if objectives else read_objectives(results)
+
+
+@dataclass(frozen=True)
+class Front:
+    """The Pareto front of a folder's rows and the counts that say what it was taken from."""
+
+    objectives: Objectives
+    table: pd.DataFrame          # the front, one formatted row per trial, best first
+    usable: int                  # rows the front was taken from (see analysis.front.usable)
+    excluded: dict[str, int]     # rows left out before the dominance test, by reason
+    baselines: int               # usable rows that are baselines: references, not candidates
+
+
+def front_of(results: str | Path, *, objectives: str | None = None,
+             on_skipped: OnSkipped | None = None) -> Front:
+    """The Pareto front of RESULTS under ``objectives`` (default: see ``objectives_of``)."""
+    from hgsearch.analysis.front import format_table, front_table, pareto_front
+    from hgsearch.analysis.select import baseline_count
+
+    df = read_rows(results, on_skipped=on_skipped)
+    objs = objectives_of(results, objectives)
+    front = pareto_front(df, objs)
+    return Front(objectives=objs, table=format_table(front_table(front, objs)),
+                 usable=front.attrs["usable"], excluded=dict(front.attrs["excluded"]),
+                 baselines=baseline_count(df, objs))
+
+
+@dataclass(frozen=True)
+class Exported:
+    """A selection written to RESULTS/selected/, and the report rewritten to show it."""
+
+    selection: Selection
+    folder: Path                 # RESULTS/selected/
+    report: Path | None          # RESULTS/report/index.html when one existed and was rewritten
+
+
+def select_and_export(results: str | Path, *, rule: str, objectives: str | None = None,
+                      budget: float | None = None, budget_column: str = "params_ratio",
+                      max_drop: float | None = None, onnx: bool = True,
+                      on_skipped: OnSkipped | None = None) -> Exported:
+    """Choose one trial of RESULTS by ``rule`` (``analysis.select``), export it, and rewrite an
+    existing report, which must show the current selection, not the one it was made with."""
+    from hgsearch.analysis.export import export_selection
+    from hgsearch.analysis.select import baseline_of, select
+
+    df = read_rows(results, on_skipped=on_skipped)
+    objs = objectives_of(results, objectives)
+    selection = select(df, rule=rule, objectives=objs, budget=budget,
+                       budget_column=budget_column, max_drop=max_drop)
+    folder = export_selection(results, selection, onnx=onnx,
+                              baseline=baseline_of(df, selection.row))
+    report = Path(results) / "report" / "index.html"
+    rewrite = report.is_file()
+    if rewrite:
+        from hgsearch.analysis.report import write_report
+
+        write_report(results, df, objectives=objs)
+    return Exported(selection=selection, folder=folder, report=report if rewrite else None)
+
+
+def report_of(results: str | Path, *, objectives: str | None = None,
+              on_skipped: OnSkipped | None = None) -> Path:
+    """Write RESULTS/report/index.html and return its path."""
+    from hgsearch.analysis.report import write_report
+
+    df = read_rows(results, on_skipped=on_skipped)
+    return write_report(results, df, objectives=objectives_of(results, objectives))
