@@ -16,7 +16,7 @@ from hgsearch.errors import UserError
 _REGISTRARS = (
     ("hgsearch.sweep_cli", "register_commands"),
     ("hgsearch.analysis.commands", "register_commands"),
-    ("hgsearch.bench", "register_commands"),
+    ("hgsearch.bench.command", "register_commands"),
     ("hgsearch.predict", "register"),
 )
 
