@@ -40,14 +40,22 @@ class Target(NamedTuple):
 class Benchmark:
     """One benchmark of ``hgsearch bench``: its name, target, measurement and table line.
 
-    ``run(scale, runtime)`` returns the section: ``settings``, ``figures``, ``definition``
-    (and ``status`` where not ``ok``). ``detail(figures)`` is the table's one-line summary.
+    ``run(scale, runtime)`` returns the section: ``settings`` and ``figures`` (and ``status``
+    where not ``ok``). ``detail(figures)`` is the table's one-line summary; ``definition`` says
+    what the figures are (the report's ``definition``, its white space folded).
     """
 
     name: str
     target: Target
     run: Callable[[Scale, Any], Section]
     detail: Callable[[dict[str, float]], str]
+    definition: str
+
+    def measure(self, scale: Scale, runtime: Any) -> Section:
+        """``run``'s section with the definition."""
+        section = self.run(scale, runtime)
+        section.setdefault("definition", " ".join(self.definition.split()))
+        return section
 
 
 # The sweep trial of the quick sizes, here and in the GPU suite: seconds on two CPU cores.

@@ -76,7 +76,7 @@ def run_benchmarks(*, device: str = "cpu", quick: bool = False, only: Sequence[s
         report["versions"] = versions()
         report["benchmarks"] = {}
         for name, section, ran in run_sections(
-                BENCHMARKS, only, lambda n: BY_NAME[n].run(scale, runtime), label="bench",
+                BENCHMARKS, only, lambda n: BY_NAME[n].measure(scale, runtime), label="bench",
                 log=log):
             report["benchmarks"][name] = judge(name, section) if ran else section
     report["machine"]["load_average_end"] = load_average()
