@@ -7,12 +7,16 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hgsearch.errors import UserError
+
+if TYPE_CHECKING:
+    from hgsearch.config import TrialConfig
 
 # How often (in steps) the loss is checked for NaN/inf between the end-of-epoch checks: a check
 # synchronizes with the GPU, so not every step; often enough that a diverged run stops quickly.
@@ -102,6 +106,21 @@ class SGDSettings:
     batch_size: int = 128
 
 
+def sgd_settings(cfg: TrialConfig, epochs: int, lr: float) -> SGDSettings:
+    """A trial's SGD recipe: ``cfg``'s momentum, Nesterov, weight decay, schedule, batch size."""
+    return SGDSettings(epochs=epochs, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                       weight_decay=cfg.weight_decay, schedule=cfg.schedule,
+                       batch_size=cfg.batch_size)
+
+
+def sgd_optimizer(model: nn.Module, settings: SGDSettings) -> torch.optim.SGD:
+    """The optimizer ``train`` steps with (its learning rate set per step by the schedule)."""
+    # Weight decay on every parameter, as the reference code's plain SGD does (METHOD.md part 1).
+    return torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
+                           weight_decay=settings.weight_decay,
+                           nesterov=settings.nesterov and settings.momentum > 0)
+
+
 def train(model: nn.Module, train_data, *, settings: SGDSettings, runtime: Runtime,
           generator: torch.Generator, penalty: Callable[[nn.Module], torch.Tensor] | None = None,
           evaluate_each_epoch: Callable[[], tuple[float, float]] | None = None,
@@ -124,10 +143,7 @@ def train(model: nn.Module, train_data, *, settings: SGDSettings, runtime: Runti
     ``reg_solver=proximal``), at the step's learning rate ``optimizer.param_groups[0]["lr"]``.
     """
     forward = step_model if step_model is not None else model   # a compiled module has no bool
-    # Weight decay on every parameter, as the reference code's plain SGD does (METHOD.md part 1).
-    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
-                                weight_decay=settings.weight_decay,
-                                nesterov=settings.nesterov and settings.momentum > 0)
+    optimizer = sgd_optimizer(model, settings)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     steps_per_epoch = max(len(train_data) // settings.batch_size, 1)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hgsearch.bench_scoring import measure_scoring_speedup
+from hgsearch.bench.scoring import measure_scoring_speedup
 from hgsearch.models import build_model
 from hgsearch.pruning.scoring import mean_ce, score_filters, score_filters_reference
 from hgsearch.pruning.surgery import prune_model

@@ -14,13 +14,12 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from hgsearch import __version__
-from hgsearch.bench import register_commands as _register_bench
-from hgsearch.cli import analysis, predict, search, trial
+from hgsearch.cli import analysis, bench, predict, search, trial
 from hgsearch.errors import UserError
 
 # The order `hgsearch --help` lists them in: the pipeline a user follows.
 _GROUPS = (trial.register, search.register, analysis.register, predict.register,
-           _register_bench)
+           bench.register)
 
 
 class Parser(argparse.ArgumentParser):

@@ -13,15 +13,14 @@ after each (seed, setting), so a run cut short keeps what it finished.
 from __future__ import annotations
 
 import copy
-import json
-import math
-import os
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from hgsearch.fileio import utc_now, versions, write_json_atomic
 
 FORMAT = "hgsearch-bench-quality-v1"
 CRITERIA = ("loss_increase", "l1_norm", "bn_scale", "taylor", "random")
@@ -61,23 +60,19 @@ TINY = QualityScale(base={**FULL.base, "synthetic_train_size": 300, "synthetic_t
 
 
 def run_quality(scale: QualityScale, *, device: str = "cpu", out: str | Path | None = None,
-                log=print) -> dict[str, Any]:
+                log: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Run the grid of ``scale``; return the report (and keep ``out`` up to date when given)."""
     import torch
 
-    from hgsearch.bench import machine_info, versions
+    from hgsearch.bench.harness import load_average, machine_info
     from hgsearch.config import make_config
-    from hgsearch.data import DeviceData, load_dataset
-    from hgsearch.metrics import count_params, inner_channel_costs, zero_filter_fraction
-    from hgsearch.models import build_model
-    from hgsearch.pruning import exact_math, get_criterion, prune_model, select
-    from hgsearch.train import evaluate, recalibrate_bn, resolve_runtime, train
-    from hgsearch.trial import _sgd, hgsr_hooks
+    from hgsearch.data import load_dataset
+    from hgsearch.train import resolve_runtime
 
     log = log or (lambda _line: None)
     runtime = resolve_runtime(device)
-    started, t0 = _now(), time.perf_counter()
-    report: dict[str, Any] = {"format": FORMAT, "started_at": started, "device": str(
+    t0 = time.perf_counter()
+    report: dict[str, Any] = {"format": FORMAT, "started_at": utc_now("seconds"), "device": str(
         runtime.device), "scale": asdict(scale), "machine": machine_info(runtime.device),
         "versions": versions(), "dense": [], "runs": [], "complete": False}
     data = None
@@ -86,70 +81,107 @@ def run_quality(scale: QualityScale, *, device: str = "cpu", out: str | Path | N
             cfg = make_config({**scale.base, **keys, "seed": seed, "device": device})
             if data is None:                           # the data do not depend on the seed
                 data = load_dataset(cfg)
-            splits = {s: DeviceData(getattr(data, f"{s}_x"), getattr(data, f"{s}_y"),
-                                    mean=data.mean, std=data.std, device=runtime.device,
-                                    channels_last=runtime.channels_last)
-                      for s in ("train", "val", "test")}
-
-            def acc(net, split: str, splits=splits, batch=cfg.eval_batch_size) -> float:
-                return evaluate(net, splits[split].eval_batches(batch), runtime)[1]
-
-            torch.manual_seed(seed)
-            gen = torch.Generator().manual_seed(seed)
-            model = runtime.prepare(build_model(cfg.arch, data.num_classes))
-            penalty, prox = hgsr_hooks(cfg, model)
-            t1 = time.perf_counter()
-            train(model, splits["train"], settings=_sgd(cfg, cfg.epochs, cfg.lr),
-                  runtime=runtime, generator=gen, penalty=penalty, after_step=prox, log=None)
-            dense = {"setting": name, "seed": seed, "val_acc": acc(model, "val"),
-                     "test_acc": acc(model, "test"),
-                     "zero_filter_fraction": zero_filter_fraction(model),
-                     "train_s": time.perf_counter() - t1}
+            splits = _splits(data, runtime)
+            gen = torch.Generator().manual_seed(seed)   # batches, then the scoring samples
+            model, dense = _train_dense(cfg, splits, data.num_classes, runtime, gen)
+            dense = {"setting": name, "seed": seed, **dense}
             report["dense"].append(dense)
             log(f"[{name} seed {seed}] dense val {100 * dense['val_acc']:.1f}%, "
                 f"{100 * dense['zero_filter_fraction']:.1f}% of filters exactly zero, "
                 f"{dense['train_s']:.0f} s")
-            size = (data.image_size, data.image_size)
-            costs = [c.params for c in inner_channel_costs(model, size)]
-            total = count_params(model)
-            x, y = splits["train"].sample(cfg.score_samples, generator=gen)
-            for crit in scale.criteria:
-                with exact_math():
-                    scores = get_criterion(crit)(model, x, y, batch_size=cfg.eval_batch_size,
-                                                 generator=torch.Generator().manual_seed(seed))
-                for ratio in scale.ratios:
-                    keep = select(scores, ratio=ratio, target="params", cost_per_channel=costs,
-                                  total_cost=total).keep
-                    compact = runtime.prepare(prune_model(model, keep))
-                    run = {"setting": name, "seed": seed, "criterion": crit, "ratio": ratio,
-                           "params_ratio": count_params(compact) / total,
-                           "acc_pruned": acc(compact, "val")}
-                    recal = copy.deepcopy(compact)
-                    xr, _ = splits["train"].sample(scale.recalibrate,
-                                                   generator=torch.Generator().manual_seed(seed))
-                    recalibrate_bn(recal, xr, batch_size=cfg.batch_size, runtime=runtime)
-                    run["acc_recalibrated"] = acc(recal, "val")
-                    # Same batch order for every criterion: a paired comparison.
-                    train(compact, splits["train"],
-                          settings=_sgd(cfg, cfg.finetune_epochs, cfg.finetune_lr),
-                          runtime=runtime, generator=torch.Generator().manual_seed(seed + 1),
-                          log=None)
-                    run.update(acc_final=acc(compact, "val"),
-                               test_acc_final=acc(compact, "test"))
-                    report["runs"].append(run)
-                    log(f"  {crit:13s} {ratio:.0%} params: val {100 * run['acc_pruned']:.1f}% "
-                        f"-> recal {100 * run['acc_recalibrated']:.1f}% -> fine-tuned "
-                        f"{100 * run['acc_final']:.1f}%")
+            for run in _pruned_runs(cfg, model, splits, scale, data.image_size, runtime, gen):
+                report["runs"].append({"setting": name, "seed": seed, **run})
+                log(f"  {run['criterion']:13s} {run['ratio']:.0%} params: val "
+                    f"{100 * run['acc_pruned']:.1f}% -> recal {100 * run['acc_recalibrated']:.1f}%"
+                    f" -> fine-tuned {100 * run['acc_final']:.1f}%")
             report["summary"] = summarize(report)
             report["seconds"] = time.perf_counter() - t0
-            report["machine"]["load_average_end"] = _load()
+            report["machine"]["load_average_end"] = load_average()
             if out is not None:
-                write_json(report, out)
+                write_json_atomic(out, report, indent=1)
     report["complete"] = True
-    report["finished_at"] = _now()
+    report["finished_at"] = utc_now("seconds")
     if out is not None:
-        write_json(report, out)
+        write_json_atomic(out, report, indent=1)
     return report
+
+
+def _splits(data: Any, runtime: Any) -> dict[str, Any]:
+    from hgsearch.data import DeviceData
+
+    return {s: DeviceData(getattr(data, f"{s}_x"), getattr(data, f"{s}_y"), mean=data.mean,
+                          std=data.std, device=runtime.device,
+                          channels_last=runtime.channels_last)
+            for s in ("train", "val", "test")}
+
+
+def _accuracy(net: Any, split: Any, cfg: Any, runtime: Any) -> float:
+    from hgsearch.train import evaluate
+
+    return evaluate(net, split.eval_batches(cfg.eval_batch_size), runtime)[1]
+
+
+def _train_dense(cfg: Any, splits: dict[str, Any], num_classes: int, runtime: Any,
+                 gen: Any) -> tuple[Any, dict[str, Any]]:
+    """The network of one (setting, seed), trained as a trial trains it, and its record."""
+    import torch
+
+    from hgsearch.metrics import zero_filter_fraction
+    from hgsearch.models import build_model
+    from hgsearch.train import train
+    from hgsearch.trial import _sgd, hgsr_hooks
+
+    torch.manual_seed(cfg.seed)
+    model = runtime.prepare(build_model(cfg.arch, num_classes))
+    penalty, prox = hgsr_hooks(cfg, model)
+    t1 = time.perf_counter()
+    train(model, splits["train"], settings=_sgd(cfg, cfg.epochs, cfg.lr),
+          runtime=runtime, generator=gen, penalty=penalty, after_step=prox, log=None)
+    return model, {"val_acc": _accuracy(model, splits["val"], cfg, runtime),
+                   "test_acc": _accuracy(model, splits["test"], cfg, runtime),
+                   "zero_filter_fraction": zero_filter_fraction(model),
+                   "train_s": time.perf_counter() - t1}
+
+
+def _pruned_runs(cfg: Any, model: Any, splits: dict[str, Any], scale: QualityScale,
+                 image_size: int, runtime: Any, gen: Any) -> Iterator[dict[str, Any]]:
+    """Per criterion and ratio: the compact network's accuracy before fine-tuning, after
+    BatchNorm recalibration (on a copy) and after fine-tuning. ``gen``: the dense training's
+    generator, which draws the scoring samples next."""
+    import torch
+
+    from hgsearch.metrics import count_params, inner_channel_costs
+    from hgsearch.pruning import exact_math, get_criterion, prune_model, select
+    from hgsearch.train import recalibrate_bn, train
+    from hgsearch.trial import _sgd
+
+    seed = cfg.seed
+    costs = [c.params for c in inner_channel_costs(model, (image_size, image_size))]
+    total = count_params(model)
+    x, y = splits["train"].sample(cfg.score_samples, generator=gen)
+    for crit in scale.criteria:
+        with exact_math():
+            scores = get_criterion(crit)(model, x, y, batch_size=cfg.eval_batch_size,
+                                         generator=torch.Generator().manual_seed(seed))
+        for ratio in scale.ratios:
+            keep = select(scores, ratio=ratio, target="params", cost_per_channel=costs,
+                          total_cost=total).keep
+            compact = runtime.prepare(prune_model(model, keep))
+            run = {"criterion": crit, "ratio": ratio,
+                   "params_ratio": count_params(compact) / total,
+                   "acc_pruned": _accuracy(compact, splits["val"], cfg, runtime)}
+            recal = copy.deepcopy(compact)
+            xr, _ = splits["train"].sample(scale.recalibrate,
+                                           generator=torch.Generator().manual_seed(seed))
+            recalibrate_bn(recal, xr, batch_size=cfg.batch_size, runtime=runtime)
+            run["acc_recalibrated"] = _accuracy(recal, splits["val"], cfg, runtime)
+            # Same batch order for every criterion: a paired comparison.
+            train(compact, splits["train"],
+                  settings=_sgd(cfg, cfg.finetune_epochs, cfg.finetune_lr),
+                  runtime=runtime, generator=torch.Generator().manual_seed(seed + 1), log=None)
+            run.update(acc_final=_accuracy(compact, splits["val"], cfg, runtime),
+                       test_acc_final=_accuracy(compact, splits["test"], cfg, runtime))
+            yield run
 
 
 def summarize(report: dict[str, Any]) -> dict[str, Any]:
@@ -192,49 +224,3 @@ def format_quality(report: dict[str, Any]) -> list[str]:
                      f"{pct(r, 'acc_pruned')} | {pct(r, 'acc_recalibrated')} | "
                      f"{pct(r, 'acc_final')} | {pct(r, 'test_acc_final')} | {r['seeds']} |")
     return lines
-
-
-def write_json(report: dict[str, Any], path: str | Path) -> Path:
-    """Strict JSON (NaN -> null), written under a temporary name and renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_finite(report), indent=1, allow_nan=False) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _load() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def quality_command(*, device: str, quick: bool, out: str | Path,
-                    threads: int | None) -> int:
-    """``hgsearch bench --suite quality``: run, print the table, write the JSON report."""
-    import torch
-
-    torch.set_num_threads(threads or 1)   # one thread: fastest on a shared, loaded CPU
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    path = Path(out) / f"quality-{'tiny-' if quick else ''}{stamp}.json"
-    report = run_quality(TINY if quick else FULL, device=device, out=path)
-    for line in format_quality(report):
-        print(line)
-    print(f"{report['seconds']:.0f} s; written to {path}")
-    return 0

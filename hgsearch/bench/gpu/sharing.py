@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import hgsearch
-from hgsearch.bench_gpu.worker import wait_for, write_atomic
+from hgsearch.bench.gpu.worker import wait_for
+from hgsearch.fileio import write_text_atomic
 
 
 def bench_sharing(scale: Any, runtime: Any, log: Any) -> dict[str, Any]:
@@ -88,11 +89,11 @@ def run_shared(n: int, scale: Any, runtime: Any, *, threads: int) -> dict[str, A
                 (folder / f"spec-{i}.json").write_text(json.dumps(spec))
                 with open(folder / f"log-{i}.txt", "w") as out:
                     procs.append(subprocess.Popen(
-                        [sys.executable, "-m", "hgsearch.bench_gpu.worker",
+                        [sys.executable, "-m", "hgsearch.bench.gpu.worker",
                          str(folder / f"spec-{i}.json")], env=env, stdout=out,
                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
             _wait_all(procs, folder, "ready-{i}", timeout_s=scale.share_timeout_s)
-            write_atomic(folder / "go", repr(time.time()))
+            write_text_atomic(folder / "go", repr(time.time()))
             results = [json.loads(text) for text in _wait_all(
                 procs, folder, "done-{i}.json",
                 timeout_s=scale.share_seconds * 10 + scale.share_timeout_s)]
@@ -102,7 +103,7 @@ def run_shared(n: int, scale: Any, runtime: Any, *, threads: int) -> dict[str, A
                 device_mib = (total - free - used_before) / 2**20
             else:
                 device_mib = sum(_rss_mib(p.pid) for p in procs)
-            write_atomic(folder / "exit", "")
+            write_text_atomic(folder / "exit", "")
             for p in procs:
                 if p.wait(timeout=60) != 0:
                     raise RuntimeError(f"worker {p.pid} exited {p.returncode}: "

@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from hgsearch.bench_quality import CRITERIA, TINY, QualityScale, format_quality, run_quality
+from hgsearch.bench.quality import CRITERIA, TINY, QualityScale, format_quality, run_quality
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

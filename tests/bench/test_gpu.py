@@ -24,16 +24,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from hgsearch import bench_gpu
-from hgsearch.bench_gpu import scoring as gpu_scoring
-from hgsearch.bench_gpu import sweep as gpu_sweep
-from hgsearch.bench_gpu.worker import wait_for
+from hgsearch.bench.gpu import scoring as gpu_scoring
+from hgsearch.bench.gpu import suite as bench_gpu
+from hgsearch.bench.gpu import sweep as gpu_sweep
+from hgsearch.bench.gpu.worker import wait_for
 from hgsearch.cli import main
 from hgsearch.metrics import count_params
 from hgsearch.models import build_model, default_widths
 from hgsearch.space import parse_space
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 T = bench_gpu.TINY
 
 
@@ -318,13 +318,13 @@ def test_gpu_check_script_parses_and_installs_only_the_projects_requirements():
 
 
 def test_train_accepts_a_compiled_module_as_step_model():
-    from hgsearch import bench
+    from hgsearch.bench.workload import random_data
     from hgsearch.train import SGDSettings, resolve_runtime, train
 
     runtime = resolve_runtime("cpu")
     model = build_model("resnet20", 10)
-    train(model, bench._random_data(8, runtime), settings=SGDSettings(epochs=1, lr=0.1,
-                                                                      batch_size=8),
+    train(model, random_data(8, runtime), settings=SGDSettings(epochs=1, lr=0.1,
+                                                               batch_size=8),
           runtime=runtime, generator=torch.Generator().manual_seed(0), log=None,
           step_model=torch.compile(model, backend="eager"))
 

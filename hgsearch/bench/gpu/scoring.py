@@ -1,6 +1,6 @@
 """The scorers on the device with TF32 off, checked against the same scoring on the CPU in float64.
 
-Speed: ``bench_scoring.measure_scoring_speedup`` (fast vs reference scorer, ABBA rounds) with
+Speed: ``measure_scoring_speedup`` (bench/scoring.py: fast vs reference scorer, ABBA rounds) with
 TF32 convolutions and matmuls off, as scoring should run: a delta is the difference of two
 cross-entropies and TF32's 10-bit mantissa can drown a near-dead filter's (issue #12).
 
@@ -51,7 +51,7 @@ def bench_scoring_cuda(scale: Any, runtime: Any, log: Any) -> dict[str, Any]:
     """Speed-up of the fast scorer and its deltas' distance from float64 CPU ones."""
     import torch
 
-    from hgsearch.bench_scoring import measure_scoring_speedup
+    from hgsearch.bench.scoring import measure_scoring_speedup
     from hgsearch.models import build_model
     from hgsearch.pruning.scoring import loss_increase, mean_ce, score_filters
 
@@ -103,7 +103,7 @@ def bench_scoring_cuda(scale: Any, runtime: Any, log: Any) -> dict[str, Any]:
                 "cpu64_low_delta_filters": low}
     return {"settings": settings, "figures": figures,
             "definition": "speedup: seconds of score_filters_reference / of score_filters on "
-                          "the same samples, TF32 off (bench_scoring.py); max_diff_rel_to_max_"
+                          "the same samples, TF32 off (bench/scoring.py); max_diff_rel_to_max_"
                           "delta: fast vs reference on the device; *_vs_cpu64: the fast "
                           "scorer's deltas on the device (TF32 off / on) against loss_increase "
                           "in float64 on the CPU, on the same network and samples, for the "

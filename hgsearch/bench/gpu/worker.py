@@ -1,6 +1,6 @@
 """One process of the sharing part: a trial's training loop, started on a signal, for a window.
 
-    python -m hgsearch.bench_gpu.worker SPEC.json
+    python -m hgsearch.bench.gpu.worker SPEC.json
 
 SPEC.json (written by sharing.py) names the folder of the handshake files: the process warms up,
 writes ``ready-<i>``, waits for ``go`` (its content: the window's start, ``time.time()``), trains
@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hgsearch.fileio import write_text_atomic
+
 
 def wait_for(path: Path, *, timeout_s: float) -> str:
     """The file's text once it exists; TimeoutError after ``timeout_s``."""
@@ -29,17 +31,11 @@ def wait_for(path: Path, *, timeout_s: float) -> str:
     return path.read_text()
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     """Warm up, signal ready, train through the window, return what was measured."""
     import torch
 
-    from hgsearch.bench_gpu.training import epoch_runner
+    from hgsearch.bench.gpu.training import epoch_runner
     from hgsearch.train import resolve_runtime
 
     folder, i = Path(spec["folder"]), spec["index"]
@@ -51,7 +47,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         torch.cuda.set_per_process_memory_fraction(spec["memory_fraction"])
     epoch = epoch_runner(spec["arch"], spec["batch"], spec["steps"], runtime)
     epoch()   # warm-up
-    write_atomic(folder / f"ready-{i}", str(os.getpid()))
+    write_text_atomic(folder / f"ready-{i}", str(os.getpid()))
     start = float(wait_for(folder / "go", timeout_s=spec["timeout_s"]))
     images, seconds, epochs = 0, 0.0, 0
     while epochs == 0 or time.time() < start + spec["seconds"]:
@@ -76,7 +72,7 @@ def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
     folder = Path(spec["folder"])
     result = run(spec)
-    write_atomic(folder / f"done-{spec['index']}.json", json.dumps(result))
+    write_text_atomic(folder / f"done-{spec['index']}.json", json.dumps(result))
     wait_for(folder / "exit", timeout_s=spec["timeout_s"])
     return 0
 

@@ -1,14 +1,15 @@
 """``hgsearch bench --device cuda --suite gpu``: what hgsearch's CUDA path costs, measured.
 
-Six parts (``PARTS``), each one module, each sized by a ``GpuScale`` so that the test suite runs
-the very same code on the CPU at a tiny size:
+Six parts (``PARTS``), each one module of this package, each sized by a ``GpuScale`` so that the
+test suite runs the very same code on the CPU at a tiny size:
 
 - ``training`` (training.py): ResNet-56 training images/s per batch size, fp32 eager, bf16 +
   channels_last, and the same + torch.compile, whose compile time is given apart;
 - ``sharing`` (sharing.py, worker.py): aggregate training images/s of 1, 2, 4, 8 trials sharing
   the GPU as separate processes (as Ray runs them), and each process's peak memory;
 - ``sweep`` (sweep.py): a real ``hgsearch sweep`` of short trials sharing the GPU;
-- ``data`` (training.py): the device-resident data path's share of a training step;
+- ``data`` (training.py): the device-resident data path's share of a training step (the hot
+  suite's ``data`` benchmark at every training batch size);
 - ``pruning`` (latency.py): latency of a 50%-pruned network vs the dense one, batch 1 and a large
   batch, round_to 1, 8, 16;
 - ``scoring`` (scoring.py): fast vs reference scorer with TF32 off, and the largest delta
@@ -22,24 +23,32 @@ machine did.
 
 from __future__ import annotations
 
-import argparse
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hgsearch.bench_gpu.table import format_gpu_table
+from hgsearch.bench.gpu.table import format_gpu_table
+from hgsearch.bench.harness import (
+    QUICK_SWEEP_TRIAL,
+    TINY_SWEEP_TRIAL,
+    load_average,
+    machine_info,
+    run_sections,
+    torch_threads,
+    write_report,
+)
 from hgsearch.errors import UserError
+from hgsearch.fileio import utc_now, versions
 
 FORMAT = "hgsearch-bench-gpu-v1"
 # What the shipped spaces' gpu, compile and batch_size need comes first; scoring, whose float64
 # check on the CPU costs the most where a machine's CPU is slow, last (the JSON is rewritten
 # after every part, so a run cut short keeps what finished).
 PARTS = ("training", "sharing", "sweep", "data", "pruning", "scoring")
-__all__ = ["FORMAT", "PARTS", "GpuScale", "format_gpu_table", "gpu_command", "run_gpu_suite",
-           "scale_of", "succeeded", "write_outputs"]
+__all__ = ["FORMAT", "PARTS", "GpuScale", "format_gpu_table", "run_gpu_suite", "scale_of",
+           "succeeded", "write_outputs"]
 Log = Callable[[str], None]
 
 
@@ -83,21 +92,15 @@ QUICK = GpuScale(arch="resnet20", train_batches=(32,), train_steps=4, train_roun
                  share_counts=(1, 2), share_batch=32, share_steps=4, share_seconds=2.0,
                  data_batches=4, data_rounds=4, score_samples=64, score_batch=64, score_rounds=2,
                  score_reference_filters=8, cpu64_filters=4, latency_batches=(1, 32),
-                 latency_repeats=5, latency_rounds=3, sweep_trials=2, sweep_trial={
-                     "dataset": "synthetic", "synthetic_train_size": 300,
-                     "synthetic_test_size": 50, "arch": "resnet20", "epochs": 1,
-                     "finetune_epochs": 0, "batch_size": 50, "eval_batch_size": 256,
-                     "score_samples": 8, "latency_batch": 4, "latency_repeats": 2})
+                 latency_repeats=5, latency_rounds=3, sweep_trials=2,
+                 sweep_trial=QUICK_SWEEP_TRIAL)
 # For the test suite only: every code path in seconds. torch.compile's "eager" backend traces
 # with TorchDynamo but generates no code (inductor's C++ build alone takes a minute on a CPU).
 TINY = replace(QUICK, train_batches=(8,), train_steps=1, train_rounds=2, compile_backend="eager",
                share_batch=8, share_steps=1, share_seconds=0.5, share_timeout_s=120.0,
                data_batches=2, data_rounds=2, score_samples=8, score_rounds=1,
                score_reference_filters=3, cpu64_filters=3, latency_batches=(1, 4),
-               latency_repeats=1, latency_rounds=2,
-               sweep_trial={**QUICK.sweep_trial, "synthetic_train_size": 100,
-                            "synthetic_test_size": 20, "latency_batch": 2, "latency_repeats": 1,
-                            "score_samples": 4})
+               latency_repeats=1, latency_rounds=2, sweep_trial=TINY_SWEEP_TRIAL)
 SIZES = ("full", "quick", "tiny")
 
 
@@ -109,7 +112,7 @@ def scale_of(size: str) -> GpuScale:
 
 
 def _functions() -> dict[str, Callable[[GpuScale, Any, Log], dict[str, Any]]]:
-    from hgsearch.bench_gpu import latency, scoring, sharing, sweep, training
+    from hgsearch.bench.gpu import latency, scoring, sharing, sweep, training
 
     return {"training": training.bench_training, "sharing": sharing.bench_sharing,
             "data": training.bench_data_share, "scoring": scoring.bench_scoring_cuda,
@@ -126,7 +129,6 @@ def run_gpu_suite(*, device: str = "cuda", size: str = "full", only: Sequence[st
     """
     import torch
 
-    from hgsearch import bench
     from hgsearch.train import resolve_runtime
 
     unknown = [name for name in only if name not in PARTS]
@@ -136,38 +138,28 @@ def run_gpu_suite(*, device: str = "cuda", size: str = "full", only: Sequence[st
     runtime = resolve_runtime(device)   # UserError when CUDA is asked for and absent
     scale = scale_of(size)
     log = log or (lambda _line: None)
-    started, t0 = bench._now(), time.perf_counter()
+    t0 = time.perf_counter()
     report: dict[str, Any] = {"format": FORMAT, "suite": "gpu", "size": size,
-                              "device": str(runtime.device), "started_at": started,
+                              "device": str(runtime.device), "started_at": utc_now("seconds"),
                               "complete": False, "scale": asdict(scale)}
     functions = _functions()
-    with bench._threads(threads):
-        report["machine"] = {**bench.machine_info(runtime.device), **gpu_info(runtime.device)}
-        report["versions"] = {**bench.versions(), "cuda": torch.version.cuda,
+    with torch_threads(threads):
+        report["machine"] = {**machine_info(runtime.device), **gpu_info(runtime.device)}
+        report["versions"] = {**versions(), "cuda": torch.version.cuda,
                               "cudnn": str(torch.backends.cudnn.version())}
         report["parts"] = {}
-        for name in PARTS:
-            if name not in only:
-                report["parts"][name] = {"status": "skipped: not in --only"}
-                continue
-            log(f"gpu suite {name} ...")
-            p0 = time.perf_counter()
-            try:
-                section = functions[name](scale, runtime, log)
-            except UserError:
-                raise
-            except Exception as err:   # one broken part must not lose the others
-                section = {"status": f"failed: {err.__class__.__name__}: {err}"[:800]}
-            section.setdefault("status", "ok")
-            section["seconds"] = time.perf_counter() - p0
-            log(f"gpu suite {name}: {section['status']} ({section['seconds']:.0f} s)")
+        for name, section, ran in run_sections(
+                PARTS, only, lambda n: functions[n](scale, runtime, log), label="gpu suite",
+                log=log, error_chars=800):
             report["parts"][name] = section
+            if not ran:
+                continue
             if runtime.device.type == "cuda":
                 torch.cuda.empty_cache()   # the next part (or its processes) starts clean
             if on_part is not None:
                 on_part(report)
-    report["machine"]["load_average_end"] = bench._load_average()
-    report["finished_at"] = bench._now()
+    report["machine"]["load_average_end"] = load_average()
+    report["finished_at"] = utc_now("seconds")
     report["seconds"] = time.perf_counter() - t0
     report["complete"] = True
     return report
@@ -187,48 +179,7 @@ def gpu_info(device: Any) -> dict[str, Any]:
 
 def write_outputs(report: dict[str, Any], table: list[str], folder: str | Path) -> Path:
     """``folder/gpu-<host>-<time>.json`` and ``.txt`` (the table), each atomically."""
-    import json
-    import re
-    from datetime import datetime
-
-    from hgsearch.bench import _finite_or_none
-
-    folder = Path(folder)
-    host = re.sub(r"[^A-Za-z0-9._-]", "_", report["machine"]["host"]) or "host"
-    stamp = datetime.fromisoformat(report["started_at"]).strftime("%Y%m%d-%H%M%S")
-    path = folder / f"gpu-{host}-{stamp}.json"
-    texts = {path: json.dumps(_finite_or_none(report), indent=1, allow_nan=False) + "\n",
-             path.with_suffix(".txt"): "\n".join(table) + "\n"}
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for target, text in texts.items():
-            tmp = folder / f".{target.name}.{os.getpid()}.tmp"
-            tmp.write_text(text)
-            os.replace(tmp, target)
-    except OSError as err:
-        raise UserError(f"--out {folder}: cannot write the report there ({err.strerror})") \
-            from None
-    return path
-
-
-def gpu_command(args: argparse.Namespace) -> int:
-    """``hgsearch bench --suite gpu``: run, print the table, write both; exit 1 on a failure."""
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
-    only = PARTS if not args.only else tuple(s.strip() for s in args.only.split(","))
-
-    def save(report: dict[str, Any]) -> Path:
-        return write_outputs(report, format_gpu_table(report), out)
-
-    report = run_gpu_suite(device=args.device or "cuda", size="quick" if args.quick else "full",
-                           only=only, threads=args.threads, on_part=save)
-    path = save(report)
-    print(path.with_suffix(".txt").read_text(), end="")
-    m = report["machine"]
-    print(f"{report['seconds']:.0f} s on {m['gpu'] or m['cpu_model']} (load average "
-          f"{m['load_average_start']}); written to {path} and {path.with_suffix('.txt').name}")
-    return 0 if succeeded(report) else 1
+    return write_report(report, folder, prefix="gpu-", table=table)
 
 
 def succeeded(report: dict[str, Any]) -> bool:

@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hgsearch.bench.harness import FULL, Benchmark, Scale, Target
+
 SLEEP_S = 0.05            # a fake trial's sleep
-SIZES = (20, 200)         # trials of the small and the large sweep
-QUICK_SIZES = (10, 50)    # hgsearch bench --quick
-TINY_SIZES = (3, 6)       # the test suite's run: every code path, in seconds
 
 
 def sleeping_trial(config: dict, *, extra: dict | None = None, log: Any = None) -> dict:
@@ -55,7 +54,7 @@ def _one(n: int, concurrency: int, tmp: Path) -> dict[str, float]:
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
     result = run_sweep(path, name=f"scale{n}", results=tmp / "results", num_cpus=concurrency,
-                       log=log, runner="hgsearch.bench_sweep_scale:sleeping_trial")
+                       log=log, runner="hgsearch.bench.sweep_scale:sleeping_trial")
     cpu1, wall1 = time.process_time(), time.perf_counter()
     if not result.complete or len(result.rows) != n or len(stamps) != n:
         raise RuntimeError(f"sweep of {n} ended with {len(result.rows)} rows, "
@@ -66,13 +65,10 @@ def _one(n: int, concurrency: int, tmp: Path) -> dict[str, float]:
             "run_cpu_s": cpu1 - cpu0, "run_wall_s": wall1 - wall0}
 
 
-def bench_sweep_scale(scale: Any, runtime: Any, *, sizes: tuple[int, int] | None = None
+def bench_sweep_scale(scale: Scale, runtime: Any, *, sizes: tuple[int, int] | None = None
                       ) -> dict[str, Any]:
-    """The ``sweep_scale`` section of ``hgsearch bench``."""
-    # bench.py's scales: quick and tiny run two sweep trials, tiny two rounds
-    quick = scale is not None and scale.sweep_trials <= 2
-    tiny = quick and scale.rounds <= 2
-    small, large = sizes or (TINY_SIZES if tiny else QUICK_SIZES if quick else SIZES)
+    """The ``sweep_scale`` section: ``scale.sweep_scale_trials`` (or ``sizes``) trials."""
+    small, large = sizes or scale.sweep_scale_trials
     concurrency = max(1, min(2, os.cpu_count() or 1))
     with tempfile.TemporaryDirectory(prefix="hgsearch-bench-scale-") as tmp:
         a = _one(small, concurrency, Path(tmp))
@@ -83,14 +79,22 @@ def bench_sweep_scale(scale: Any, runtime: Any, *, sizes: tuple[int, int] | None
     return {"status": "ok",
             "settings": {"trials": [small, large], "concurrency": concurrency,
                          "trial_sleep_s": SLEEP_S, "sampler": "tpe"},
-            "figures": figures,
-            "definition": "cpu_per_trial_ratio: driver CPU seconds per finished trial (between "
-                          "its first and last progress lines) in the large sweep / in the "
-                          "small one; run_*: the whole run_sweep call, Ray start and stop "
-                          "included"}
+            "figures": figures}
 
+
+def _detail(f: dict[str, float]) -> str:
+    return f"driver CPU {f['small_cpu_per_trial_s']:.3g} s/trial small vs " \
+           f"{f['large_cpu_per_trial_s']:.3g} s/trial large sweep"
+
+
+# issue #10: the large sweep's driver CPU per trial within 1.5x of the small's
+BENCHMARK = Benchmark("sweep_scale", Target("cpu_per_trial_ratio", "<=", 1.5), bench_sweep_scale,
+                      _detail, """
+    cpu_per_trial_ratio: driver CPU seconds per finished trial (between its first and last
+    progress lines) in the large sweep / in the small one; run_*: the whole run_sweep call, Ray
+    start and stop included""")
 
 if __name__ == "__main__":
     import json
 
-    print(json.dumps(bench_sweep_scale(None, None), indent=2))
+    print(json.dumps(bench_sweep_scale(FULL, None), indent=2))

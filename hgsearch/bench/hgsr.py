@@ -1,32 +1,17 @@
-"""What HGSR costs per training step: the same SGD step timed with and without the penalty.
+"""Benchmark ``hgsr``: the same SGD step timed with and without the HGSR penalty.
 
-``hgsearch bench`` calls ``measure_overhead``; METHOD.md part 1 gives the penalty, and the budget
-for it is 5% of a step (ResNet-56, batch 128).
+METHOD.md part 1 gives the penalty; the budget for it is 5% of a step (ResNet-56, batch 128).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import platform
 import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-
-from hgsearch.models import build_model
-from hgsearch.regularizers import GROUPINGS, LEVELS, OUTERS, hgsr_loss
-from hgsearch.train import resolve_runtime
-
-REFERENCE = {"reg": "group_l12", "levels": 2, "outer": "square", "grouping": "input",
-             "lam": 1e-3, "mix": 0.5}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from hgsearch.bench.harness import Benchmark, Scale, Target, interleave, sync_for
 
 
 def measure_overhead(arch: str = "resnet56", batch: int = 128, steps: int = 10, *,
@@ -43,41 +28,34 @@ def measure_overhead(arch: str = "resnet56", batch: int = 128, steps: int = 10, 
     Random images and labels: only the time is of interest. On CUDA the forward runs as in a
     trial: bf16 autocast, channels_last (``hgsearch.train.resolve_runtime``).
     """
+    import torch
+
+    from hgsearch.bench.workload import plain_optimizer, sgd_step
+    from hgsearch.models import build_model
+    from hgsearch.regularizers import hgsr_loss
+    from hgsearch.train import resolve_runtime
+
     torch.manual_seed(seed)
     runtime = resolve_runtime(device)
     dev = runtime.device
     model = runtime.prepare(build_model(arch, 10)).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    opt = plain_optimizer(model)
     x = torch.randn(batch, 3, image_size, image_size, device=dev)
     if runtime.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=dev)
     opts = dict(reg=reg, levels=levels, outer=outer, grouping=grouping, lam=lam, mix=mix)
 
-    def timed(fn: Callable[[], None]) -> tuple[float, float]:
-        _sync(dev)
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn()
-        _sync(dev)
-        return time.perf_counter() - wall, time.process_time() - cpu
+    def penalty(m: Any) -> Any:
+        return hgsr_loss(m, **opts)
 
-    def step(with_hgsr: bool) -> None:
-        opt.zero_grad(set_to_none=True)
-        with runtime.autocast():
-            loss = F.cross_entropy(model(x).float(), y)
-        if with_hgsr:
-            loss = loss + hgsr_loss(model, **opts)
-        loss.backward()
-        opt.step()
-
-    for _ in range(warmup):
-        step(False)
-        step(True)
-    plain, hgsr = [], []
-    for i in range(steps):
-        for with_hgsr in ((False, True) if i % 2 == 0 else (True, False)):
-            (hgsr if with_hgsr else plain).append(timed(lambda h=with_hgsr: step(h)))
-    penalty = [timed(lambda: hgsr_loss(model, **opts).backward()) for _ in range(max(steps, 20))]
+    sync = sync_for(dev)
+    t = interleave({"plain": lambda: sgd_step(model, opt, x, y, runtime),
+                    "hgsr": lambda: sgd_step(model, opt, x, y, runtime, penalty)},
+                   rounds=steps, warmup=warmup, sync=sync)
+    plain, hgsr = t["plain"], t["hgsr"]
+    penalty_t = interleave({"penalty": lambda: penalty(model).backward()},
+                           rounds=max(steps, 20), warmup=0, sync=sync)["penalty"]
     med = statistics.median
     return {
         "arch": arch, "batch": batch, "steps": steps, "image_size": image_size, **opts,
@@ -89,8 +67,8 @@ def measure_overhead(arch: str = "resnet56", batch: int = 128, steps: int = 10, 
         "ratio": med(b[0] / a[0] for a, b in zip(plain, hgsr)),
         # on CUDA the host's CPU time is launch and wait, not the work
         "cpu_ratio": med(b[1] / a[1] for a, b in zip(plain, hgsr)) if dev.type == "cpu" else None,
-        "penalty_s": med(t for t, _ in penalty),
-        "penalty_share": med(t for t, _ in penalty) / med(t for t, _ in plain),
+        "penalty_s": med(w for w, _ in penalty_t),
+        "penalty_share": med(w for w, _ in penalty_t) / med(w for w, _ in plain),
     }
 
 
@@ -98,23 +76,42 @@ def penalty_times(arch: str = "resnet56", *, repeats: int = 20,
                   device: str = "cpu") -> dict[str, float]:
     """Median seconds of ``hgsr_loss`` forward + backward for every variant, keyed reg-levels-...
 
-    Shows which variant is the most expensive; mix=0.5 so both terms are computed.
+    Shows which variant is the most expensive; mix=0.5 so both terms are computed. The variants
+    alternate (ABBA) after two warm-up rounds, so that drift in machine load hits all alike.
     """
+    import torch
+
+    from hgsearch.models import build_model
+    from hgsearch.regularizers import GROUPINGS, LEVELS, OUTERS, hgsr_loss
+
     dev = torch.device(device)
     model = build_model(arch, 10).to(dev)
     variants = [v for v in itertools.product(("l1", "group_lasso", "exclusive", "group_l12"),
                                              LEVELS, OUTERS, GROUPINGS)
                 if not (v[1] == 1 and v[2] == "square")]   # outer is unused at level 1
-    samples: dict[str, list[float]] = {}
-    # round-robin over the variants, so that drift in machine load hits all alike
-    for r in range(repeats + 2):
-        for reg, levels, outer, grouping in variants:
-            _sync(dev)
-            t0 = time.perf_counter()
-            hgsr_loss(model, reg=reg, levels=levels, outer=outer, grouping=grouping,
-                      lam=1e-3, mix=0.5).backward()
-            _sync(dev)
-            if r >= 2:   # warm-up
-                key = f"{reg}-{levels}-{outer}-{grouping}"
-                samples.setdefault(key, []).append(time.perf_counter() - t0)
-    return {key: statistics.median(ts) for key, ts in samples.items()}
+    calls = {"-".join(map(str, v)): (lambda v=v: hgsr_loss(
+        model, reg=v[0], levels=v[1], outer=v[2], grouping=v[3], lam=1e-3, mix=0.5).backward())
+        for v in variants}
+    times = interleave(calls, rounds=repeats, warmup=2, sync=sync_for(dev))
+    return {key: statistics.median(w for w, _ in t) for key, t in times.items()}
+
+
+def bench_hgsr(scale: Scale, runtime: Any) -> dict[str, Any]:
+    """The ``hgsr`` section: HGSR overhead per SGD step."""
+    r = measure_overhead(scale.arch, scale.batch, steps=scale.rounds, warmup=1,
+                         device=str(runtime.device))
+    figures = {k: r[k] for k in ("ratio", "cpu_ratio", "plain_step_s", "hgsr_step_s",
+                                 "penalty_s", "penalty_share") if r[k] is not None}
+    settings = {k: r[k] for k in ("arch", "batch", "reg", "levels", "outer", "grouping", "lam",
+                                  "mix", "precision", "channels_last")}
+    return {"settings": settings, "figures": figures}
+
+
+def _detail(f: dict[str, float]) -> str:
+    return f"step {f['plain_step_s']:.3g} s -> {f['hgsr_step_s']:.3g} s (cpu ratio " \
+           f"{f.get('cpu_ratio', math.nan):.3f})"
+
+
+BENCHMARK = Benchmark("hgsr", Target("ratio", "<=", 1.05), bench_hgsr, _detail, """
+    seconds of an SGD step (forward, backward, update) with the HGSR penalty / without it;
+    penalty_share: penalty forward + backward alone / plain step""")

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import replace
 from typing import Any
+
+from hgsearch.bench.harness import FULL, interleave, paired_ratio, sync_for
+from hgsearch.bench.workload import penalty_text, random_data, trial_recipe
 
 # variant -> (precision, channels_last, torch.compile): the trial keys of the same names
 VARIANTS: dict[str, tuple[str, str, bool]] = {
@@ -19,42 +23,22 @@ VARIANTS: dict[str, tuple[str, str, bool]] = {
 }
 
 
-def trial_penalty() -> Any:
-    """The HGSR penalty of a trial's default keys (TrialConfig), as a function of the model."""
-    from hgsearch.config import TrialConfig
-    from hgsearch.regularizers import hgsr_loss
-
-    cfg = TrialConfig()
-
-    def penalty(model: Any) -> Any:
-        return hgsr_loss(model, reg=cfg.reg, levels=cfg.reg_levels, outer=cfg.reg_outer,
-                         grouping=cfg.reg_grouping, lam=cfg.lam, mix=cfg.mix)
-
-    return penalty
-
-
 def epoch_runner(arch: str, batch: int, steps: int, runtime: Any, *,
                  compile_backend: str | None = None) -> Any:
     """A function that trains one epoch of ``steps`` SGD steps and returns its record."""
     import torch
 
-    from hgsearch import bench
-    from hgsearch.config import TrialConfig
     from hgsearch.models import build_model
-    from hgsearch.train import SGDSettings, train
+    from hgsearch.train import train
 
-    cfg = TrialConfig()
-    settings = SGDSettings(epochs=1, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                           weight_decay=cfg.weight_decay, schedule=cfg.schedule,
-                           batch_size=batch)
-    data = bench._random_data(steps * batch, runtime)
+    settings, penalty = trial_recipe(batch)
+    data = random_data(steps * batch, runtime)
     model = runtime.prepare(build_model(arch, 10)).train()
     # dynamic=False: each batch size gets its own static graph, as a trial's one batch size does
     step_model = None
     if compile_backend:
         step_model = torch.compile(model, backend=compile_backend, dynamic=False)
     gen = torch.Generator().manual_seed(0)
-    penalty = trial_penalty()
 
     def epoch() -> dict[str, Any]:
         return train(model, data, settings=settings, runtime=runtime, generator=gen,
@@ -67,11 +51,10 @@ def bench_training(scale: Any, runtime: Any, log: Any) -> dict[str, Any]:
     """Images/s of every VARIANTS entry at every batch size, timed side by side."""
     import torch
 
-    from hgsearch import bench
     from hgsearch.train import resolve_runtime
 
     device = runtime.device.type
-    sync = bench._sync_for(runtime.device)
+    sync = sync_for(runtime.device)
     calls, warmup_s = {}, {}
     for batch in scale.train_batches:
         for variant, (precision, last, compiled) in VARIANTS.items():
@@ -86,7 +69,7 @@ def bench_training(scale: Any, runtime: Any, log: Any) -> dict[str, Any]:
             sync()
             warmup_s[name] = time.perf_counter() - t0
             log(f"  {name}: warm-up epoch {warmup_s[name]:.1f} s")
-    times = bench.interleave(calls, rounds=scale.train_rounds, warmup=0, sync=sync)
+    times = interleave(calls, rounds=scale.train_rounds, warmup=0, sync=sync)
     figures: dict[str, float] = {}
     for batch in scale.train_batches:
         images = batch * scale.train_steps
@@ -94,10 +77,9 @@ def bench_training(scale: Any, runtime: Any, log: Any) -> dict[str, Any]:
         for variant in VARIANTS:
             figures[f"b{batch}_{variant}_images_per_s"] = images / statistics.median(
                 walls[variant])
-        figures[f"b{batch}_bf16_cl_speedup"] = bench.paired_ratio(walls["fp32"],
-                                                                  walls["bf16_cl"])
-        figures[f"b{batch}_compile_speedup"] = bench.paired_ratio(walls["bf16_cl"],
-                                                                  walls["bf16_cl_compile"])
+        figures[f"b{batch}_bf16_cl_speedup"] = paired_ratio(walls["fp32"], walls["bf16_cl"])
+        figures[f"b{batch}_compile_speedup"] = paired_ratio(walls["bf16_cl"],
+                                                            walls["bf16_cl_compile"])
         compiled = f"b{batch}_bf16_cl_compile"
         figures[f"b{batch}_compile_s"] = warmup_s[compiled] - statistics.median(walls[
             "bf16_cl_compile"])
@@ -106,7 +88,7 @@ def bench_training(scale: Any, runtime: Any, log: Any) -> dict[str, Any]:
                 "variants": {v: {"precision": p, "channels_last": c, "compile": k}
                              for v, (p, c, k) in VARIANTS.items()},
                 "compile_backend": scale.compile_backend, "compile_dynamic": False,
-                "penalty": _penalty_text(),
+                "penalty": penalty_text(),
                 "warmup_epoch_s": warmup_s,
                 "epoch_s": {name: [w for w, _ in t] for name, t in times.items()},
                 **tf32_flags(torch)}
@@ -129,11 +111,10 @@ def tf32_flags(torch: Any) -> dict[str, Any]:
 
 
 def bench_data_share(scale: Any, runtime: Any, log: Any) -> dict[str, Any]:
-    """bench.bench_data (DeviceData batch vs a plain SGD step, and a DataLoader beside it) at
-    every training batch size, with the trial's runtime (bf16 + channels_last on CUDA)."""
-    from dataclasses import replace
-
-    from hgsearch import bench
+    """The hot suite's data benchmark (DeviceData batch vs a plain SGD step, and a DataLoader
+    beside it) at every training batch size, with the trial's runtime (bf16 + channels_last on
+    CUDA)."""
+    from hgsearch.bench.data import bench_data
 
     figures: dict[str, float] = {}
     settings: dict[str, Any] = {"arch": scale.arch, "batches": list(scale.train_batches),
@@ -143,9 +124,9 @@ def bench_data_share(scale: Any, runtime: Any, log: Any) -> dict[str, Any]:
                                     "torch."),
                                 "channels_last": runtime.channels_last}
     for batch in scale.train_batches:
-        sizes = replace(bench.FULL, arch=scale.arch, batch=batch, data_batches=scale.data_batches,
+        sizes = replace(FULL, arch=scale.arch, batch=batch, data_batches=scale.data_batches,
                         rounds=scale.data_rounds)
-        r = bench.bench_data(sizes, runtime)
+        r = bench_data(sizes, runtime)
         for key in ("data_share_of_step", "loader_share_of_step", "device_batch_s",
                     "loader_batch_s", "step_s"):
             figures[f"b{batch}_{key}"] = r["figures"][key]
@@ -155,11 +136,3 @@ def bench_data_share(scale: Any, runtime: Any, log: Any) -> dict[str, Any]:
                           "DeviceData.train_batches / seconds of one SGD step on such a batch "
                           "(hgsearch bench's data benchmark); loader_share_of_step: the same for "
                           "a torchvision Dataset + DataLoader (num_workers=0)"}
-
-
-def _penalty_text() -> str:
-    from hgsearch.config import TrialConfig
-
-    c = TrialConfig()
-    return (f"the trial's defaults: reg={c.reg} reg_levels={c.reg_levels} "
-            f"reg_outer={c.reg_outer} reg_grouping={c.reg_grouping} lam={c.lam:g} mix={c.mix:g}")

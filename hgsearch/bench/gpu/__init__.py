@@ -1,0 +1,1 @@
+"""``hgsearch bench --suite gpu``: what hgsearch's CUDA path costs (suite.py runs the parts)."""

@@ -1,0 +1,109 @@
+"""``hgsearch bench``: the command line of the three suites (hot paths, gpu, quality)."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from hgsearch.bench.harness import write_report
+from hgsearch.bench.suite import BENCHMARKS, format_table, run_benchmarks
+from hgsearch.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``hgsearch bench`` to the command line."""
+    p = subparsers.add_parser("bench", help="time the hot paths against their references; "
+                                            "writes results/bench/<host>-<time>.json")
+    p.add_argument("--device", choices=("cpu", "cuda"),
+                   help="where to run (default: cuda when present, else cpu)")
+    p.add_argument("--quick", action="store_true",
+                   help="smaller networks and fewer repeats: 1-2 minutes on two CPU cores")
+    p.add_argument("--out", metavar="DIR", default="results/bench",
+                   help="folder of the JSON report (default results/bench)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch intra-op threads (default: one per core that the load "
+                        "average leaves free, at least 1)")
+    p.add_argument("--only", metavar="NAME[,NAME]",
+                   help="run only these benchmarks: " + ", ".join(BENCHMARKS))
+    # --suite: which measurements. gpu: hgsearch/bench/gpu/ (cluster/gpu_check.sh calls it);
+    # quality: hgsearch/bench/quality.py (accuracy, not time; it takes long).
+    p.add_argument("--suite", choices=("hot", "gpu", "quality"), default="hot",
+                   help="hot: the hot paths against their references (default); gpu: "
+                        "throughput per precision and compile, trials sharing a GPU, scoring "
+                        "against float64, pruned latency, a real sweep (--only: their parts); "
+                        "quality: criteria x regularizers, accuracy after pruning (takes long)")
+    p.set_defaults(func=bench_command)
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    """Run, print the table, write the report; exit 1 when a benchmark failed."""
+    if getattr(args, "suite", "hot") == "gpu":
+        return gpu_command(args)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    only = BENCHMARKS if not args.only else tuple(s.strip() for s in args.only.split(","))
+    device = args.device
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if getattr(args, "suite", "hot") == "quality":
+        return quality_command(device=device, quick=args.quick, out=out, threads=args.threads)
+    report = run_benchmarks(device=device, quick=args.quick, only=only, threads=args.threads)
+    for line in format_table(report):
+        print(line)
+    path = write_report(report, out)
+    load = report["machine"]["load_average_start"]
+    threads = report["machine"]["torch_threads"]
+    print(f"{report['seconds']:.0f} s on {report['machine']['cpu_model']} ({threads} torch "
+          f"thread{'s' if threads != 1 else ''}, load average {load}); written to {path}")
+    failed = [n for n, b in report["benchmarks"].items() if b["status"].startswith("failed")]
+    return 1 if failed else 0
+
+
+def gpu_command(args: argparse.Namespace) -> int:
+    """``hgsearch bench --suite gpu``: run, print the table, write both; exit 1 on a failure."""
+    from hgsearch.bench.gpu.suite import (
+        PARTS,
+        format_gpu_table,
+        run_gpu_suite,
+        succeeded,
+        write_outputs,
+    )
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    only = PARTS if not args.only else tuple(s.strip() for s in args.only.split(","))
+
+    def save(report: dict[str, Any]) -> Path:
+        return write_outputs(report, format_gpu_table(report), out)
+
+    report = run_gpu_suite(device=args.device or "cuda", size="quick" if args.quick else "full",
+                           only=only, threads=args.threads, on_part=save)
+    path = save(report)
+    print(path.with_suffix(".txt").read_text(), end="")
+    m = report["machine"]
+    print(f"{report['seconds']:.0f} s on {m['gpu'] or m['cpu_model']} (load average "
+          f"{m['load_average_start']}); written to {path} and {path.with_suffix('.txt').name}")
+    return 0 if succeeded(report) else 1
+
+
+def quality_command(*, device: str, quick: bool, out: str | Path,
+                    threads: int | None) -> int:
+    """``hgsearch bench --suite quality``: run, print the table, write the JSON report."""
+    import torch
+
+    from hgsearch.bench import quality
+
+    torch.set_num_threads(threads or 1)   # one thread: fastest on a shared, loaded CPU
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    path = Path(out) / f"quality-{'tiny-' if quick else ''}{stamp}.json"
+    report = quality.run_quality(quality.TINY if quick else quality.FULL, device=device, out=path)
+    for line in quality.format_quality(report):
+        print(line)
+    print(f"{report['seconds']:.0f} s; written to {path}")
+    return 0
