@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +27,7 @@ import pyarrow.parquet as pq
 
 from hgsearch.config import TrialConfig, inapplicable_keys
 from hgsearch.errors import UserError
+from hgsearch.fileio import atomic_path
 
 _ARROW_OF = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str": pa.string()}
 
@@ -130,14 +129,8 @@ def _clean(value: Any) -> Any:
 
 def write_table_atomic(table: pa.Table, path: Path) -> None:
     """Write Parquet under a temporary name in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def honest_row(row: Mapping[str, Any]) -> dict[str, Any]:

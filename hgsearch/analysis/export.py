@@ -12,12 +12,9 @@ and renamed into place, replacing a previous selection; nothing is left behind o
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import shutil
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +24,7 @@ import pandas as pd
 from hgsearch.analysis.select import Selection
 from hgsearch.config import FIELDS
 from hgsearch.errors import UserError
+from hgsearch.fileio import atomic_path, json_safe, utc_now, write_json_atomic
 
 SELECTED = "selected"
 # Side of the square images each dataset's pipeline feeds the network (imagefolder: its key).
@@ -74,15 +72,13 @@ def find_model_file(results_dir: str | Path, trial_id: str) -> Path:
 
 
 def jsonable(value: Any) -> Any:
-    """Plain JSON types: numpy scalars and arrays unwrapped, NaN and NA as null."""
+    """Plain JSON types: ``fileio.json_safe`` (scalars unwrapped, NaN as null) plus what a pandas
+    row holds: numpy arrays as lists, NA as null, keys and any other object as text."""
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
         return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    value = json_safe(value)
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if pd.isna(value):
@@ -99,7 +95,7 @@ def model_card(selection: Selection, *, arch: dict[str, Any],
         "rule": selection.rule,
         "settings": selection.settings,
         "reason": selection.reason,
-        "selected_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "selected_at": utc_now("seconds"),
         "preprocessing": arch.get("preprocessing"),
         "classes": arch.get("classes"),
         "architecture": arch,
@@ -149,9 +145,8 @@ def export_onnx(model: Any, path: Path, *, size: int,
 
         graph = onnx.load(str(path))
         onnx.helper.set_model_props(graph, metadata)
-        tmp = path.with_name(f".{path.name}.tmp")
-        onnx.save(graph, str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            onnx.save(graph, str(tmp))
 
 
 def export_selection(results_dir: str | Path, selection: Selection, *, onnx: bool = True,
@@ -187,7 +182,7 @@ def export_selection(results_dir: str | Path, selection: Selection, *, onnx: boo
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    write_json_atomic(path, data)
 
 
 def _swap_in(tmp: Path, target: Path) -> None:

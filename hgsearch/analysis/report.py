@@ -13,9 +13,7 @@ the front. The selected model is the one of RESULTS/selected/model_card.json whe
 from __future__ import annotations
 
 import json
-import os
 import warnings
-from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
@@ -40,6 +38,7 @@ from hgsearch.analysis.select import Selection, select
 from hgsearch.analysis.tables import searched_keys, trials_table
 from hgsearch.config import FIELDS
 from hgsearch.errors import UserError
+from hgsearch.fileio import utc_now, write_text_atomic
 
 AXES = (("params_ratio", "parameters (fraction of the dense network)"),
         ("macs_ratio", "MACs (multiply-accumulates, fraction of the dense network)"))
@@ -250,7 +249,7 @@ def render_report(df: pd.DataFrame, *, objectives: ObjectivesLike = None,
             f"Inner channels kept per residual block: {sum(kept):.0f} in all."))
     table = format_table(front_table(rows[on_front].sort_values(
         objs[0][0], ascending=objs[0][1] == "min", kind="stable"), objs))
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stamp = utc_now("seconds")
     title = f"hgsearch report: {results_dir.resolve().name}"
     skipped = df.attrs.get("skipped") or []
     skipped_html = "".join(f'<p class="note">Skipped {escape(p)}: {escape(r)}.</p>'
@@ -323,8 +322,5 @@ def write_report(results_dir: str | Path, df: pd.DataFrame, *,
     page = render_report(df, objectives=objectives, selection=selection, note=note,
                          results_dir=results_dir, curves=curves)
     path = results_dir / "report" / "index.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, page)
     return path

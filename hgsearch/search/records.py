@@ -16,13 +16,12 @@ from __future__ import annotations
 import fcntl
 import json
 import math
-import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from hgsearch import config
 from hgsearch.errors import UserError
+from hgsearch.fileio import utc_now, versions, write_json_atomic
 
 TUNE_DIR = "tune"
 OPTUNA_FILE = "optuna.db"
@@ -96,38 +95,21 @@ def read_sweep_json(folder: Path, name: str) -> dict:
 
 
 def new_sweep_json(sp: Any, *, name: str, folder: Path) -> dict:
-    import optuna
-    import ray
-
-    from hgsearch import __version__
-
     return {
         "name": name, "space_file": str(Path(sp.source).resolve()), "space": sp.raw,
         "objectives": [{"name": m, "direction": d} for m, d in sp.objectives],
         "num_samples": sp.num_samples, "baseline": sp.baseline is not None,
         "optuna": {"storage": optuna_storage_url(folder), "study_name": name},
         "tune_path": str(folder / TUNE_DIR),
-        "versions": {"hgsearch": __version__, "torch": version_of("torch"),
-                     "ray": ray.__version__, "optuna": optuna.__version__},
+        "versions": versions(),
         "started_at": now(), "runs": [],
     }
 
 
 def write_json(path: Path, data: dict) -> None:
     """Write JSON under a temporary name in the same folder, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def version_of(package: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "not installed"
+    write_json_atomic(path, data)
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return utc_now("milliseconds")

@@ -8,11 +8,12 @@ row is in the folder when the driver hears of it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import ray
+
+from hgsearch.fileio import write_bytes_atomic
 
 SINK_NAMESPACE = "hgsearch"        # Ray namespace of the sweeps' file sinks
 
@@ -26,10 +27,7 @@ class FileSink:
         path = (self.folder / name).resolve()
         if not path.is_relative_to(self.folder):
             raise ValueError(f"{name}: not a path inside the sweep folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_bytes_atomic(path, data)
 
 
 def start_sink(folder: Path) -> Any:
