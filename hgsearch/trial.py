@@ -18,11 +18,11 @@ from typing import Any
 
 import torch
 
-from hgsearch import __version__
 from hgsearch.checkpoint import PHASES, Checkpointer
 from hgsearch.config import TrialConfig, make_config
 from hgsearch.data import DeviceData, load_dataset
 from hgsearch.errors import UserError
+from hgsearch.fileio import utc_now, versions_text
 from hgsearch.metrics import (
     count_macs,
     count_params,
@@ -36,15 +36,8 @@ from hgsearch.proximal import exact, proximal_step
 from hgsearch.pruning import prune, prune_model
 from hgsearch.regularizers import hgsr_loss
 from hgsearch.results import empty_metrics, write_curve, write_row
-from hgsearch.train import (
-    Diverged,
-    Runtime,
-    SGDSettings,
-    evaluate,
-    recalibrate_bn,
-    resolve_runtime,
-    train,
-)
+from hgsearch.runtime import Runtime, resolve_runtime
+from hgsearch.train import Diverged, SGDSettings, evaluate, recalibrate_bn, train
 
 Log = Callable[[str], None]
 
@@ -52,18 +45,6 @@ Log = Callable[[str], None]
 def new_trial_id() -> str:
     """A sortable, collision-resistant id: UTC time plus random hex."""
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def versions() -> str:
-    import numpy
-    import torchvision
-    return (f"hgsearch={__version__}, torch={torch.__version__}, "
-            f"torchvision={torchvision.__version__}, numpy={numpy.__version__}, "
-            f"python={platform.python_version()}")
 
 
 def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, Any] | None = None,
@@ -81,7 +62,8 @@ def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, An
         cfg = cfg.replace(trial_id=new_trial_id())
     log = log or (lambda _msg: None)
     row: dict[str, Any] = {**cfg.to_dict(), **empty_metrics(), **dict(extra or {})}
-    row.update(hostname=socket.gethostname(), started_at=_now(), versions=versions())
+    row.update(hostname=socket.gethostname(), started_at=utc_now("milliseconds"),
+               versions=versions_text())
     curve: list[dict] = []
     start = time.perf_counter()
     runtime = resolve_runtime(cfg.device, cfg.precision, cfg.channels_last)
@@ -101,12 +83,12 @@ def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, An
     except Exception as err:
         row.update(status="failed", error=f"{err.__class__.__name__}: {err}"[:2000])
         row["seconds_total"] = time.perf_counter() - start
-        row["finished_at"] = _now()
+        row["finished_at"] = utc_now("milliseconds")
         _write(cfg, row, curve)
         log(f"trial {cfg.trial_id} failed:\n{traceback.format_exc()}")
         raise
     row["seconds_total"] = time.perf_counter() - start
-    row["finished_at"] = _now()
+    row["finished_at"] = utc_now("milliseconds")
     _write(cfg, row, curve)
     return row
 
