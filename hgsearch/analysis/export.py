@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hgsearch.analysis.select import Selection
+from hgsearch.analysis.select_trial import TrialChoice
 from hgsearch.config import FIELDS
 from hgsearch.errors import UserError
 from hgsearch.fileio import atomic_path, json_safe, utc_now, write_json_atomic
+from hgsearch.results_layout import ResultsFolder
 
-SELECTED = "selected"
+SELECTED = ResultsFolder(".").selected.name    # the folder's name, as pages link to it
 # Side of the square images each dataset's pipeline feeds the network (imagefolder: its key).
 INPUT_SIZE = {"synthetic": 32, "cifar10": 32, "cifar100": 32, "tinyimagenet": 64}
 METRICS = (
@@ -59,10 +60,10 @@ def input_size(row: pd.Series) -> int:
 def find_model_file(results_dir: str | Path, trial_id: str) -> Path:
     """RESULTS/models/<trial_id>.pt, or the one such file below RESULTS (nested sweeps)."""
     results_dir = Path(results_dir)
-    direct = results_dir / "models" / f"{trial_id}.pt"
+    direct = ResultsFolder(results_dir).model(trial_id)
     if direct.is_file():
         return direct
-    found = sorted(results_dir.glob(f"**/models/{trial_id}.pt"))
+    found = sorted(results_dir.glob(f"**/{direct.relative_to(results_dir).as_posix()}"))
     if len(found) == 1:
         return found[0]
     if found:
@@ -86,7 +87,7 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def model_card(selection: Selection, *, arch: dict[str, Any],
+def model_card(selection: TrialChoice, *, arch: dict[str, Any],
                baseline: pd.Series | None = None) -> dict[str, Any]:
     """What model_card.json holds: the trial's keys, its metrics, the rule and the reason."""
     row = selection.row
@@ -149,7 +150,7 @@ def export_onnx(model: Any, path: Path, *, size: int,
             onnx.save(graph, str(tmp))
 
 
-def export_selection(results_dir: str | Path, selection: Selection, *, onnx: bool = True,
+def export_selection(results_dir: str | Path, selection: TrialChoice, *, onnx: bool = True,
                      baseline: pd.Series | None = None) -> Path:
     """Write RESULTS/selected/ for ``selection`` atomically; return that folder."""
     from hgsearch.models import load_model
@@ -162,7 +163,7 @@ def export_selection(results_dir: str | Path, selection: Selection, *, onnx: boo
     pre, classes = feeding(source, model, selection.row)
     arch = {"arch": model.arch, "num_classes": model.num_classes, "widths": list(model.widths),
             "input_size": pre["image_size"], "preprocessing": pre, "classes": classes}
-    target = results_dir / SELECTED
+    target = ResultsFolder(results_dir).selected
     tmp = Path(tempfile.mkdtemp(prefix=f".{SELECTED}.", dir=results_dir))
     try:
         shutil.copyfile(source, tmp / "model.pt")

@@ -3,7 +3,7 @@
 A sweep named NAME keeps everything under ``<results>/NAME/``::
 
     trials/<trial_id>.parquet   one row per trial: the source of truth (hgsearch.results)
-    curves/ models/ logs/       per-trial curve, compact model and log
+    curves/ models/ logs/       per-trial curve, compact model and log (hgsearch.results_layout)
     sweep.json                  the space, versions, start and end of every run (atomic)
     optuna.db                   the Optuna study (SQLite; study name NAME): optuna.load_study
     tune/                       Ray Tune's experiment state, which ``--resume`` restores
@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 from hgsearch import config
 from hgsearch.errors import UserError
 from hgsearch.fileio import utc_now, versions, write_json_atomic
+from hgsearch.results_layout import ResultsFolder
 
 TUNE_DIR = "tune"
 OPTUNA_FILE = "optuna.db"
@@ -54,14 +55,14 @@ def check_name(name: str | None) -> None:
 def read_row(folder: str | Path, trial_id: str) -> dict | None:
     import pyarrow.parquet as pq
 
-    path = Path(folder) / "trials" / f"{trial_id}.parquet"
+    path = ResultsFolder(folder).row(trial_id)
     if not path.is_file():
         return None
     return pq.read_table(path).to_pylist()[0]
 
 
 def row_ids(folder: str | Path) -> list[str]:
-    return sorted(p.stem for p in (Path(folder) / "trials").glob("*.parquet"))
+    return sorted(p.stem for p in ResultsFolder(folder).trials.glob("*.parquet"))
 
 
 def lock(folder: Path) -> BinaryIO:
