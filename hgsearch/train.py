@@ -132,23 +132,30 @@ def train(model: nn.Module, train_data, *, settings: SGDSettings, runtime: Runti
         if runtime.device.type == "cuda":
             torch.cuda.synchronize(runtime.device)
         seconds = time.perf_counter() - start
-        val_loss, val_acc = evaluate_each_epoch() if evaluate_each_epoch else (math.nan, math.nan)
-        record = {
-            "phase": phase, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": loss_sum.item() / max(seen, 1),
-            "train_acc": correct.item() / max(seen, 1),
-            "val_loss": val_loss, "val_acc": val_acc,
-            "images_per_s": seen / seconds if seconds > 0 else math.nan, "seconds": seconds,
-        }
+        val = evaluate_each_epoch() if evaluate_each_epoch else (math.nan, math.nan)
+        record = _epoch_record(phase, epoch, optimizer.param_groups[0]["lr"], loss=loss_sum,
+                               correct=correct, seen=seen, seconds=seconds, val=val)
         curve.append(record)
         new.append(record)
         if log:
             log(f"[{phase}] epoch {epoch}/{settings.epochs}  loss {record['train_loss']:.4f}  "
-                f"train {100 * record['train_acc']:.1f}%  val {100 * val_acc:.1f}%  "
+                f"train {100 * record['train_acc']:.1f}%  val {100 * record['val_acc']:.1f}%  "
                 f"{record['images_per_s']:.0f} img/s  {seconds:.1f}s")
         if on_epoch_end is not None:
             on_epoch_end(epoch, optimizer.state_dict())
     return new
+
+
+def _epoch_record(phase: str, epoch: int, lr: float, *, loss: torch.Tensor,
+                  correct: torch.Tensor, seen: int, seconds: float,
+                  val: tuple[float, float]) -> dict:
+    """One epoch's row of the curve, from the epoch's summed loss and correct count."""
+    return {
+        "phase": phase, "epoch": epoch, "lr": lr,
+        "train_loss": loss.item() / max(seen, 1), "train_acc": correct.item() / max(seen, 1),
+        "val_loss": val[0], "val_acc": val[1],
+        "images_per_s": seen / seconds if seconds > 0 else math.nan, "seconds": seconds,
+    }
 
 
 def _check_finite(value: torch.Tensor, phase: str, epoch: int) -> None:
