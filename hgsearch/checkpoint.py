@@ -8,12 +8,12 @@ it loads with ``torch.load(weights_only=True)``. Where it is kept is the caller'
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+
+from hgsearch.fileio import atomic_path
 
 # The order a trial passes through; a state's phase says which ones are complete.
 PHASES = ("train", "trained", "pruned", "finetune")
@@ -29,11 +29,8 @@ class Checkpointer(Protocol):
 
 def write_state(state: dict[str, Any], path: str | Path) -> None:
     """torch.save under a temporary name, then rename: a crash never leaves half a state."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def read_state(path: str | Path) -> dict[str, Any] | None:

@@ -164,12 +164,14 @@ def key_table() -> list[tuple[str, str, str, str]]:
             allowed = " {" + ", ".join(str(c) for c in meta["choices"]) + "}"
         elif meta["lo"] is not None:
             allowed = f" [{meta['lo']:g}, {meta['hi']:g}]"
-        rows.append((f.name, _type_name(f) + allowed, repr(f.default), meta["help"]))
+        rows.append((f.name, type_name(f.name) + allowed, repr(f.default), meta["help"]))
     return rows
 
 
-def _type_name(f: dataclasses.Field) -> str:
-    return f.type if isinstance(f.type, str) else f.type.__name__
+def type_name(key: str) -> str:
+    """The type of trial key ``key`` as written in TrialConfig: bool, int, float or str."""
+    kind = FIELDS[key].type
+    return kind if isinstance(kind, str) else kind.__name__
 
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -180,7 +182,7 @@ def coerce(key: str, value: Any) -> Any:
     """Convert one value (a YAML scalar or a ``--set`` string) to the key's type, or raise."""
     if key not in FIELDS:
         raise UserError(f"unknown key {key!r}; `hgsearch keys` lists the allowed keys")
-    kind = _type_name(FIELDS[key])
+    kind = type_name(key)
     text = value.strip() if isinstance(value, str) else None
     try:
         if kind == "bool":
@@ -229,6 +231,13 @@ def check(key: str, value: Any) -> str | None:
     return None
 
 
+def data_dir_problem(dataset: str, data_dir: str) -> str | None:
+    """Why ``data_dir`` cannot serve ``dataset`` before looking at the disk: only empty is."""
+    if dataset != "synthetic" and not data_dir:
+        return f"data_dir is empty: dataset={dataset} reads its files from data_dir"
+    return None
+
+
 def problems_of(values: Mapping[str, Any]) -> list[str]:
     """Every problem in a mapping of trial keys, one line each (empty when it is valid)."""
     problems: list[str] = []
@@ -248,9 +257,8 @@ def problems_of(values: Mapping[str, Any]) -> list[str]:
     if merged["trial_id"] and not SAFE_NAME.match(merged["trial_id"]):
         problems.append(f"trial_id={merged['trial_id']!r}: use letters, digits, '.', '_' and '-' "
                         "(at most 128, not starting with '.' or '-')")
-    if merged["dataset"] != "synthetic" and not merged["data_dir"]:
-        problems.append(f"data_dir is empty: dataset={merged['dataset']} reads its files from "
-                        "data_dir")
+    if problem := data_dir_problem(merged["dataset"], merged["data_dir"]):
+        problems.append(problem)
     if merged["min_channels"] % merged["round_to"] and merged["round_to"] > 1:
         problems.append(f"min_channels={merged['min_channels']}: must be a multiple of "
                         f"round_to={merged['round_to']}")

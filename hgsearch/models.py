@@ -8,7 +8,6 @@ second conv): the channels that filter pruning removes. A pruned network is rebu
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hgsearch.errors import UserError
+from hgsearch.fileio import atomic_path
 
 MODEL_FORMAT = "hgsearch-model-v1"
 
@@ -139,8 +139,6 @@ def save_model(model: ResNet, path: str | Path, *, extra: dict[str, Any] | None 
     The file holds only tensors, strings, numbers and lists, so ``torch.load(weights_only=True)``
     reads it back without executing code.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": MODEL_FORMAT,
         "arch": model.arch,
@@ -149,9 +147,8 @@ def save_model(model: ResNet, path: str | Path, *, extra: dict[str, Any] | None 
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": dict(extra or {}),
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> ResNet:

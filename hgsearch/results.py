@@ -16,19 +16,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hgsearch.config import TrialConfig, inapplicable_keys
 from hgsearch.errors import UserError
+from hgsearch.fileio import atomic_path
+from hgsearch.results_layout import ResultsFolder  # re-exported: results.py owns the folder
 
 _ARROW_OF = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str": pa.string()}
 
@@ -130,14 +131,8 @@ def _clean(value: Any) -> Any:
 
 def write_table_atomic(table: pa.Table, path: Path) -> None:
     """Write Parquet under a temporary name in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def honest_row(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -153,7 +148,7 @@ def write_row(out_dir: str | Path, row: Mapping[str, Any]) -> Path:
     """Write one trial's row to ``out_dir/trials/<trial_id>.parquet`` (see ``honest_row``)."""
     row = honest_row(row)
     table = pa.Table.from_pylist([row], schema=row_schema(row))
-    path = Path(out_dir) / "trials" / f"{row['trial_id']}.parquet"
+    path = ResultsFolder(out_dir).row(row["trial_id"])
     write_table_atomic(table, path)
     return path
 
@@ -163,7 +158,7 @@ def write_curve(out_dir: str | Path, trial_id: str, records: Sequence[Mapping[st
     rows = [{**{k: None for k in CURVE_TYPES}, **{k: _clean(v) for k, v in r.items()},
              "trial_id": trial_id} for r in records]
     table = pa.Table.from_pylist(rows, schema=pa.schema(list(CURVE_TYPES.items())))
-    path = Path(out_dir) / "curves" / f"{trial_id}.parquet"
+    path = ResultsFolder(out_dir).curve(trial_id)
     write_table_atomic(table, path)
     return path
 
@@ -180,6 +175,13 @@ def _pandas_dtype(arrow_type: pa.DataType) -> Any:
     return None
 
 
+def baseline_mask(rows: pd.DataFrame) -> np.ndarray:
+    """True on the rows of baseline trials (``is_baseline``); null or no such column: False."""
+    if "is_baseline" not in rows.columns:
+        return np.zeros(len(rows), dtype=bool)
+    return rows["is_baseline"].eq(True).fillna(False).to_numpy(dtype=bool)
+
+
 def load_results(path: str | Path) -> pd.DataFrame:
     """All trial rows under a results folder as a DataFrame, one row per trial.
 
@@ -190,7 +192,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
     them as ``(path, reason)``. The result is sorted by ``started_at``.
     """
     folder = Path(path)
-    trials = folder / "trials"
+    trials = ResultsFolder(folder).trials
     if not folder.is_dir():
         raise UserError(f"{folder}: no such results folder")
     if not trials.is_dir():
@@ -246,7 +248,7 @@ def load_curves(path: str | Path) -> pd.DataFrame:
     Declared dtypes as for rows; unreadable curve files are skipped with a warning and listed
     in ``df.attrs["skipped"]``.
     """
-    curves = Path(path) / "curves"
+    curves = ResultsFolder(path).curves
     files = sorted(p for p in curves.glob("*.parquet") if not p.name.startswith("."))
     frames, skipped = [], []
     for f in files:

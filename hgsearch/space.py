@@ -1,29 +1,25 @@
-"""Search spaces: the names of ``hgsearch.search.space``, ``space_file``, ``samplers`` and
-``baseline`` under their older home (kept so that existing imports go on working)."""
+"""Search spaces under their older home: the names of ``hgsearch.search.space``, ``space_file``,
+``samplers`` and ``baseline``, looked up there (kept so that existing imports go on working)."""
 
 from __future__ import annotations
 
-from hgsearch.search.baseline import BASELINE_ID, BASELINE_INERT_GROUPS, BASELINE_VALUES
-from hgsearch.search.samplers import make_sampler, sampler_names
-from hgsearch.search.space import (
-    DIRECTIONS,
-    DISTRIBUTIONS,
-    MODIFIERS,
-    SECTIONS,
-    SET_BY_SWEEP,
-    Param,
-    SamplerSpec,
-    Space,
-)
-from hgsearch.search.space_file import (
-    find_default_space,
-    load_space,
-    metric_columns,
-    parse_space,
-    space_problems,
-)
+import importlib
+from typing import Any
 
-__all__ = ["BASELINE_ID", "BASELINE_INERT_GROUPS", "BASELINE_VALUES", "DIRECTIONS",
-           "DISTRIBUTIONS", "MODIFIERS", "SECTIONS", "SET_BY_SWEEP", "Param", "SamplerSpec",
-           "Space", "find_default_space", "load_space", "make_sampler", "metric_columns",
-           "parse_space", "sampler_names", "space_problems"]
+_HOMES = {
+    "baseline": ("BASELINE_ID", "BASELINE_INERT_GROUPS", "BASELINE_VALUES"),
+    "samplers": ("make_sampler", "sampler_names"),
+    "space": ("DIRECTIONS", "DISTRIBUTIONS", "MODIFIERS", "SECTIONS", "SET_BY_SWEEP", "Param",
+              "SamplerSpec", "Space"),
+    "space_file": ("find_default_space", "load_space", "metric_columns", "parse_space",
+                   "space_problems"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+__all__ = sorted(_HOME_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME_OF:
+        raise AttributeError(f"module 'hgsearch.space' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"hgsearch.search.{_HOME_OF[name]}"), name)

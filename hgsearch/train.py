@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from hgsearch.errors import UserError
 
 if TYPE_CHECKING:
     from hgsearch.config import TrialConfig
+    from hgsearch.runtime import Runtime
 
 # How often (in steps) the loss is checked for NaN/inf between the end-of-epoch checks: a check
 # synchronizes with the GPU, so not every step; often enough that a diverged run stops quickly.
@@ -25,41 +25,6 @@ DIVERGENCE_CHECK_EVERY = 25
 
 class Diverged(Exception):
     """The training loss became NaN or infinite; the trial ends with status ``diverged``."""
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """Where and how tensors are computed: device, autocast dtype, memory format."""
-
-    device: torch.device
-    autocast_dtype: torch.dtype | None = None   # bf16 on CUDA, None (fp32) on CPU
-    channels_last: bool = False
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
-
-    def prepare(self, model: nn.Module) -> nn.Module:
-        model = model.to(self.device)
-        if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        return model
-
-
-def resolve_runtime(device: str = "auto", precision: str = "auto",
-                    channels_last: str = "auto") -> Runtime:
-    """Turn the trial keys device / precision / channels_last into a Runtime."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("device=cuda: no CUDA device is visible (CUDA_VISIBLE_DEVICES, driver); "
-                        "use device=auto or device=cpu")
-    dev = torch.device(device)
-    on_gpu = dev.type == "cuda"
-    bf16 = precision == "bf16" or (precision == "auto" and on_gpu)
-    last = channels_last == "on" or (channels_last == "auto" and on_gpu)
-    return Runtime(dev, torch.bfloat16 if bf16 else None, last)
 
 
 def lr_factor(step: int, total: int, schedule: str) -> float:
@@ -181,23 +146,30 @@ def train(model: nn.Module, train_data, *, settings: SGDSettings, runtime: Runti
         if runtime.device.type == "cuda":
             torch.cuda.synchronize(runtime.device)
         seconds = time.perf_counter() - start
-        val_loss, val_acc = evaluate_each_epoch() if evaluate_each_epoch else (math.nan, math.nan)
-        record = {
-            "phase": phase, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": loss_sum.item() / max(seen, 1),
-            "train_acc": correct.item() / max(seen, 1),
-            "val_loss": val_loss, "val_acc": val_acc,
-            "images_per_s": seen / seconds if seconds > 0 else math.nan, "seconds": seconds,
-        }
+        val = evaluate_each_epoch() if evaluate_each_epoch else (math.nan, math.nan)
+        record = _epoch_record(phase, epoch, optimizer.param_groups[0]["lr"], loss=loss_sum,
+                               correct=correct, seen=seen, seconds=seconds, val=val)
         curve.append(record)
         new.append(record)
         if log:
             log(f"[{phase}] epoch {epoch}/{settings.epochs}  loss {record['train_loss']:.4f}  "
-                f"train {100 * record['train_acc']:.1f}%  val {100 * val_acc:.1f}%  "
+                f"train {100 * record['train_acc']:.1f}%  val {100 * record['val_acc']:.1f}%  "
                 f"{record['images_per_s']:.0f} img/s  {seconds:.1f}s")
         if on_epoch_end is not None:
             on_epoch_end(epoch, optimizer.state_dict())
     return new
+
+
+def _epoch_record(phase: str, epoch: int, lr: float, *, loss: torch.Tensor,
+                  correct: torch.Tensor, seen: int, seconds: float,
+                  val: tuple[float, float]) -> dict:
+    """One epoch's row of the curve, from the epoch's summed loss and correct count."""
+    return {
+        "phase": phase, "epoch": epoch, "lr": lr,
+        "train_loss": loss.item() / max(seen, 1), "train_acc": correct.item() / max(seen, 1),
+        "val_loss": val[0], "val_acc": val[1],
+        "images_per_s": seen / seconds if seconds > 0 else math.nan, "seconds": seconds,
+    }
 
 
 def _check_finite(value: torch.Tensor, phase: str, epoch: int) -> None:

@@ -1,6 +1,11 @@
 """One trial: data -> train with HGSR -> score filters -> prune -> fine-tune -> measure -> row.
 
-Nothing here knows about Ray: a trial runs the same from the CLI, a test, a notebook or a worker.
+``_pipeline`` runs the phases in order, each a function: ``train_dense`` (METHOD.md part 1),
+``prune_dense`` (scoring, selection and surgery, parts 2 and 3, in ``prune_steps`` rounds),
+``finetune`` and ``finish`` (latency, the model file). ``_resume`` is the one place a checkpoint
+is read: it restores the row, curve and generator and says which phase a restarted trial
+begins at. Nothing here knows about Ray: a trial runs the same from the CLI, a test, a notebook
+or a worker.
 """
 
 from __future__ import annotations
@@ -13,16 +18,15 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
-from hgsearch import __version__
 from hgsearch.checkpoint import PHASES, Checkpointer
 from hgsearch.config import TrialConfig, make_config
 from hgsearch.data import DeviceData, load_dataset
 from hgsearch.errors import UserError
+from hgsearch.fileio import utc_now, versions_text
 from hgsearch.metrics import (
     count_macs,
     count_params,
@@ -36,15 +40,9 @@ from hgsearch.proximal import exact, proximal_step
 from hgsearch.pruning import prune, prune_model
 from hgsearch.regularizers import hgsr_loss
 from hgsearch.results import empty_metrics, write_curve, write_row
-from hgsearch.train import (
-    Diverged,
-    Runtime,
-    SGDSettings,
-    evaluate,
-    recalibrate_bn,
-    resolve_runtime,
-    train,
-)
+from hgsearch.results_layout import ResultsFolder
+from hgsearch.runtime import Runtime, resolve_runtime
+from hgsearch.train import Diverged, SGDSettings, evaluate, recalibrate_bn, train
 
 Log = Callable[[str], None]
 
@@ -52,18 +50,6 @@ Log = Callable[[str], None]
 def new_trial_id() -> str:
     """A sortable, collision-resistant id: UTC time plus random hex."""
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def versions() -> str:
-    import numpy
-    import torchvision
-    return (f"hgsearch={__version__}, torch={torch.__version__}, "
-            f"torchvision={torchvision.__version__}, numpy={numpy.__version__}, "
-            f"python={platform.python_version()}")
 
 
 def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, Any] | None = None,
@@ -81,7 +67,8 @@ def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, An
         cfg = cfg.replace(trial_id=new_trial_id())
     log = log or (lambda _msg: None)
     row: dict[str, Any] = {**cfg.to_dict(), **empty_metrics(), **dict(extra or {})}
-    row.update(hostname=socket.gethostname(), started_at=_now(), versions=versions())
+    row.update(hostname=socket.gethostname(), started_at=utc_now("milliseconds"),
+               versions=versions_text())
     curve: list[dict] = []
     start = time.perf_counter()
     runtime = resolve_runtime(cfg.device, cfg.precision, cfg.channels_last)
@@ -101,12 +88,12 @@ def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, An
     except Exception as err:
         row.update(status="failed", error=f"{err.__class__.__name__}: {err}"[:2000])
         row["seconds_total"] = time.perf_counter() - start
-        row["finished_at"] = _now()
+        row["finished_at"] = utc_now("milliseconds")
         _write(cfg, row, curve)
         log(f"trial {cfg.trial_id} failed:\n{traceback.format_exc()}")
         raise
     row["seconds_total"] = time.perf_counter() - start
-    row["finished_at"] = _now()
+    row["finished_at"] = utc_now("milliseconds")
     _write(cfg, row, curve)
     return row
 
@@ -122,158 +109,194 @@ def _device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-class _Resume:
-    """What a trial restarted from a checkpoint may skip: completed phases and epochs."""
+class _Trial:
+    """What every phase of one trial shares: config, data on the device, row, curve, generator."""
 
-    def __init__(self, state: dict[str, Any] | None) -> None:
-        self.state = state or {}
-        self.phase = self.state.get("phase")
+    def __init__(self, cfg: TrialConfig, data: Any, runtime: Runtime, row: dict[str, Any],
+                 curve: list[dict], log: Log, checkpoint: Checkpointer | None) -> None:
+        self.cfg, self.data, self.runtime, self.log = cfg, data, runtime, log
+        self.row, self.curve, self.checkpoint = row, curve, checkpoint
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.splits = {name: DeviceData(getattr(data, f"{name}_x"), getattr(data, f"{name}_y"),
+                                        mean=data.mean, std=data.std, device=runtime.device,
+                                        channels_last=runtime.channels_last)
+                       for name in ("train", "val", "test")}
+        self.size = (data.image_size, data.image_size)
 
-    def done(self, phase: str) -> bool:
-        """True when ``phase`` was complete at the checkpoint."""
-        return self.phase is not None and PHASES.index(self.phase) > PHASES.index(phase)
+    def accuracy(self, net: torch.nn.Module, split: str) -> tuple[float, float]:
+        """(mean cross-entropy, top-1) of ``net`` on ``split``."""
+        return evaluate(net, self.splits[split].eval_batches(self.cfg.eval_batch_size),
+                        self.runtime)
 
-    def epoch_of(self, phase: str) -> tuple[int, dict | None]:
-        """(first epoch to run, optimizer state) for a training phase."""
-        if self.phase == phase:
-            return self.state["epoch"] + 1, self.state["optimizer"]
-        return 1, None
+    def save(self, phase: str, net: ResNet, epoch: int = 0, optimizer: dict | None = None) -> None:
+        """Checkpoint the trial as it stands after ``phase`` (checkpoint.PHASES)."""
+        if self.checkpoint is None:
+            return
+        self.checkpoint.save({"phase": phase, "epoch": epoch, "optimizer": optimizer,
+                              "widths": list(net.widths), "model": net.state_dict(),
+                              "generator": self.gen.get_state(), "row": _plain(self.row),
+                              "curve": list(self.curve)})
+
+    def every(self, phase: str, net: ResNet) -> Callable[[int, dict], None]:
+        """``train``'s on_epoch_end: a checkpoint every ``checkpoint_every`` epochs."""
+        def on_epoch_end(epoch: int, optimizer: dict) -> None:
+            if self.cfg.checkpoint_every and epoch % self.cfg.checkpoint_every == 0:
+                self.save(phase, net, epoch, optimizer)
+        return on_epoch_end
 
 
-def _pipeline(cfg: TrialConfig, data, runtime: Runtime, row: dict[str, Any], curve: list[dict],
-              log: Log, checkpoint: Checkpointer | None) -> None:
-    """The trial's phases; fills ``row`` and ``curve`` as it goes, resuming from ``checkpoint``."""
+class _Start(NamedTuple):
+    """Where a trial (re)starts: the phase, its network(s), and a training phase's epoch."""
+
+    phase: str                  # train | prune | finetune
+    model: ResNet | None        # the dense network, until pruning
+    compact: ResNet | None      # the pruned network, from pruning on
+    first_epoch: int = 1
+    optimizer: dict | None = None
+
+
+def _pipeline(cfg: TrialConfig, data: Any, runtime: Runtime, row: dict[str, Any],
+              curve: list[dict], log: Log, checkpoint: Checkpointer | None) -> None:
+    """The trial's phases in order; fills ``row`` and ``curve``, resuming from ``checkpoint``."""
     torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    resume = _Resume(checkpoint.load() if checkpoint else None)
-    splits = {name: DeviceData(getattr(data, f"{name}_x"), getattr(data, f"{name}_y"),
-                               mean=data.mean, std=data.std, device=runtime.device,
-                               channels_last=runtime.channels_last)
-              for name in ("train", "val", "test")}
-    size = (data.image_size, data.image_size)
+    trial = _Trial(cfg, data, runtime, row, curve, log, checkpoint)
     model = runtime.prepare(build_model(cfg.arch, data.num_classes))
     # From the freshly initialized network, also when resuming: lam_scale=init needs it.
     penalty, prox = hgsr_hooks(cfg, model)
-    compact: ResNet | None = None
-    if resume.phase:
-        # Figures of the completed phases come back; where and when this run is stays current.
-        saved = resume.state["row"]
-        row.update({k: v for k, v in saved.items() if row.get(k) is None})
-        row["started_at"] = saved.get("started_at", row["started_at"])
-        curve[:] = resume.state["curve"]
-        gen.set_state(resume.state["generator"])
-        net = build_model(cfg.arch, data.num_classes, resume.state["widths"])
-        net.load_state_dict(resume.state["model"])
-        if resume.done("trained"):
-            model, compact = None, runtime.prepare(net)
-        else:
-            model = runtime.prepare(net)
-        log(f"trial {cfg.trial_id}: resuming from its checkpoint ({resume.phase}, epoch "
-            f"{resume.state['epoch']})")
+    start = _resume(trial, checkpoint.load() if checkpoint else None, model)
+    compact = start.compact
+    if start.phase == "train":
+        train_dense(trial, start.model, penalty, prox, start.first_epoch, start.optimizer)
+    if compact is None:
+        compact = prune_dense(trial, start.model)
+    again = start.phase == "finetune"
+    finetune(trial, compact, start.first_epoch if again else 1, start.optimizer if again else None)
+    finish(trial, compact)
 
-    def save(phase: str, net: ResNet, epoch: int = 0, optimizer: dict | None = None) -> None:
-        if checkpoint is None:
-            return
-        checkpoint.save({"phase": phase, "epoch": epoch, "optimizer": optimizer,
-                         "widths": list(net.widths), "model": net.state_dict(),
-                         "generator": gen.get_state(), "row": _plain(row), "curve": list(curve)})
 
-    def every(phase: str, net: ResNet) -> Callable[[int, dict], None]:
-        def on_epoch_end(epoch: int, optimizer: dict) -> None:
-            if cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0:
-                save(phase, net, epoch, optimizer)
-        return on_epoch_end
+def _resume(trial: _Trial, state: dict[str, Any] | None, fresh: ResNet) -> _Start:
+    """The one place a checkpoint is read: restore its row, curve and generator, and say
+    where the trial goes on (a state saved in phase p has the phases before p complete)."""
+    if not state or not state.get("phase"):
+        return _Start("train", fresh, None)
+    phase = state["phase"]
+    if phase not in PHASES:
+        raise ValueError(f"checkpoint phase {phase!r}: expected one of {', '.join(PHASES)}")
+    # Figures of the completed phases come back; where and when this run is stays current.
+    saved, row = state["row"], trial.row
+    row.update({k: v for k, v in saved.items() if row.get(k) is None})
+    row["started_at"] = saved.get("started_at", row["started_at"])
+    trial.curve[:] = state["curve"]
+    trial.gen.set_state(state["generator"])
+    net = build_model(trial.cfg.arch, trial.data.num_classes, state["widths"])
+    net.load_state_dict(state["model"])
+    net = trial.runtime.prepare(net)
+    trial.log(f"trial {trial.cfg.trial_id}: resuming from its checkpoint ({phase}, epoch "
+              f"{state['epoch']})")
+    after = (state["epoch"] + 1, state["optimizer"])   # the epoch after the one saved
+    if phase == "train":
+        return _Start("train", net, None, *after)
+    if phase == "trained":
+        return _Start("prune", net, None)
+    if phase == "pruned":
+        return _Start("finetune", None, net)
+    return _Start("finetune", None, net, *after)
 
-    def accuracy(net: torch.nn.Module, split: str) -> tuple[float, float]:
-        return evaluate(net, splits[split].eval_batches(cfg.eval_batch_size), runtime)
 
-    # --- 1. train with HGSR (METHOD.md part 1)
+def train_dense(trial: _Trial, model: ResNet, penalty: Callable | None, prox: Callable | None,
+                first: int, opt_state: dict | None) -> None:
+    """Phase 1 (METHOD.md part 1): train the dense network with HGSR, then measure it."""
+    cfg, data, row = trial.cfg, trial.data, trial.row
     regularized = cfg.reg != "none" and cfg.lam > 0
-    if not resume.done("train"):
+    trial.log(f"trial {cfg.trial_id}: {cfg.arch} on {cfg.dataset} ({len(data.train_y)} train / "
+              f"{len(data.val_y)} val / {len(data.test_y)} test images, {data.num_classes} "
+              f"classes) on {trial.runtime.device}; reg={cfg.reg if regularized else 'none'} "
+              f"lam={cfg.lam:g} solver={cfg.reg_solver}")
+    t0 = time.perf_counter()
+    train(model, trial.splits["train"], settings=_sgd(cfg, cfg.epochs, cfg.lr),
+          runtime=trial.runtime, generator=trial.gen, penalty=penalty, after_step=prox,
+          evaluate_each_epoch=lambda: trial.accuracy(model, "val"), phase="train",
+          log=trial.log, step_model=torch.compile(model) if cfg.compile else None,
+          start_epoch=first, optimizer_state=opt_state, on_epoch_end=trial.every("train", model),
+          curve=trial.curve)
+    row["seconds_train"] = (row["seconds_train"] or 0.0) + time.perf_counter() - t0
+    row["acc_dense"] = trial.curve[-1]["val_acc"]
+    row["test_acc_dense"] = trial.accuracy(model, "test")[1]
+    row["zero_group_fraction"] = zero_group_fraction(model, grouping=cfg.reg_grouping,
+                                                     tol=cfg.zero_tol)
+    row["zero_filter_fraction"] = zero_filter_fraction(model)
+    # What HGSR's exact zeros give for free: the network without them, by real surgery.
+    free = [(~z).nonzero().flatten().tolist() or [0] for z in zero_filters(model)]
+    row["acc_zero_pruned"] = trial.accuracy(trial.runtime.prepare(prune_model(model, free)),
+                                            "val")[1]
+    row["widths_dense"] = list(model.widths)
+    row["params_dense"] = count_params(model)
+    row["macs_dense"] = count_macs(model, trial.size)
+    _measure(trial, model, "dense")
+    trial.save("trained", model)
 
-        log(f"trial {cfg.trial_id}: {cfg.arch} on {cfg.dataset} ({len(data.train_y)} train / "
-            f"{len(data.val_y)} val / {len(data.test_y)} test images, {data.num_classes} "
-            f"classes) on {runtime.device}; reg={cfg.reg if regularized else 'none'} "
-            f"lam={cfg.lam:g} solver={cfg.reg_solver}")
-        first, opt_state = resume.epoch_of("train")
-        t0 = time.perf_counter()
-        train(model, splits["train"], settings=_sgd(cfg, cfg.epochs, cfg.lr),
-                       runtime=runtime, generator=gen,
-                       penalty=penalty, after_step=prox,
-                       evaluate_each_epoch=lambda: accuracy(model, "val"), phase="train",
-                       log=log, step_model=torch.compile(model) if cfg.compile else None,
-                       start_epoch=first, optimizer_state=opt_state,
-                       on_epoch_end=every("train", model), curve=curve)
-        row["seconds_train"] = (row["seconds_train"] or 0.0) + time.perf_counter() - t0
-        row["acc_dense"] = curve[-1]["val_acc"]
-        row["test_acc_dense"] = accuracy(model, "test")[1]
-        row["zero_group_fraction"] = zero_group_fraction(model, grouping=cfg.reg_grouping,
-                                                         tol=cfg.zero_tol)
-        row["zero_filter_fraction"] = zero_filter_fraction(model)
-        # What HGSR's exact zeros give for free: the network without them, by real surgery.
-        free = [(~z).nonzero().flatten().tolist() or [0] for z in zero_filters(model)]
-        row["acc_zero_pruned"] = accuracy(runtime.prepare(prune_model(model, free)), "val")[1]
-        row["widths_dense"] = list(model.widths)
-        row["params_dense"] = count_params(model)
-        row["macs_dense"] = count_macs(model, size)
-        _measure(cfg, model, "dense", size, runtime, row)
-        save("trained", model)
 
-    # --- 2. score filters and prune (METHOD.md parts 2 and 3)
-    if not resume.done("trained"):
-        t0 = time.perf_counter()
-        if cfg.prune_ratio > 0:
-            n = min(cfg.score_samples, len(splits["train"]))
-            x, y = splits["train"].sample(n, generator=gen)   # training images, never val/test
-            result = prune(model, x, y, ratio=cfg.prune_ratio, target=cfg.prune_target,
-                           scope=cfg.prune_scope, steps=cfg.prune_steps,
-                           min_channels=cfg.min_channels, round_to=cfg.round_to,
-                           batch_size=cfg.eval_batch_size, input_size=size,
-                           criterion=cfg.score_method, generator=gen,
-                           after_round=_recovery(cfg, splits, runtime, gen, log, curve,
-                                                 accuracy))
-            compact = runtime.prepare(result.model)
-            row["prune_note"] = result.note or None
-        else:
-            compact = copy.deepcopy(model)
-        row["seconds_score"] = time.perf_counter() - t0
-        row["kept_channels"] = list(compact.widths)
-        row["acc_pruned"] = accuracy(compact, "val")[1]
-        row["params_final"] = count_params(compact)
-        row["macs_final"] = count_macs(compact, size)
-        row["params_ratio"] = row["params_final"] / row["params_dense"]
-        row["macs_ratio"] = row["macs_final"] / row["macs_dense"]
-        log(f"pruned: params {row['params_dense']:,} -> {row['params_final']:,} "
-            f"({row['params_ratio']:.3f}), MACs {row['macs_dense']:,} -> {row['macs_final']:,} "
-            f"({row['macs_ratio']:.3f}); val {100 * row['acc_dense']:.1f}% -> "
-            f"{100 * row['acc_pruned']:.1f}% before fine-tuning")
-        del model  # the dense network is measured and no longer needed
-        save("pruned", compact)
+def prune_dense(trial: _Trial, model: ResNet) -> ResNet:
+    """Phases 2 and 3 (METHOD.md parts 2, 3): score the filters on training images and remove
+    the least needed, ``prune_steps`` rounds of score -> select -> surgery; the compact net."""
+    cfg, row, train_split = trial.cfg, trial.row, trial.splits["train"]
+    t0 = time.perf_counter()
+    if cfg.prune_ratio > 0:
+        n = min(cfg.score_samples, len(train_split))
+        x, y = train_split.sample(n, generator=trial.gen)   # training images, never val/test
+        result = prune(model, x, y, ratio=cfg.prune_ratio, target=cfg.prune_target,
+                       scope=cfg.prune_scope, steps=cfg.prune_steps,
+                       min_channels=cfg.min_channels, round_to=cfg.round_to,
+                       batch_size=cfg.eval_batch_size, input_size=trial.size,
+                       criterion=cfg.score_method, generator=trial.gen,
+                       after_round=_recovery(trial))
+        compact = trial.runtime.prepare(result.model)
+        row["prune_note"] = result.note or None
+    else:
+        compact = copy.deepcopy(model)
+    row["seconds_score"] = time.perf_counter() - t0
+    row["kept_channels"] = list(compact.widths)
+    row["acc_pruned"] = trial.accuracy(compact, "val")[1]
+    row["params_final"] = count_params(compact)
+    row["macs_final"] = count_macs(compact, trial.size)
+    row["params_ratio"] = row["params_final"] / row["params_dense"]
+    row["macs_ratio"] = row["macs_final"] / row["macs_dense"]
+    trial.log(f"pruned: params {row['params_dense']:,} -> {row['params_final']:,} "
+              f"({row['params_ratio']:.3f}), MACs {row['macs_dense']:,} -> "
+              f"{row['macs_final']:,} ({row['macs_ratio']:.3f}); val "
+              f"{100 * row['acc_dense']:.1f}% -> {100 * row['acc_pruned']:.1f}% before "
+              "fine-tuning")
+    trial.save("pruned", compact)
+    return compact
 
-    # --- 3. fine-tune the compact network
-    assert compact is not None
-    first, opt_state = resume.epoch_of("finetune")
+
+def finetune(trial: _Trial, compact: ResNet, first: int, opt_state: dict | None) -> None:
+    """Phase 4: fine-tune the compact network (no regularizer), then its final accuracy."""
+    cfg, row = trial.cfg, trial.row
     t0 = time.perf_counter()
     if cfg.finetune_epochs > 0 and first <= cfg.finetune_epochs:
-        train(compact, splits["train"],
-                       settings=_sgd(cfg, cfg.finetune_epochs, cfg.finetune_lr),
-                       runtime=runtime, generator=gen, phase="finetune", log=log,
-                       evaluate_each_epoch=lambda: accuracy(compact, "val"),
-                       start_epoch=first, optimizer_state=opt_state,
-                       on_epoch_end=every("finetune", compact), curve=curve)
+        train(compact, trial.splits["train"],
+              settings=_sgd(cfg, cfg.finetune_epochs, cfg.finetune_lr),
+              runtime=trial.runtime, generator=trial.gen, phase="finetune", log=trial.log,
+              evaluate_each_epoch=lambda: trial.accuracy(compact, "val"),
+              start_epoch=first, optimizer_state=opt_state,
+              on_epoch_end=trial.every("finetune", compact), curve=trial.curve)
     row["seconds_finetune"] = (row["seconds_finetune"] or 0.0) + time.perf_counter() - t0
-    row["val_loss_final"], row["acc_final"] = accuracy(compact, "val")
-    row["test_acc_final"] = accuracy(compact, "test")[1]
+    row["val_loss_final"], row["acc_final"] = trial.accuracy(compact, "val")
+    row["test_acc_final"] = trial.accuracy(compact, "test")[1]
 
-    # --- 4. measure the compact network as it would be served, and keep it
-    _measure(cfg, compact, "final", size, runtime, row)
-    save_model(compact, Path(cfg.out_dir) / "models" / f"{cfg.trial_id}.pt",
+
+def finish(trial: _Trial, compact: ResNet) -> None:
+    """Measure the compact network as it would be served, and keep it."""
+    cfg, data, row = trial.cfg, trial.data, trial.row
+    _measure(trial, compact, "final")
+    save_model(compact, ResultsFolder(cfg.out_dir).model(cfg.trial_id),
                extra={"trial_id": cfg.trial_id, "dataset": cfg.dataset,
                       "image_size": data.image_size, "mean": list(data.mean),
                       "std": list(data.std), "classes": list(data.classes)})
-    log(f"trial {cfg.trial_id} done: val {100 * row['acc_final']:.2f}%  test "
-        f"{100 * row['test_acc_final']:.2f}%  params x{row['params_ratio']:.3f}  "
-        f"MACs x{row['macs_ratio']:.3f}")
+    trial.log(f"trial {cfg.trial_id} done: val {100 * row['acc_final']:.2f}%  test "
+              f"{100 * row['test_acc_final']:.2f}%  params x{row['params_ratio']:.3f}  "
+              f"MACs x{row['macs_ratio']:.3f}")
 
 
 def hgsr_hooks(cfg: TrialConfig, model: ResNet) -> tuple[Callable | None, Callable | None]:
@@ -310,34 +333,35 @@ def _lam(cfg: TrialConfig, model: ResNet) -> float:
     return cfg.lam / at_init if at_init > 0 else cfg.lam
 
 
-def _recovery(cfg: TrialConfig, splits: dict, runtime: Runtime, gen: torch.Generator, log: Log,
-              curve: list[dict], accuracy: Callable) -> Callable[[ResNet, int], ResNet]:
+def _recovery(trial: _Trial) -> Callable[[ResNet, int], ResNet]:
     """After pruning round i: BatchNorm recalibration, then (between rounds) fine-tuning."""
+    cfg, runtime, train_split = trial.cfg, trial.runtime, trial.splits["train"]
+
     def after_round(net: ResNet, i: int) -> ResNet:
         net = runtime.prepare(net)
         if cfg.bn_recalibrate > 0:
-            n = min(cfg.bn_recalibrate, len(splits["train"]))
-            xr, _ = splits["train"].sample(n, generator=gen)   # training images
+            n = min(cfg.bn_recalibrate, len(train_split))
+            xr, _ = train_split.sample(n, generator=trial.gen)   # training images
             recalibrate_bn(net, xr, batch_size=cfg.batch_size, runtime=runtime)
         if i < cfg.prune_steps and cfg.finetune_between > 0:
-            train(net, splits["train"], settings=_sgd(cfg, cfg.finetune_between, cfg.finetune_lr),
-                  runtime=runtime, generator=gen, phase=f"between{i}", log=log, curve=curve,
-                  evaluate_each_epoch=lambda: accuracy(net, "val"))
+            train(net, train_split, settings=_sgd(cfg, cfg.finetune_between, cfg.finetune_lr),
+                  runtime=runtime, generator=trial.gen, phase=f"between{i}", log=trial.log,
+                  curve=trial.curve, evaluate_each_epoch=lambda: trial.accuracy(net, "val"))
         return net
     return after_round
 
 
-def _measure(cfg: TrialConfig, net: ResNet, name: str, size: tuple[int, int], runtime: Runtime,
-             row: dict[str, Any]) -> None:
+def _measure(trial: _Trial, net: ResNet, name: str) -> None:
     """Median forward latency at batch 1 and at latency_batch, in milliseconds."""
+    cfg, runtime = trial.cfg, trial.runtime
     t0 = time.perf_counter()
     for tag, batch in (("b1", 1), ("bN", cfg.latency_batch)):
-        seconds = measure_latency(net, input_size=size, batch_size=batch, device=runtime.device,
-                                  repeats=cfg.latency_repeats,
+        seconds = measure_latency(net, input_size=trial.size, batch_size=batch,
+                                  device=runtime.device, repeats=cfg.latency_repeats,
                                   channels_last=runtime.channels_last,
                                   dtype=runtime.autocast_dtype)
-        row[f"latency_{name}_{tag}_ms"] = 1000 * seconds
-    row["seconds_measure"] = (row["seconds_measure"] or 0.0) + time.perf_counter() - t0
+        trial.row[f"latency_{name}_{tag}_ms"] = 1000 * seconds
+    trial.row["seconds_measure"] = (trial.row["seconds_measure"] or 0.0) + time.perf_counter() - t0
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:

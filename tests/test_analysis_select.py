@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hgsearch.analysis.select import baseline_of, select
+from hgsearch.analysis.select_trial import baseline_of, select_trial
 from hgsearch.errors import UserError
 
 
@@ -32,7 +32,7 @@ BASE = ("base", 0.930, 1.0, "ok", True)
 def test_knee_picks_the_obvious_elbow_and_ignores_the_baseline():
     df = sweep([BASE, ("a", 0.925, 0.9), ("knee", 0.92, 0.35), ("c", 0.70, 0.30),
                 ("d", 0.60, 0.1), ("dominated", 0.80, 0.5), ("x", 0.99, 0.2, "failed")])
-    choice = select(df, rule="knee")
+    choice = select_trial(df, rule="knee")
     assert choice.trial_id == "knee"
     assert choice.row["acc_final"] == 0.92
     assert "knee" in choice.reason and "from a to d" in choice.reason
@@ -69,7 +69,7 @@ def test_knee_equals_the_farthest_point_beyond_the_extremes_line(seed):
                         for a2, r2 in zip(df.acc_final, df.params_ratio))]
     if len(front) < 3:
         pytest.skip("front too small for a knee")
-    assert select(df, rule="knee").trial_id == geometric_knee(front)
+    assert select_trial(df, rule="knee").trial_id == geometric_knee(front)
 
 
 @pytest.mark.parametrize("rows, expected, words", [
@@ -79,7 +79,7 @@ def test_knee_equals_the_farthest_point_beyond_the_extremes_line(seed):
     ([("acc", 0.9, 0.9), ("mid", 0.6, 0.5), ("small", 0.5, 0.1)], "acc", "no knee"),
 ])
 def test_knee_degenerate_fronts(rows, expected, words):
-    choice = select(sweep(rows), rule="knee")
+    choice = select_trial(sweep(rows), rule="knee")
     assert choice.trial_id == expected
     assert words in choice.reason
 
@@ -88,13 +88,13 @@ def test_knee_with_three_objectives_takes_the_largest_scaled_sum():
     df = sweep([("a", 0.9, 0.9), ("b", 0.85, 0.5), ("c", 0.5, 0.1)])
     df["macs_ratio"] = [0.9, 0.5, 0.95]
     # scaled: a (1, 0, .11) b (.875, .5, 1) c (0, 1, 0) -> b
-    assert select(df, rule="knee",
+    assert select_trial(df, rule="knee",
                   objectives="acc_final:max,params_ratio:min,macs_ratio:min").trial_id == "b"
 
 
 def test_only_baselines_is_a_clear_error():
     with pytest.raises(UserError, match="baseline"):
-        select(sweep([BASE]), rule="knee")
+        select_trial(sweep([BASE]), rule="knee")
 
 
 # --- budget -------------------------------------------------------------------------------
@@ -103,15 +103,16 @@ def test_only_baselines_is_a_clear_error():
 def test_budget_picks_the_most_accurate_within_the_budget():
     df = sweep([BASE, ("big", 0.93, 0.8), ("fits", 0.91, 0.5), ("fits2", 0.90, 0.3),
                 ("tiny", 0.7, 0.1), ("nan", 0.99, float("nan"))])
-    choice = select(df, rule="budget", budget=0.5, budget_column="params_ratio")
+    choice = select_trial(df, rule="budget", budget=0.5, budget_column="params_ratio")
     assert choice.trial_id == "fits"  # exactly at the budget counts
     assert "params_ratio <= 0.5" in choice.reason and "next: fits2" in choice.reason
-    assert select(df, rule="budget", budget=0.4, budget_column="macs_ratio").trial_id == "fits2"
+    choice = select_trial(df, rule="budget", budget=0.4, budget_column="macs_ratio")
+    assert choice.trial_id == "fits2"
 
 
 def test_budget_ties_go_to_the_smaller_model():
     df = sweep([("a", 0.9, 0.45), ("b", 0.9, 0.40), ("c", 0.9, 0.42)])
-    assert select(df, rule="budget", budget=0.5).trial_id == "b"
+    assert select_trial(df, rule="budget", budget=0.5).trial_id == "b"
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -122,25 +123,25 @@ def test_budget_equals_a_plain_loop(seed):
     budget = float(rng.choice([0.2, 0.5, 0.8]))
     fits = [r for r in rows if r[2] <= budget]
     best = min(fits, key=lambda r: (-r[1], r[2], r[0]))
-    assert select(sweep(rows), rule="budget", budget=budget).trial_id == best[0]
+    assert select_trial(sweep(rows), rule="budget", budget=budget).trial_id == best[0]
 
 
 def test_budget_errors_are_plain():
     df = sweep([BASE, ("a", 0.9, 0.6), ("b", 0.8, 0.55)])
     with pytest.raises(UserError, match=r"no trial has params_ratio <= 0.5.*smallest is 0.55"):
-        select(df, rule="budget", budget=0.5)
+        select_trial(df, rule="budget", budget=0.5)
     with pytest.raises(UserError, match="positive number"):
-        select(df, rule="budget")
+        select_trial(df, rule="budget")
     with pytest.raises(UserError, match="'flops'"):
-        select(df, rule="budget", budget=0.5, budget_column="flops")
+        select_trial(df, rule="budget", budget=0.5, budget_column="flops")
     df["latency_final_b1_ms"] = [1.0, float("nan"), 3.0]
     with pytest.raises(UserError, match=r"smallest is 3 \(1 have no value\)"):
-        select(df, rule="budget", budget=2.0, budget_column="latency_final_b1_ms")
+        select_trial(df, rule="budget", budget=2.0, budget_column="latency_final_b1_ms")
     # a latency budget is not a ratio: any positive number of milliseconds
-    assert select(df, rule="budget", budget=30.0,
+    assert select_trial(df, rule="budget", budget=30.0,
                   budget_column="latency_final_b1_ms").trial_id == "b"
     with pytest.raises(UserError, match=r"must be in \(0, 1\]"):
-        select(df, rule="budget", budget=50)
+        select_trial(df, rule="budget", budget=50)
 
 
 # --- max-drop -----------------------------------------------------------------------------
@@ -150,16 +151,16 @@ def test_max_drop_picks_the_smallest_within_the_allowed_drop():
     df = sweep([BASE, ("close", 0.927, 0.6), ("closer", 0.929, 0.7), ("far", 0.90, 0.2),
                 ("edge", 0.925, 0.55)])
     # 0.930 - 0.927 = 0.0030000000000000027: exactly 0.3 points, allowed
-    assert select(df, rule="max-drop", max_drop=0.3).trial_id == "close"
-    choice = select(df, rule="max-drop", max_drop=0.5)
+    assert select_trial(df, rule="max-drop", max_drop=0.3).trial_id == "close"
+    choice = select_trial(df, rule="max-drop", max_drop=0.5)
     assert choice.trial_id == "edge"
     assert "0.50 points below" in choice.reason and "93.00%" in choice.reason
-    assert select(df, rule="max-drop", max_drop=5).trial_id == "far"
+    assert select_trial(df, rule="max-drop", max_drop=5).trial_id == "far"
 
 
 def test_max_drop_allows_a_gain():
     df = sweep([BASE, ("better", 0.94, 0.5), ("small", 0.90, 0.3)])
-    assert select(df, rule="max-drop", max_drop=0.0).trial_id == "better"
+    assert select_trial(df, rule="max-drop", max_drop=0.0).trial_id == "better"
 
 
 def test_max_drop_compares_each_trial_with_its_own_sweeps_baseline():
@@ -167,7 +168,7 @@ def test_max_drop_compares_each_trial_with_its_own_sweeps_baseline():
     easy = sweep([("base_e", 0.95, 1.0, "ok", True), ("e", 0.948, 0.5)], sweep_name="easy")
     lone = sweep([("lone", 0.99, 0.01)], sweep_name=None)  # no baseline of its own
     both = pd.concat([hard, easy, lone])  # duplicate index labels, as concat leaves them
-    assert select(both, rule="max-drop", max_drop=1.0).trial_id == "h"
+    assert select_trial(both, rule="max-drop", max_drop=1.0).trial_id == "h"
     assert baseline_of(both, both.iloc[3])["trial_id"] == "base_e"
     assert baseline_of(both, both.iloc[4]) is None
 
@@ -185,10 +186,10 @@ def test_max_drop_equals_a_plain_loop(seed):
     df = sweep(rows + bases)
     if not fits:
         with pytest.raises(UserError, match="within"):
-            select(df, rule="max-drop", max_drop=drop)
+            select_trial(df, rule="max-drop", max_drop=drop)
         return
     best = min(fits, key=lambda r: (r[2], -r[1], r[0]))
-    assert select(df, rule="max-drop", max_drop=drop).trial_id == best[0]
+    assert select_trial(df, rule="max-drop", max_drop=drop).trial_id == best[0]
 
 
 @pytest.mark.parametrize("rows, drop, message", [
@@ -200,11 +201,12 @@ def test_max_drop_equals_a_plain_loop(seed):
 ])
 def test_max_drop_errors_are_plain(rows, drop, message):
     with pytest.raises(UserError, match=message) as err:
-        select(sweep(rows), rule="max-drop", max_drop=drop)
+        select_trial(sweep(rows), rule="max-drop", max_drop=drop)
     assert len(err.value.problems) == 1
 
 
 def test_unknown_rule():
     with pytest.raises(UserError, match="knee, budget, max-drop"):
-        select(sweep([("a", 0.9, 0.5)]), rule="best")
-    assert select(sweep([BASE, ("a", 0.929, 0.5)]), rule="max_drop", max_drop=1).trial_id == "a"
+        select_trial(sweep([("a", 0.9, 0.5)]), rule="best")
+    choice = select_trial(sweep([BASE, ("a", 0.929, 0.5)]), rule="max_drop", max_drop=1)
+    assert choice.trial_id == "a"

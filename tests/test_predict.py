@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from hgsearch.analysis.export import export_selection
-from hgsearch.analysis.select import select
+from hgsearch.analysis.select_trial import select_trial
 from hgsearch.cli import main
 from hgsearch.data.device import DeviceData
 from hgsearch.data.synthetic import make_synthetic
@@ -26,7 +26,7 @@ def shipped(tmp_path_factory):
     pytest.importorskip("onnxruntime")
     folder = tmp_path_factory.mktemp("results")
     df = write_results(folder)
-    export_selection(folder, select(df, rule="knee"), onnx=True)
+    export_selection(folder, select_trial(df, rule="knee"), onnx=True)
     images = folder / "images"
     images.mkdir()
     x, _ = make_synthetic(12, seed=3, split="test")

@@ -13,7 +13,8 @@ from hgsearch.models import build_model
 from hgsearch.pruning import CRITERIA
 from hgsearch.regularizers import hgsr_loss
 from hgsearch.results import load_curves
-from hgsearch.train import recalibrate_bn, resolve_runtime
+from hgsearch.runtime import resolve_runtime
+from hgsearch.train import recalibrate_bn
 from hgsearch.trial import hgsr_hooks, run_trial
 
 pytestmark = pytest.mark.usefixtures("one_thread")

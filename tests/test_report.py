@@ -13,7 +13,7 @@ import torch
 
 from hgsearch.analysis.export import export_selection, input_size
 from hgsearch.analysis.report import write_report
-from hgsearch.analysis.select import select
+from hgsearch.analysis.select_trial import select_trial
 from hgsearch.cli import main
 from hgsearch.config import TrialConfig
 from hgsearch.errors import UserError
@@ -70,7 +70,7 @@ def exported(tmp_path_factory):
     """One results folder with the knee exported, ONNX included (the slow part, done once)."""
     folder = tmp_path_factory.mktemp("results")
     df = write_results(folder)
-    choice = select(df, rule="knee")
+    choice = select_trial(df, rule="knee")
     pytest.importorskip("onnxscript")
     export_selection(folder, choice, onnx=True)
     return folder, df, choice
@@ -124,15 +124,15 @@ def test_onnx_file_runs_like_the_model(exported):
 
 def test_export_replaces_a_previous_selection_and_writes_nothing_on_error(tmp_path):
     df = write_results(tmp_path)
-    export_selection(tmp_path, select(df, rule="budget", budget=0.2), onnx=False)
+    export_selection(tmp_path, select_trial(df, rule="budget", budget=0.2), onnx=False)
     card = json.loads((tmp_path / "selected" / "model_card.json").read_text())
     assert card["trial_id"] == "t04" and "model.onnx" not in card["files"]
-    export_selection(tmp_path, select(df, rule="max-drop", max_drop=0.5), onnx=False)
+    export_selection(tmp_path, select_trial(df, rule="max-drop", max_drop=0.5), onnx=False)
     card = json.loads((tmp_path / "selected" / "model_card.json").read_text())
     assert card["trial_id"] == "t02" and card["settings"]["max_drop"] == 0.5
     (tmp_path / "models" / "t03.pt").unlink()
     with pytest.raises(UserError, match="t03.pt"):
-        export_selection(tmp_path, select(df, rule="budget", budget=0.3), onnx=False)
+        export_selection(tmp_path, select_trial(df, rule="budget", budget=0.3), onnx=False)
     assert json.loads((tmp_path / "selected" / "model_card.json").read_text())["trial_id"] == "t02"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "selected", "trials"]
 
@@ -225,7 +225,7 @@ def test_report_names_errors_curves_and_latency(tmp_path):
 
 def test_report_marks_the_exported_selection_and_links_its_files(tmp_path):
     df = write_results(tmp_path)
-    export_selection(tmp_path, select(df, rule="budget", budget=0.2), onnx=False)
+    export_selection(tmp_path, select_trial(df, rule="budget", budget=0.2), onnx=False)
     path = write_report(tmp_path, df)
     text, refs = parse_report(path)
     assert "<b>t04</b> (exported by hgsearch select at" in text

@@ -11,7 +11,7 @@ from hgsearch.metrics import count_macs, count_params, inner_channel_costs
 from hgsearch.models import build_model, default_widths
 from hgsearch.pruning import prune
 from hgsearch.pruning.scoring import score_filters
-from hgsearch.pruning.select import select, select_keep
+from hgsearch.pruning.select_filters import select_filters, select_keep
 from hgsearch.pruning.surgery import mask_model
 from tests.nets import randomized_net
 
@@ -66,7 +66,7 @@ def test_a_width_below_round_to_or_not_a_multiple_stays_allowed():
 def test_an_unreachable_target_removes_what_it_may_and_says_so(caplog):
     scores = t([0.1] * 4, [0.2] * 8)
     with caplog.at_level(logging.WARNING):
-        chosen = select(scores, ratio=0.9, min_channels=4)
+        chosen = select_filters(scores, ratio=0.9, min_channels=4)
     assert [len(k) for k in chosen.keep] == [4, 4]
     assert chosen.removed == 4 and chosen.needed == 11
     assert "not reached" in chosen.note and "min_channels=4" in caplog.text
@@ -123,8 +123,9 @@ def test_selection_properties(target, scope, round_to, min_channels, ratio, cost
     gen = torch.Generator().manual_seed(int(ratio * 10) + 7 * round_to + min_channels)
     scores = [torch.rand(w, generator=gen, dtype=torch.float64) for w in widths]
     total = measure(widths, target)
-    chosen = select(scores, ratio=ratio, target=target, scope=scope, min_channels=min_channels,
-                    round_to=round_to, cost_per_channel=costs[target], total_cost=total)
+    chosen = select_filters(scores, ratio=ratio, target=target, scope=scope,
+                            min_channels=min_channels, round_to=round_to,
+                            cost_per_channel=costs[target], total_cost=total)
     kept = [len(k) for k in chosen.keep]
     lo = -(-min_channels // round_to) * round_to
     for k, w, s in zip(chosen.keep, widths, scores):

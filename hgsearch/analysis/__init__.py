@@ -3,7 +3,7 @@
 Functions take pandas DataFrames of trial rows (``hgsearch.load_results``), so a single trial,
 a sweep, a running sweep or several sweeps concatenated are analysed alike. Names are imported
 lazily, so that registering the CLI's subcommands does not import pandas. The selection rules:
-``from hgsearch.analysis.select import select`` (``hgsearch.analysis.select`` is the module).
+``select_trial`` (module ``select_trial.py``; ``select`` and ``Selection`` are its older names).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ _EXPORTS = {
     "DEFAULT_OBJECTIVES": "front", "default_reference": "front", "front_table": "front",
     "hypervolume": "front", "hypervolume_history": "front", "pareto_front": "front",
     "parse_objectives": "front", "read_objectives": "front", "usable": "front",
-    "left_out": "front", "candidates_text": "select", "searched_keys": "tables",
-    "RULES": "select", "Selection": "select", "baseline_of": "select",
+    "left_out": "front", "candidates_text": "select_trial", "searched_keys": "tables",
+    "RULES": "select_trial", "TrialChoice": "select_trial", "select_trial": "select_trial",
+    "baseline_of": "select_trial", "Selection": "select",
     "export_selection": "export", "write_report": "report",
 }
 

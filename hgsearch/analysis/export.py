@@ -12,23 +12,22 @@ and renamed into place, replacing a previous selection; nothing is left behind o
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import shutil
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from hgsearch.analysis.select import Selection
+from hgsearch.analysis.select_trial import TrialChoice
 from hgsearch.config import FIELDS
 from hgsearch.errors import UserError
+from hgsearch.fileio import atomic_path, json_safe, utc_now, write_json_atomic
+from hgsearch.results_layout import ResultsFolder
 
-SELECTED = "selected"
+SELECTED = ResultsFolder(".").selected.name    # the folder's name, as pages link to it
 # Side of the square images each dataset's pipeline feeds the network (imagefolder: its key).
 INPUT_SIZE = {"synthetic": 32, "cifar10": 32, "cifar100": 32, "tinyimagenet": 64}
 METRICS = (
@@ -61,10 +60,10 @@ def input_size(row: pd.Series) -> int:
 def find_model_file(results_dir: str | Path, trial_id: str) -> Path:
     """RESULTS/models/<trial_id>.pt, or the one such file below RESULTS (nested sweeps)."""
     results_dir = Path(results_dir)
-    direct = results_dir / "models" / f"{trial_id}.pt"
+    direct = ResultsFolder(results_dir).model(trial_id)
     if direct.is_file():
         return direct
-    found = sorted(results_dir.glob(f"**/models/{trial_id}.pt"))
+    found = sorted(results_dir.glob(f"**/{direct.relative_to(results_dir).as_posix()}"))
     if len(found) == 1:
         return found[0]
     if found:
@@ -74,15 +73,13 @@ def find_model_file(results_dir: str | Path, trial_id: str) -> Path:
 
 
 def jsonable(value: Any) -> Any:
-    """Plain JSON types: numpy scalars and arrays unwrapped, NaN and NA as null."""
+    """Plain JSON types: ``fileio.json_safe`` (scalars unwrapped, NaN as null) plus what a pandas
+    row holds: numpy arrays as lists, NA as null, keys and any other object as text."""
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
         return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    value = json_safe(value)
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if pd.isna(value):
@@ -90,7 +87,7 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def model_card(selection: Selection, *, arch: dict[str, Any],
+def model_card(selection: TrialChoice, *, arch: dict[str, Any],
                baseline: pd.Series | None = None) -> dict[str, Any]:
     """What model_card.json holds: the trial's keys, its metrics, the rule and the reason."""
     row = selection.row
@@ -99,7 +96,7 @@ def model_card(selection: Selection, *, arch: dict[str, Any],
         "rule": selection.rule,
         "settings": selection.settings,
         "reason": selection.reason,
-        "selected_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "selected_at": utc_now("seconds"),
         "preprocessing": arch.get("preprocessing"),
         "classes": arch.get("classes"),
         "architecture": arch,
@@ -149,12 +146,11 @@ def export_onnx(model: Any, path: Path, *, size: int,
 
         graph = onnx.load(str(path))
         onnx.helper.set_model_props(graph, metadata)
-        tmp = path.with_name(f".{path.name}.tmp")
-        onnx.save(graph, str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            onnx.save(graph, str(tmp))
 
 
-def export_selection(results_dir: str | Path, selection: Selection, *, onnx: bool = True,
+def export_selection(results_dir: str | Path, selection: TrialChoice, *, onnx: bool = True,
                      baseline: pd.Series | None = None) -> Path:
     """Write RESULTS/selected/ for ``selection`` atomically; return that folder."""
     from hgsearch.models import load_model
@@ -167,7 +163,7 @@ def export_selection(results_dir: str | Path, selection: Selection, *, onnx: boo
     pre, classes = feeding(source, model, selection.row)
     arch = {"arch": model.arch, "num_classes": model.num_classes, "widths": list(model.widths),
             "input_size": pre["image_size"], "preprocessing": pre, "classes": classes}
-    target = results_dir / SELECTED
+    target = ResultsFolder(results_dir).selected
     tmp = Path(tempfile.mkdtemp(prefix=f".{SELECTED}.", dir=results_dir))
     try:
         shutil.copyfile(source, tmp / "model.pt")
@@ -187,7 +183,7 @@ def export_selection(results_dir: str | Path, selection: Selection, *, onnx: boo
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    write_json_atomic(path, data)
 
 
 def _swap_in(tmp: Path, target: Path) -> None:

@@ -23,13 +23,12 @@ import numpy as np
 import pandas as pd
 
 from hgsearch.errors import UserError
+from hgsearch.search.space import DIRECTIONS
 
 Objectives = list[tuple[str, str]]
 ObjectivesLike = Sequence[tuple[str, str]] | Mapping[str, str] | str | None
 
 DEFAULT_OBJECTIVES: Objectives = [("acc_final", "max"), ("params_ratio", "min")]
-# Optuna spells directions out in full; a sweep.json may hold either spelling.
-_DIRECTIONS = {"max": "max", "maximize": "max", "min": "min", "minimize": "min"}
 
 
 def parse_objectives(objectives: ObjectivesLike) -> Objectives:
@@ -53,11 +52,11 @@ def parse_objectives(objectives: ObjectivesLike) -> Objectives:
         if len(pair) != 2:
             raise UserError(f"objective {pair!r}: expected a (column, 'max'|'min') pair")
         name, direction = pair
-        if str(direction).lower() not in _DIRECTIONS:
+        if str(direction).lower() not in DIRECTIONS:
             raise UserError(f"objective {name}: direction {direction!r} is not max or min")
         if name in (n for n, _ in out):
             raise UserError(f"objective {name}: given twice")
-        out.append((str(name), _DIRECTIONS[str(direction).lower()]))
+        out.append((str(name), DIRECTIONS[str(direction).lower()]))
     if not out:
         raise UserError("objectives: at least one COLUMN:max|min is needed")
     return out

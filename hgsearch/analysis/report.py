@@ -13,9 +13,7 @@ the front. The selected model is the one of RESULTS/selected/model_card.json whe
 from __future__ import annotations
 
 import json
-import os
 import warnings
-from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
@@ -36,10 +34,13 @@ from hgsearch.analysis.front import (
     parse_objectives,
     usable,
 )
-from hgsearch.analysis.select import Selection, select
+from hgsearch.analysis.select_trial import TrialChoice, select_trial
 from hgsearch.analysis.tables import searched_keys, trials_table
 from hgsearch.config import FIELDS
 from hgsearch.errors import UserError
+from hgsearch.fileio import utc_now, write_text_atomic
+from hgsearch.results import baseline_mask
+from hgsearch.results_layout import ResultsFolder
 
 AXES = (("params_ratio", "parameters (fraction of the dense network)"),
         ("macs_ratio", "MACs (multiply-accumulates, fraction of the dense network)"))
@@ -68,9 +69,9 @@ SORT_JS = """document.querySelectorAll('table.sortable th').forEach(function(th,
 
 
 def report_selection(results_dir: str | Path, df: pd.DataFrame,
-                     objectives: ObjectivesLike = None) -> tuple[Selection | None, str]:
+                     objectives: ObjectivesLike = None) -> tuple[TrialChoice | None, str]:
     """The model the report marks: the exported selection, else the knee; plus a note why."""
-    card_path = Path(results_dir) / SELECTED / "model_card.json"
+    card_path = ResultsFolder(results_dir).selected / "model_card.json"
     if card_path.is_file():
         try:
             card = json.loads(card_path.read_text())
@@ -81,7 +82,7 @@ def report_selection(results_dir: str | Path, df: pd.DataFrame,
         ids = df["trial_id"].astype(str) if "trial_id" in df.columns else pd.Series(dtype=str)
         hits = df[ids.eq(trial_id).to_numpy()]
         if len(hits):
-            sel = Selection(trial_id, hits.iloc[0], str(card.get("rule", "")),
+            sel = TrialChoice(trial_id, hits.iloc[0], str(card.get("rule", "")),
                             str(card.get("reason", "")), dict(card.get("settings") or {}))
             when = f" at {card['selected_at']}" if card.get("selected_at") else ""
             return sel, f"exported by hgsearch select{when} to {SELECTED}/model_card.json"
@@ -89,7 +90,8 @@ def report_selection(results_dir: str | Path, df: pd.DataFrame,
     else:
         note = ""
     try:
-        return select(df, rule="knee", objectives=objectives), note + "chosen by the knee rule"
+        chosen = select_trial(df, rule="knee", objectives=objectives)
+        return chosen, note + "chosen by the knee rule"
     except UserError as err:
         return None, note + f"no model selected: {err}"
 
@@ -194,8 +196,21 @@ def _curve_figure(curves: pd.DataFrame | None, front_ids: list[str]) -> str:
                    "training (solid), then fine-tuning of the compact network (dotted).")
 
 
+def _hypervolume_figure(df: pd.DataFrame, objs: list[tuple[str, str]]) -> str:
+    order_by = "finished_at" if df["finished_at"].notna().any() else None
+    hv = hypervolume_history(df, objs, order_by=order_by)
+    ref = ", ".join(f"{n} {r:g}" for (n, _), r in zip(objs, default_reference(df, objs)))
+    return _figure("hypervolume", plots.history(hv, [str(df.loc[i, "trial_id"])
+                                                     for i in hv.index]),
+                   f"Volume of objective space dominated by the trials finished so far "
+                   f"(in {order_by or 'row'} order), bounded by the reference point "
+                   f"({ref}); failed trials and trials no better than the reference "
+                   f"(such as a baseline at ratio 1) leave it unchanged. Final value "
+                   f"{hv.iloc[-1]:.4g}.")
+
+
 def render_report(df: pd.DataFrame, *, objectives: ObjectivesLike = None,
-                  selection: Selection | None = None, note: str = "",
+                  selection: TrialChoice | None = None, note: str = "",
                   results_dir: str | Path = ".", curves: pd.DataFrame | None = None) -> str:
     """The whole page as one HTML string."""
     from plotly.offline import get_plotlyjs
@@ -207,7 +222,7 @@ def render_report(df: pd.DataFrame, *, objectives: ObjectivesLike = None,
     df = typed(df)
     rows = usable(df, objs).reset_index(drop=True)
     on_front = nondominated_mask(goodness(rows, objs))
-    baseline = rows["is_baseline"].eq(True).fillna(False).to_numpy(dtype=bool)
+    baseline = baseline_mask(rows)
     picked = np.zeros(len(rows), dtype=bool)
     if selection is not None:
         picked = rows["trial_id"].astype(str).eq(selection.trial_id).to_numpy(dtype=bool)
@@ -231,16 +246,7 @@ def render_report(df: pd.DataFrame, *, objectives: ObjectivesLike = None,
                                    f"{key}: median forward time of the compact network on the "
                                    "device the trial ran on (compare trials of one device)."))
             break
-    order_by = "finished_at" if df["finished_at"].notna().any() else None
-    hv = hypervolume_history(df, objs, order_by=order_by)
-    ref = ", ".join(f"{n} {r:g}" for (n, _), r in zip(objs, default_reference(df, objs)))
-    figures.append(_figure("hypervolume", plots.history(hv, [str(df.loc[i, "trial_id"])
-                                                             for i in hv.index]),
-                           f"Volume of objective space dominated by the trials finished so far "
-                           f"(in {order_by or 'row'} order), bounded by the reference point "
-                           f"({ref}); failed trials and trials no better than the reference "
-                           f"(such as a baseline at ratio 1) leave it unchanged. Final value "
-                           f"{hv.iloc[-1]:.4g}."))
+    figures.append(_hypervolume_figure(df, objs))
     searched = rows[~baseline]
     search = _search_figures(rows, objs, keys, searched)
     front_ids = [str(t) for t in rows.loc[on_front, "trial_id"]]
@@ -250,7 +256,7 @@ def render_report(df: pd.DataFrame, *, objectives: ObjectivesLike = None,
             f"Inner channels kept per residual block: {sum(kept):.0f} in all."))
     table = format_table(front_table(rows[on_front].sort_values(
         objs[0][0], ascending=objs[0][1] == "min", kind="stable"), objs))
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stamp = utc_now("seconds")
     title = f"hgsearch report: {results_dir.resolve().name}"
     skipped = df.attrs.get("skipped") or []
     skipped_html = "".join(f'<p class="note">Skipped {escape(p)}: {escape(r)}.</p>'
@@ -278,7 +284,7 @@ def render_report(df: pd.DataFrame, *, objectives: ObjectivesLike = None,
         f"<script>{SORT_JS}</script>", "</body></html>", ""])
 
 
-def _selected_html(selection: Selection | None, note: str, results_dir: Path) -> str:
+def _selected_html(selection: TrialChoice | None, note: str, results_dir: Path) -> str:
     if selection is None:
         return f'<p class="note">{escape(note)}</p>'
     row = selection.row
@@ -293,7 +299,7 @@ def _selected_html(selection: Selection | None, note: str, results_dir: Path) ->
     html = [f"<p><b>{escape(selection.trial_id)}</b> ({escape(note)}; rule "
             f"{escape(selection.rule)}): {escape(', '.join(facts))}.</p>",
             f"<p>{escape(selection.reason)}</p>"]
-    folder = results_dir / SELECTED
+    folder = ResultsFolder(results_dir).selected
     files = [f for f in ("model_card.json", "arch.json", "model.pt", "model.onnx")
              if (folder / f).is_file()]
     if files and note.startswith("exported"):
@@ -303,7 +309,7 @@ def _selected_html(selection: Selection | None, note: str, results_dir: Path) ->
 
 
 def write_report(results_dir: str | Path, df: pd.DataFrame, *,
-                 objectives: ObjectivesLike = None, selection: Selection | None = None,
+                 objectives: ObjectivesLike = None, selection: TrialChoice | None = None,
                  curves: pd.DataFrame | None = None) -> Path:
     """Write RESULTS/report/index.html (atomically) and return its path.
 
@@ -322,9 +328,6 @@ def write_report(results_dir: str | Path, df: pd.DataFrame, *,
             curves = load_curves(results_dir)
     page = render_report(df, objectives=objectives, selection=selection, note=note,
                          results_dir=results_dir, curves=curves)
-    path = results_dir / "report" / "index.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    path = ResultsFolder(results_dir).report
+    write_text_atomic(path, page)
     return path

@@ -8,6 +8,7 @@ import pandas as pd
 
 from hgsearch.analysis.front import format_table
 from hgsearch.config import FIELDS
+from hgsearch.results import baseline_mask
 
 # Keys that vary between trials without being hyperparameters of the method.
 NOT_SEARCHED = ("trial_id", "out_dir", "cache_dir", "data_dir")
@@ -15,9 +16,7 @@ NOT_SEARCHED = ("trial_id", "out_dir", "cache_dir", "data_dir")
 
 def searched_keys(df: pd.DataFrame) -> list[str]:
     """Trial keys taking two or more values among the trials that are not a baseline."""
-    rows = df
-    if "is_baseline" in df.columns:
-        rows = df[~df["is_baseline"].eq(True).fillna(False).to_numpy(dtype=bool)]
+    rows = df[~baseline_mask(df)]
     return [k for k in FIELDS if k in rows.columns and k not in NOT_SEARCHED
             and rows[k].dropna().astype(str).nunique() > 1]
 

@@ -26,14 +26,14 @@ def measure_overhead(arch: str = "resnet56", batch: int = 128, steps: int = 10, 
     also measured in process CPU time (``cpu_ratio``), which other processes on a shared machine
     disturb far less than wall time. ``penalty_s`` times ``hgsr_loss`` forward + backward alone.
     Random images and labels: only the time is of interest. On CUDA the forward runs as in a
-    trial: bf16 autocast, channels_last (``hgsearch.train.resolve_runtime``).
+    trial: bf16 autocast, channels_last (``hgsearch.runtime.resolve_runtime``).
     """
     import torch
 
     from hgsearch.bench.workload import plain_optimizer, sgd_step
     from hgsearch.models import build_model
     from hgsearch.regularizers import hgsr_loss
-    from hgsearch.train import resolve_runtime
+    from hgsearch.runtime import resolve_runtime
 
     torch.manual_seed(seed)
     runtime = resolve_runtime(device)

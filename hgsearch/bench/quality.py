@@ -67,7 +67,7 @@ def run_quality(scale: QualityScale, *, device: str = "cpu", out: str | Path | N
     from hgsearch.bench.harness import load_average, machine_info
     from hgsearch.config import make_config
     from hgsearch.data import load_dataset
-    from hgsearch.train import resolve_runtime
+    from hgsearch.runtime import resolve_runtime
 
     log = log or (lambda _line: None)
     runtime = resolve_runtime(device)

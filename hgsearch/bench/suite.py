@@ -57,7 +57,7 @@ def run_benchmarks(*, device: str = "cpu", quick: bool = False, only: Sequence[s
     """
     import torch
 
-    from hgsearch.train import resolve_runtime
+    from hgsearch.runtime import resolve_runtime
 
     unknown = [name for name in only if name not in BY_NAME]
     if unknown:

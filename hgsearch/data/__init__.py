@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from hgsearch.config import DATASETS, TrialConfig
+from hgsearch.config import DATASETS, TrialConfig, data_dir_problem
 from hgsearch.data.cache import cache_root
 from hgsearch.data.device import DeviceData
 from hgsearch.data.imagefolder import load_imagefolder
@@ -47,8 +47,8 @@ def _read(cfg: TrialConfig) -> Loaded:
         train = make_synthetic(cfg.synthetic_train_size, seed=cfg.data_seed, split="train")
         test = make_synthetic(cfg.synthetic_test_size, seed=cfg.data_seed, split="test")
         return Loaded(list(SYNTHETIC_CLASSES), *map(torch.from_numpy, (*train, *test)))
-    if not cfg.data_dir:
-        raise UserError(f"data_dir is empty: dataset={cfg.dataset} reads its files from data_dir")
+    if problem := data_dir_problem(cfg.dataset, cfg.data_dir):
+        raise UserError(problem)
     root = Path(cfg.data_dir).expanduser()
     if not root.is_dir():
         raise UserError(f"data_dir={cfg.data_dir}: no such folder (dataset={cfg.dataset})")

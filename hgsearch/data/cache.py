@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from hgsearch.fileio import atomic_path
 
 FORMAT = "hgsearch-images-v1"  # bump when decoding changes, so old entries are not reused
 
@@ -68,15 +69,9 @@ def _read(path: Path, *, n: int, size: int) -> np.ndarray | None:
 
 def _write(path: Path, x: np.ndarray) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, x, allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        # through an open file: np.save given a path would append .npy to the temporary name
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, x, allow_pickle=False)
     except OSError as err:  # the data is fine, only the next trial will decode again
         warnings.warn(f"cache_dir={path.parent}: cannot write the image cache ({err}); "
                       "images will be decoded again next time", stacklevel=3)

@@ -1,4 +1,4 @@
-"""Filter pruning: score (scoring.py), choose (select.py), rebuild smaller (surgery.py).
+"""Filter pruning: score (scoring.py), choose (select_filters.py), rebuild smaller (surgery.py).
 
 ``prune`` runs the three in ``steps`` rounds (METHOD.md parts 2 and 3).
 """
@@ -14,12 +14,16 @@ from hgsearch.metrics import count_macs, count_params, inner_channel_costs
 from hgsearch.models import ResNet
 from hgsearch.pruning.criteria import CRITERIA, SCORE_METHODS, Criterion, exact_math, get_criterion
 from hgsearch.pruning.scoring import score_filters, score_filters_reference
-from hgsearch.pruning.select import select, select_keep
+from hgsearch.pruning.select_filters import FilterSelection, select_filters, select_keep
 from hgsearch.pruning.surgery import mask_model, prune_model
 
 __all__ = ["CRITERIA", "SCORE_METHODS", "Criterion", "PruneResult", "exact_math",
            "get_criterion", "mask_model", "prune", "prune_model", "score_filters",
-           "score_filters_reference", "select", "select_keep"]
+           "score_filters_reference", "select", "select_filters", "select_keep",
+           "FilterSelection"]
+
+# The older name (the benchmarks import it); select_filters says which select it is.
+select = select_filters
 
 
 class PruneResult(NamedTuple):
@@ -62,10 +66,10 @@ def prune(model: ResNet, x: torch.Tensor, y: torch.Tensor, *, ratio: float,
         with exact_math():
             scores = score(current, x, y, batch_size=batch_size, generator=gen)
         share = ratio if i == steps else ratio * i / steps
-        chosen = select(scores, ratio=share, target=target, scope=scope,
-                        min_channels=min_channels, round_to=round_to,
-                        cost_per_channel=cost_per_channel, total_cost=total,
-                        original_widths=original)
+        chosen = select_filters(scores, ratio=share, target=target, scope=scope,
+                                min_channels=min_channels, round_to=round_to,
+                                cost_per_channel=cost_per_channel, total_cost=total,
+                                original_widths=original)
         last = _in_original(scores, keep, original)
         keep = [[k[j] for j in kept] for k, kept in zip(keep, chosen.keep)]
         current, note = prune_model(current, chosen.keep), chosen.note

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hgsearch.errors import UserError
+from hgsearch.results_layout import TRIAL_FOLDERS
 from hgsearch.search import reconcile
 from hgsearch.search.baseline import BASELINE_ID
 from hgsearch.search.cluster import (
@@ -128,7 +129,7 @@ def _run(sp: Space, *, name: str, folder: Path, recorded: dict, address: str | N
     from hgsearch.search.summary import summary
     from hgsearch.search.tuner import restore_or_create
 
-    for sub in ("trials", "curves", "models", "logs"):
+    for sub in TRIAL_FOLDERS:
         (folder / sub).mkdir(parents=True, exist_ok=True)
     info = recorded or new_sweep_json(sp, name=name, folder=folder)
     info.setdefault("storage", storage)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from ray import tune
 
 from hgsearch.results import write_row
+from hgsearch.results_layout import ResultsFolder
 from hgsearch.search import reconcile
 from hgsearch.search.records import DONE, TRACKED_DIR, finite, read_row, row_ids
 
@@ -66,8 +67,8 @@ def track(folder: str | Path, trial_id: str) -> bool:
     row = read_row(folder, trial_id)
     if not trackers or row is None or marker.exists():
         return False
-    curves_path = folder / "curves" / f"{trial_id}.parquet"
-    model = folder / "models" / f"{trial_id}.pt"
+    layout = ResultsFolder(folder)
+    curves_path, model = layout.curve(trial_id), layout.model(trial_id)
     curves = pd.read_parquet(curves_path) if curves_path.is_file() else None
     for tracker in trackers:
         tracker.log_trial(row, curves, model if model.is_file() else None)

@@ -3,7 +3,7 @@
 A sweep named NAME keeps everything under ``<results>/NAME/``::
 
     trials/<trial_id>.parquet   one row per trial: the source of truth (hgsearch.results)
-    curves/ models/ logs/       per-trial curve, compact model and log
+    curves/ models/ logs/       per-trial curve, compact model and log (hgsearch.results_layout)
     sweep.json                  the space, versions, start and end of every run (atomic)
     optuna.db                   the Optuna study (SQLite; study name NAME): optuna.load_study
     tune/                       Ray Tune's experiment state, which ``--resume`` restores
@@ -16,13 +16,13 @@ from __future__ import annotations
 import fcntl
 import json
 import math
-import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from hgsearch import config
 from hgsearch.errors import UserError
+from hgsearch.fileio import utc_now, versions, write_json_atomic
+from hgsearch.results_layout import ResultsFolder
 
 TUNE_DIR = "tune"
 OPTUNA_FILE = "optuna.db"
@@ -55,14 +55,14 @@ def check_name(name: str | None) -> None:
 def read_row(folder: str | Path, trial_id: str) -> dict | None:
     import pyarrow.parquet as pq
 
-    path = Path(folder) / "trials" / f"{trial_id}.parquet"
+    path = ResultsFolder(folder).row(trial_id)
     if not path.is_file():
         return None
     return pq.read_table(path).to_pylist()[0]
 
 
 def row_ids(folder: str | Path) -> list[str]:
-    return sorted(p.stem for p in (Path(folder) / "trials").glob("*.parquet"))
+    return sorted(p.stem for p in ResultsFolder(folder).trials.glob("*.parquet"))
 
 
 def lock(folder: Path) -> BinaryIO:
@@ -96,38 +96,21 @@ def read_sweep_json(folder: Path, name: str) -> dict:
 
 
 def new_sweep_json(sp: Any, *, name: str, folder: Path) -> dict:
-    import optuna
-    import ray
-
-    from hgsearch import __version__
-
     return {
         "name": name, "space_file": str(Path(sp.source).resolve()), "space": sp.raw,
         "objectives": [{"name": m, "direction": d} for m, d in sp.objectives],
         "num_samples": sp.num_samples, "baseline": sp.baseline is not None,
         "optuna": {"storage": optuna_storage_url(folder), "study_name": name},
         "tune_path": str(folder / TUNE_DIR),
-        "versions": {"hgsearch": __version__, "torch": version_of("torch"),
-                     "ray": ray.__version__, "optuna": optuna.__version__},
+        "versions": versions(),
         "started_at": now(), "runs": [],
     }
 
 
 def write_json(path: Path, data: dict) -> None:
     """Write JSON under a temporary name in the same folder, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def version_of(package: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "not installed"
+    write_json_atomic(path, data)
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return utc_now("milliseconds")

@@ -8,11 +8,13 @@ row is in the folder when the driver hears of it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import ray
+
+from hgsearch.fileio import write_bytes_atomic
+from hgsearch.results_layout import ResultsFolder
 
 SINK_NAMESPACE = "hgsearch"        # Ray namespace of the sweeps' file sinks
 
@@ -26,10 +28,7 @@ class FileSink:
         path = (self.folder / name).resolve()
         if not path.is_relative_to(self.folder):
             raise ValueError(f"{name}: not a path inside the sweep folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_bytes_atomic(path, data)
 
 
 def start_sink(folder: Path) -> Any:
@@ -55,11 +54,11 @@ def send_files(folder: Path | str, trial_id: str, *, row: bool = False) -> list[
         sink = ray.get_actor(sink_name(folder), namespace=SINK_NAMESPACE)
     except ValueError:
         return []
-    names = [f"models/{trial_id}.pt", f"curves/{trial_id}.parquet", f"logs/{trial_id}.log"]
+    layout = ResultsFolder(folder)
     sent = []
-    for name in names + ([f"trials/{trial_id}.parquet"] if row else []):
-        path = Path(folder) / name
+    for path in layout.trial_files(trial_id) + ([layout.row(trial_id)] if row else []):
         if path.is_file():
+            name = path.relative_to(layout.root).as_posix()
             ray.get(sink.put.remote(name, path.read_bytes()))
             sent.append(name)
     return sent

@@ -18,6 +18,8 @@ DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 MODIFIERS = ("when", "log", "step")
 SECTIONS = ("fixed", "search", "objectives", "sampler", "num_samples", "max_concurrent",
             "resources", "retries", "baseline", "keep_checkpoints")
+# An objective's direction as written (Optuna spells them out in full; a sweep.json may hold
+# either spelling) -> "max" | "min". The one table: analysis.front parses objectives with it.
 DIRECTIONS = {"max": "max", "maximize": "max", "min": "min", "minimize": "min"}
 
 # The sweep sets these per trial; a space may not.

@@ -186,7 +186,7 @@ class _Parser:
         if key in fixed and not when:
             self.bad(where, "is also under fixed; a key may be both only when searched under "
                      "a condition (when:)")
-        type_name = _type_name(key)
+        type_name = config.type_name(key)
         if kind == "choice":
             choices = self.choices(where, key, spec["choice"])
             if "log" in spec or "step" in spec:
@@ -367,11 +367,6 @@ def metric_columns() -> list[str]:
     from hgsearch.results import METRIC_TYPES
 
     return [name for name, kind in METRIC_TYPES.items() if kind in (pa.float64(), pa.int64())]
-
-
-def _type_name(key: str) -> str:
-    kind = config.FIELDS[key].type
-    return kind if isinstance(kind, str) else kind.__name__
 
 
 def _plain(value: Any) -> Any:

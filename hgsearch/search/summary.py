@@ -6,6 +6,7 @@ from typing import Any
 
 from hgsearch.analysis.front import format_table, front_table, pareto_front
 from hgsearch.errors import UserError
+from hgsearch.results import baseline_mask
 from hgsearch.search.progress import _fmt
 from hgsearch.search.space import Space
 
@@ -17,9 +18,9 @@ def summary(rows: Any, sp: Space, *, name: str, complete: bool) -> list[str]:
         f"{n} {s}" for s, n in sorted(counts.items())) + ")"]
     if not complete:
         lines.append(f"not finished: continue with `hgsearch sweep --name {name} --resume`")
-    is_base = rows["is_baseline"].eq(True).fillna(False) if "is_baseline" in rows else None
-    searched = rows[~is_base] if is_base is not None else rows
-    if is_base is not None and is_base.any():
+    is_base = baseline_mask(rows)
+    searched = rows[~is_base]
+    if is_base.any():
         base = rows[is_base].iloc[0]
         lines.append("baseline: " + ", ".join(f"{m} {_fmt(base.get(m))}" for m in sp.metrics)
                      + f" ({base['status']})")

@@ -24,6 +24,7 @@ from ray import tune
 
 from hgsearch.errors import UserError
 from hgsearch.results import empty_metrics, write_row
+from hgsearch.results_layout import ResultsFolder
 from hgsearch.search.baseline import BASELINE_ID
 from hgsearch.search.records import DONE, finite, now, read_row
 from hgsearch.search.sink import send_files
@@ -76,8 +77,9 @@ def trainable(keys: dict, settings: WorkerSettings) -> None:
         if settings.checkpoints and "checkpoint" in inspect.signature(run_trial).parameters:
             options["checkpoint"] = checkpointer = TuneCheckpointer(settings.objectives)
             extra.update(restarts=checkpointer.restarts, checkpoint_note=checkpointer.note)
-        (folder / "logs").mkdir(parents=True, exist_ok=True)   # another node: not there yet
-        with open(folder / "logs" / f"{trial_id}.log", "a", buffering=1) as log_file:
+        log_path = ResultsFolder(folder).log(trial_id)
+        log_path.parent.mkdir(parents=True, exist_ok=True)   # another node: not there yet
+        with open(log_path, "a", buffering=1) as log_file:
             try:
                 row = run_trial(keys, extra=extra, log=lambda line: print(line, file=log_file),
                                 **options)

@@ -7,7 +7,7 @@ import torch
 from hgsearch.bench.data import PilDataset
 from hgsearch.bench.workload import random_data
 from hgsearch.data.device import _crop_flip
-from hgsearch.train import resolve_runtime
+from hgsearch.runtime import resolve_runtime
 
 
 def test_loader_reference_augments_like_device_data():

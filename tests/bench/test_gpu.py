@@ -319,7 +319,8 @@ def test_gpu_check_script_parses_and_installs_only_the_projects_requirements():
 
 def test_train_accepts_a_compiled_module_as_step_model():
     from hgsearch.bench.workload import random_data
-    from hgsearch.train import SGDSettings, resolve_runtime, train
+    from hgsearch.runtime import resolve_runtime
+    from hgsearch.train import SGDSettings, train
 
     runtime = resolve_runtime("cpu")
     model = build_model("resnet20", 10)

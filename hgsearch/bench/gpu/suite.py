@@ -129,7 +129,7 @@ def run_gpu_suite(*, device: str = "cuda", size: str = "full", only: Sequence[st
     """
     import torch
 
-    from hgsearch.train import resolve_runtime
+    from hgsearch.runtime import resolve_runtime
 
     unknown = [name for name in only if name not in PARTS]
     if unknown:

@@ -51,7 +51,7 @@ def bench_training(scale: Any, runtime: Any, log: Any) -> dict[str, Any]:
     """Images/s of every VARIANTS entry at every batch size, timed side by side."""
     import torch
 
-    from hgsearch.train import resolve_runtime
+    from hgsearch.runtime import resolve_runtime
 
     device = runtime.device.type
     sync = sync_for(runtime.device)

@@ -36,7 +36,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from hgsearch.bench.gpu.training import epoch_runner
-    from hgsearch.train import resolve_runtime
+    from hgsearch.runtime import resolve_runtime
 
     folder, i = Path(spec["folder"]), spec["index"]
     torch.set_num_threads(spec["threads"])   # as a sweep worker: one thread per CPU asked for

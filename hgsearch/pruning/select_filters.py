@@ -41,17 +41,17 @@ TARGETS = ("channels", "params", "macs")
 SCOPES = ("global", "layer")
 
 
-class Selection(NamedTuple):
+class FilterSelection(NamedTuple):
     keep: list[list[int]]   # kept channel indices per block, sorted, in the scores' numbering
     removed: int            # cost removed from the original network, this and earlier rounds
     needed: int             # cost the ratio asks to remove: ceil(ratio * total_cost)
     note: str               # empty, or why the target was not reached
 
 
-def select(scores: Sequence[torch.Tensor], *, ratio: float, target: str = "channels",
-           scope: str = "global", min_channels: int = 1, round_to: int = 1,
-           cost_per_channel: Sequence[int] | None = None, total_cost: int | None = None,
-           original_widths: Sequence[int] | None = None) -> Selection:
+def select_filters(scores: Sequence[torch.Tensor], *, ratio: float, target: str = "channels",
+                   scope: str = "global", min_channels: int = 1, round_to: int = 1,
+                   cost_per_channel: Sequence[int] | None = None, total_cost: int | None = None,
+                   original_widths: Sequence[int] | None = None) -> FilterSelection:
     """Choose the channels to keep, given one delta per channel of each block.
 
     ``ratio`` is the fraction of ``total_cost`` (the original network's channels, parameters or
@@ -101,18 +101,19 @@ def select(scores: Sequence[torch.Tensor], *, ratio: float, target: str = "chann
         note = (f"prune_ratio={ratio:g} of {target} not reached: min_channels={min_channels} and "
                 f"round_to={round_to} allow removing {removed / total:.4f}")
         log.warning(note)
-    return Selection(keep, removed, needed, note)
+    return FilterSelection(keep, removed, needed, note)
 
 
 def select_keep(scores: Sequence[torch.Tensor], *, ratio: float, target: str = "channels",
                 scope: str = "global", min_channels: int = 1, round_to: int = 1,
                 cost_per_channel: Sequence[int] | None = None, total_cost: int | None = None,
                 original_widths: Sequence[int] | None = None) -> list[list[int]]:
-    """Kept channel indices per block (sorted); see ``select``. Logs a warning when the target
-    cannot be reached."""
-    return select(scores, ratio=ratio, target=target, scope=scope, min_channels=min_channels,
-                  round_to=round_to, cost_per_channel=cost_per_channel, total_cost=total_cost,
-                  original_widths=original_widths).keep
+    """Kept channel indices per block (sorted); see ``select_filters``. Logs a warning when the
+    target cannot be reached."""
+    return select_filters(scores, ratio=ratio, target=target, scope=scope,
+                          min_channels=min_channels, round_to=round_to,
+                          cost_per_channel=cost_per_channel, total_cost=total_cost,
+                          original_widths=original_widths).keep
 
 
 def _ascending(deltas: torch.Tensor) -> list[int]:
