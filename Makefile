@@ -27,7 +27,7 @@ test: venv lint
 test-slow: venv
 	$(BIN)/python -m pytest -q -m slow
 
-# A Ray cluster of separate hosts in network namespaces (tests/test_multinode.py): as root,
+# A Ray cluster of separate hosts in network namespaces (tests/cluster/test_multinode.py): as root,
 # minutes long, so apart from `make test`; .ci/run runs both.
 test-multinode: venv
 	$(BIN)/python -m pytest -q -m multinode

@@ -17,7 +17,7 @@ from hgsearch.data.synthetic import make_synthetic
 from hgsearch.models import build_model, load_model, save_model
 from hgsearch.predict import load_images, predict
 from tests.data_fixtures import write_imagefolder
-from tests.test_report import FEED, write_results
+from tests.results_fixtures import FEED, write_results
 
 
 @pytest.fixture(scope="module")

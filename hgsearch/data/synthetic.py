@@ -6,7 +6,7 @@ position, size, rotation (the oriented classes within +-17 degrees of theirs) an
 random colour over a random background colour with a random gradient, plus a class-independent
 soft blob, random contrast and Gaussian noise. Colours, positions and the sign of the contrast
 carry no class information: a pixel threshold and the mean colour do at chance and a linear
-function of the pixels little better (tests/test_data.py checks all three); a CNN must learn
+function of the pixels little better (tests/data/test_data.py checks all three); a CNN must learn
 local oriented structure. The textures are learned first, the shapes later. Vectorized over the
 batch (numpy): 6000 images in about half a second of CPU time.
 """

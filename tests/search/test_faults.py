@@ -4,7 +4,7 @@ of fast fake trials, resumed after each; then every record must agree.
 Moments: mid-trial; within a second of a trial finishing (its row just written); right after
 the searcher asked Optuna for a trial, before Tune launched it; right after a diverged trial
 was recorded; right after a failed one. The first round also checks Ray's sockets and token
-(test_cluster_sockets.py). A round with real trials is in tests/test_sweep.py
+(test_cluster_sockets.py). A round with real trials is in tests/search/test_sweep.py
 (test_killed_driver_resumes_without_losing_or_repeating_trials).
 """
 

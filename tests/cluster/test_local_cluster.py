@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-CLUSTER = Path(__file__).resolve().parent.parent / "cluster"
+CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
 
 HOLDERS = """
 import sys, ray

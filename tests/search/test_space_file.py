@@ -19,7 +19,7 @@ from hgsearch.space import (
     space_problems,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "search_spaces").glob("*.yaml"))
 
 VALID = {

@@ -34,7 +34,7 @@ from hgsearch.sweep import (
 )
 from hgsearch.trial import run_trial
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
 
 EPOCHS = 3

@@ -32,7 +32,7 @@ from hgsearch.sweep import _make_searcher, optuna_storage_url, report_of, run_sw
 from hgsearch.trackers import make_trackers
 from hgsearch.trial import run_trial
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # A trial of a few seconds on one core. exclusive / 2 levels / square with lam 10 makes the loss
 # infinite within the first epoch (a diverged trial); lam 1e-4 trains normally.

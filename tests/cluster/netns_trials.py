@@ -1,12 +1,12 @@
-"""Stand-in trial runners for tests/test_multinode.py, and its sweep driver for the head.
+"""Stand-in trial runners for tests/cluster/test_multinode.py, and its sweep driver for the head.
 
-They run on the cluster's hosts (imported there as ``tests.netns_trials``) and talk to the test
-only through files on their own host's disk, which the test reads from outside:
+They run on the cluster's hosts (imported there as ``tests.cluster.netns_trials``) and talk to
+the test only through files on their own host's disk, which the test reads from outside:
 ``at-<trial_id>`` (a first attempt holds here after its first checkpoint), ``go`` (written by
 the test: hold no longer), ``attempt-<trial_id>-<restarts>.json`` (the state each attempt
 started from).
 
-    python -m tests.netns_trials SPACE NAME RUNNER STORAGE   # a sweep, from the head
+    python -m tests.cluster.netns_trials SPACE NAME RUNNER STORAGE   # a sweep, from the head
 """
 
 from __future__ import annotations

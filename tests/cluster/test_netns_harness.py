@@ -1,6 +1,7 @@
 """cluster/netns_cluster.sh on its own, without Ray: what a failed start leaves, what a host sees.
 
-The harness's cluster is tested in tests/test_multinode.py; these need only root and iproute2.
+The harness's cluster is tested in tests/cluster/test_multinode.py; these need only root and
+iproute2.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.netns import NetnsCluster, unavailable
+from tests.cluster.netns import NetnsCluster, unavailable
 
 pytestmark = pytest.mark.multinode
 

@@ -5,7 +5,7 @@ two workers with one CPU each, an S3 store and a client, each in its own network
 its own disk. Checkpoints go to the store (s3://hgsearch/ckpt), which every host reaches over
 the network; the results folder is on the head's disk only. The tests run in file order: the
 node-loss sweep kills a worker, and the last test takes the cluster down and looks for leftovers.
-tests/test_netns_harness.py tests the harness on its own.
+tests/cluster/test_netns_harness.py tests the harness on its own.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from hgsearch.results import load_curves, load_results
-from tests.netns import NetnsCluster, unavailable
+from tests.cluster.netns import NetnsCluster, unavailable
 
 pytestmark = pytest.mark.multinode
 
@@ -292,8 +292,8 @@ def sweep_c(cluster, sweep_a, tmp_path_factory):
     c = cluster
     space = _space(c, "c", num_samples=3, retries=1)
     log = tmp_path_factory.mktemp("sweep_c") / "driver.log"
-    proc = c.popen("head", "env", f"GCS={c.gcs}", "python", "-m", "tests.netns_trials", space,
-                   "c", "tests.netns_trials:node_loss_run_trial", STORAGE, log=log)
+    proc = c.popen("head", "env", f"GCS={c.gcs}", "python", "-m", "tests.cluster.netns_trials",
+                   space, "c", "tests.cluster.netns_trials:node_loss_run_trial", STORAGE, log=log)
     try:
         killed = _kill_first_held(c, proc, "c")
         rc = proc.wait(timeout=SWEEP_S)

@@ -15,7 +15,7 @@ from hgsearch.analysis.folder import (
 )
 from hgsearch.cli import main
 from hgsearch.errors import UserError
-from tests.test_report import write_results
+from tests.results_fixtures import write_results
 
 
 def test_the_front_of_a_folder_and_what_it_was_taken_from(tmp_path):

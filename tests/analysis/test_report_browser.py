@@ -14,7 +14,7 @@ import pytest
 
 from hgsearch.analysis.report import write_report
 from hgsearch.results import load_results, write_curve
-from tests.test_report import write_results
+from tests.results_fixtures import write_results
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
