@@ -16,11 +16,19 @@ The sweep's own files (sweep.json, optuna.db, tune/, sweep.lock) are ``search/re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # The per-trial folders, as ``ResultsFolder`` names them.
 TRIAL_FOLDERS = ("trials", "curves", "models", "logs")
+
+
+def _per_trial(folder: str, suffix: str) -> Callable[[ResultsFolder, str], Path]:
+    def path(self: ResultsFolder, trial_id: str) -> Path:
+        return self.root / folder / f"{trial_id}{suffix}"
+    path.__doc__ = f"``{folder}/<trial_id>{suffix}``"
+    return path
 
 
 @dataclass(frozen=True)
@@ -28,50 +36,27 @@ class ResultsFolder:
     """The paths of one results folder ``root`` (nothing is created or read here)."""
 
     root: Path
+    trials: Path = field(init=False)      # the folders of the per-trial files
+    curves: Path = field(init=False)
+    models: Path = field(init=False)
+    logs: Path = field(init=False)
+    selected: Path = field(init=False)    # hgsearch select's export
+    report: Path = field(init=False)      # the report page, report/index.html
+    bench: Path = field(init=False)       # benchmark reports
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))   # a str is accepted too
+        root = Path(self.root)   # a str is accepted too
+        paths = {"root": root, **{name: root / name for name in TRIAL_FOLDERS},
+                 "selected": root / "selected", "report": root / "report" / "index.html",
+                 "bench": root / "bench"}
+        for name, path in paths.items():
+            object.__setattr__(self, name, path)
 
-    @property
-    def trials(self) -> Path:
-        return self.root / "trials"
-
-    @property
-    def curves(self) -> Path:
-        return self.root / "curves"
-
-    @property
-    def models(self) -> Path:
-        return self.root / "models"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    def row(self, trial_id: str) -> Path:
-        return self.trials / f"{trial_id}.parquet"
-
-    def curve(self, trial_id: str) -> Path:
-        return self.curves / f"{trial_id}.parquet"
-
-    def model(self, trial_id: str) -> Path:
-        return self.models / f"{trial_id}.pt"
-
-    def log(self, trial_id: str) -> Path:
-        return self.logs / f"{trial_id}.log"
+    row = _per_trial("trials", ".parquet")
+    curve = _per_trial("curves", ".parquet")
+    model = _per_trial("models", ".pt")
+    log = _per_trial("logs", ".log")
 
     def trial_files(self, trial_id: str) -> list[Path]:
         """A trial's model, curve and log (not its row, which is written last)."""
         return [self.model(trial_id), self.curve(trial_id), self.log(trial_id)]
-
-    @property
-    def selected(self) -> Path:
-        return self.root / "selected"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report" / "index.html"
-
-    @property
-    def bench(self) -> Path:
-        return self.root / "bench"

@@ -165,3 +165,18 @@ def test_a_real_row_holds_null_for_keys_that_do_not_apply(real_trial):
     assert pd.isna(df.reg_outer[0])                  # reg_levels=1: flat groups
     assert pd.isna(df.image_size[0]) and pd.isna(df.data_dir[0])    # synthetic data
     assert df.reg_levels[0] == 1 and df.reg[0] == "group_l12" and df.lam[0] == row["lam"]
+
+
+def test_results_folder_names_the_files_the_writers_write(tmp_path):
+    from hgsearch.results import ResultsFolder
+
+    layout = ResultsFolder(str(tmp_path))
+    assert write_row(tmp_path, {"trial_id": "t7", "status": "ok"}) == layout.row("t7")
+    assert write_curve(tmp_path, "t7", []) == layout.curve("t7")
+    assert layout.row("t7") == tmp_path / "trials" / "t7.parquet"
+    assert layout.curve("t7") == tmp_path / "curves" / "t7.parquet"
+    assert layout.model("t7") == tmp_path / "models" / "t7.pt"
+    assert layout.log("t7") == tmp_path / "logs" / "t7.log"
+    assert layout.report == tmp_path / "report" / "index.html"
+    assert (layout.selected, layout.bench) == (tmp_path / "selected", tmp_path / "bench")
+    assert load_results(layout.root)["trial_id"].tolist() == ["t7"]
