@@ -3,7 +3,7 @@
 Functions take pandas DataFrames of trial rows (``hgsearch.load_results``), so a single trial,
 a sweep, a running sweep or several sweeps concatenated are analysed alike. Names are imported
 lazily, so that registering the CLI's subcommands does not import pandas. The selection rules:
-``select_trial`` (module ``select_trial.py``; ``select`` and ``Selection`` are its older names).
+``select_trial`` (module ``select_trial.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ _EXPORTS = {
     "parse_objectives": "front", "read_objectives": "front", "usable": "front",
     "left_out": "front", "candidates_text": "select_trial", "searched_keys": "tables",
     "RULES": "select_trial", "TrialChoice": "select_trial", "select_trial": "select_trial",
-    "baseline_of": "select_trial", "Selection": "select",
+    "baseline_of": "select_trial",
     "export_selection": "export", "write_report": "report",
 }
 

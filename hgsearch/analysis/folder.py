@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from hgsearch.analysis.front import Objectives
-    from hgsearch.analysis.select import Selection
+    from hgsearch.analysis.select_trial import TrialChoice
 
 # Called with (file, reason) for each row file that is not readable Parquet and was left out.
 OnSkipped = Callable[[str, str], None]
@@ -68,7 +68,7 @@ def front_of(results: str | Path, *, objectives: str | None = None,
              on_skipped: OnSkipped | None = None) -> Front:
     """The Pareto front of RESULTS under ``objectives`` (default: see ``objectives_of``)."""
     from hgsearch.analysis.front import format_table, front_table, pareto_front
-    from hgsearch.analysis.select import baseline_count
+    from hgsearch.analysis.select_trial import baseline_count
 
     df = read_rows(results, on_skipped=on_skipped)
     objs = objectives_of(results, objectives)
@@ -82,7 +82,7 @@ def front_of(results: str | Path, *, objectives: str | None = None,
 class Exported:
     """A selection written to RESULTS/selected/, and the report rewritten to show it."""
 
-    selection: Selection
+    selection: TrialChoice
     folder: Path                 # RESULTS/selected/
     report: Path | None          # RESULTS/report/index.html when one existed and was rewritten
 
@@ -91,14 +91,15 @@ def select_and_export(results: str | Path, *, rule: str, objectives: str | None 
                       budget: float | None = None, budget_column: str = "params_ratio",
                       max_drop: float | None = None, onnx: bool = True,
                       on_skipped: OnSkipped | None = None) -> Exported:
-    """Choose one trial of RESULTS by ``rule`` (``analysis.select``), export it, and rewrite an
-    existing report, which must show the current selection, not the one it was made with."""
+    """Choose one trial of RESULTS by ``rule`` (``analysis.select_trial``), export it, and
+    rewrite an existing report, which must show the current selection, not the one it was made
+    with."""
     from hgsearch.analysis.export import export_selection
-    from hgsearch.analysis.select import baseline_of, select
+    from hgsearch.analysis.select_trial import baseline_of, select_trial
 
     df = read_rows(results, on_skipped=on_skipped)
     objs = objectives_of(results, objectives)
-    selection = select(df, rule=rule, objectives=objs, budget=budget,
+    selection = select_trial(df, rule=rule, objectives=objs, budget=budget,
                        budget_column=budget_column, max_drop=max_drop)
     folder = export_selection(results, selection, onnx=onnx,
                               baseline=baseline_of(df, selection.row))

@@ -21,14 +21,14 @@ def pruned_nets(arch: str, round_to: Sequence[int]) -> dict[str, Any]:
     import torch
 
     from hgsearch.models import build_model
-    from hgsearch.pruning import prune_model, select
+    from hgsearch.pruning import prune_model, select_filters
 
     dense = build_model(arch, 10).eval()
     gen = torch.Generator().manual_seed(0)
     scores = [torch.rand(w, generator=gen, dtype=torch.float64) for w in dense.widths]
     nets = {"dense": dense}
     for r in round_to:
-        nets[f"round{r}"] = prune_model(dense, select(scores, ratio=0.5, round_to=r).keep)
+        nets[f"round{r}"] = prune_model(dense, select_filters(scores, ratio=0.5, round_to=r).keep)
     return nets
 
 

@@ -151,7 +151,7 @@ def _pruned_runs(cfg: Any, model: Any, splits: dict[str, Any], scale: QualitySca
     import torch
 
     from hgsearch.metrics import count_params, inner_channel_costs
-    from hgsearch.pruning import exact_math, get_criterion, prune_model, select
+    from hgsearch.pruning import exact_math, get_criterion, prune_model, select_filters
     from hgsearch.train import recalibrate_bn, train
     from hgsearch.trial import _sgd
 
@@ -164,8 +164,8 @@ def _pruned_runs(cfg: Any, model: Any, splits: dict[str, Any], scale: QualitySca
             scores = get_criterion(crit)(model, x, y, batch_size=cfg.eval_batch_size,
                                          generator=torch.Generator().manual_seed(seed))
         for ratio in scale.ratios:
-            keep = select(scores, ratio=ratio, target="params", cost_per_channel=costs,
-                          total_cost=total).keep
+            keep = select_filters(scores, ratio=ratio, target="params",
+                                  cost_per_channel=costs, total_cost=total).keep
             compact = runtime.prepare(prune_model(model, keep))
             run = {"criterion": crit, "ratio": ratio,
                    "params_ratio": count_params(compact) / total,

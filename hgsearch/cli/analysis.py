@@ -57,7 +57,7 @@ def front_command(args: argparse.Namespace) -> int:
     """Print the front as a table, then what it was taken from and the units."""
     from hgsearch.analysis.folder import front_of
     from hgsearch.analysis.front import left_out
-    from hgsearch.analysis.select import candidates_text
+    from hgsearch.analysis.select_trial import candidates_text
 
     front = front_of(args.results, objectives=args.objectives, on_skipped=_warn_skipped)
     print(front.table.to_string(index=False))

@@ -19,11 +19,8 @@ from hgsearch.pruning.surgery import mask_model, prune_model
 
 __all__ = ["CRITERIA", "SCORE_METHODS", "Criterion", "PruneResult", "exact_math",
            "get_criterion", "mask_model", "prune", "prune_model", "score_filters",
-           "score_filters_reference", "select", "select_filters", "select_keep",
+           "score_filters_reference", "select_filters", "select_keep",
            "FilterSelection"]
-
-# The older name (the benchmarks import it); select_filters says which select it is.
-select = select_filters
 
 
 class PruneResult(NamedTuple):
