@@ -42,7 +42,7 @@ from hgsearch.regularizers import hgsr_loss
 from hgsearch.results import empty_metrics, write_curve, write_row
 from hgsearch.results_layout import ResultsFolder
 from hgsearch.runtime import Runtime, resolve_runtime
-from hgsearch.train import Diverged, SGDSettings, evaluate, recalibrate_bn, train
+from hgsearch.train import Diverged, evaluate, recalibrate_bn, sgd_settings, train
 
 Log = Callable[[str], None]
 
@@ -213,7 +213,7 @@ def train_dense(trial: _Trial, model: ResNet, penalty: Callable | None, prox: Ca
               f"classes) on {trial.runtime.device}; reg={cfg.reg if regularized else 'none'} "
               f"lam={cfg.lam:g} solver={cfg.reg_solver}")
     t0 = time.perf_counter()
-    train(model, trial.splits["train"], settings=_sgd(cfg, cfg.epochs, cfg.lr),
+    train(model, trial.splits["train"], settings=sgd_settings(cfg, cfg.epochs, cfg.lr),
           runtime=trial.runtime, generator=trial.gen, penalty=penalty, after_step=prox,
           evaluate_each_epoch=lambda: trial.accuracy(model, "val"), phase="train",
           log=trial.log, step_model=torch.compile(model) if cfg.compile else None,
@@ -276,7 +276,7 @@ def finetune(trial: _Trial, compact: ResNet, first: int, opt_state: dict | None)
     t0 = time.perf_counter()
     if cfg.finetune_epochs > 0 and first <= cfg.finetune_epochs:
         train(compact, trial.splits["train"],
-              settings=_sgd(cfg, cfg.finetune_epochs, cfg.finetune_lr),
+              settings=sgd_settings(cfg, cfg.finetune_epochs, cfg.finetune_lr),
               runtime=trial.runtime, generator=trial.gen, phase="finetune", log=trial.log,
               evaluate_each_epoch=lambda: trial.accuracy(compact, "val"),
               start_epoch=first, optimizer_state=opt_state,
@@ -344,7 +344,8 @@ def _recovery(trial: _Trial) -> Callable[[ResNet, int], ResNet]:
             xr, _ = train_split.sample(n, generator=trial.gen)   # training images
             recalibrate_bn(net, xr, batch_size=cfg.batch_size, runtime=runtime)
         if i < cfg.prune_steps and cfg.finetune_between > 0:
-            train(net, train_split, settings=_sgd(cfg, cfg.finetune_between, cfg.finetune_lr),
+            between = sgd_settings(cfg, cfg.finetune_between, cfg.finetune_lr)
+            train(net, train_split, settings=between,
                   runtime=runtime, generator=trial.gen, phase=f"between{i}", log=trial.log,
                   curve=trial.curve, evaluate_each_epoch=lambda: trial.accuracy(net, "val"))
         return net
@@ -369,8 +370,3 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
     ok = (str, int, float, bool, type(None), list)
     return {k: v for k, v in row.items() if isinstance(v, ok)}
 
-
-def _sgd(cfg: TrialConfig, epochs: int, lr: float) -> SGDSettings:
-    return SGDSettings(epochs=epochs, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                       weight_decay=cfg.weight_decay, schedule=cfg.schedule,
-                       batch_size=cfg.batch_size)

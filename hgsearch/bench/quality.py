@@ -128,14 +128,14 @@ def _train_dense(cfg: Any, splits: dict[str, Any], num_classes: int, runtime: An
 
     from hgsearch.metrics import zero_filter_fraction
     from hgsearch.models import build_model
-    from hgsearch.train import train
-    from hgsearch.trial import _sgd, hgsr_hooks
+    from hgsearch.train import sgd_settings, train
+    from hgsearch.trial import hgsr_hooks
 
     torch.manual_seed(cfg.seed)
     model = runtime.prepare(build_model(cfg.arch, num_classes))
     penalty, prox = hgsr_hooks(cfg, model)
     t1 = time.perf_counter()
-    train(model, splits["train"], settings=_sgd(cfg, cfg.epochs, cfg.lr),
+    train(model, splits["train"], settings=sgd_settings(cfg, cfg.epochs, cfg.lr),
           runtime=runtime, generator=gen, penalty=penalty, after_step=prox, log=None)
     return model, {"val_acc": _accuracy(model, splits["val"], cfg, runtime),
                    "test_acc": _accuracy(model, splits["test"], cfg, runtime),
@@ -152,8 +152,7 @@ def _pruned_runs(cfg: Any, model: Any, splits: dict[str, Any], scale: QualitySca
 
     from hgsearch.metrics import count_params, inner_channel_costs
     from hgsearch.pruning import exact_math, get_criterion, prune_model, select_filters
-    from hgsearch.train import recalibrate_bn, train
-    from hgsearch.trial import _sgd
+    from hgsearch.train import recalibrate_bn, sgd_settings, train
 
     seed = cfg.seed
     costs = [c.params for c in inner_channel_costs(model, (image_size, image_size))]
@@ -177,7 +176,7 @@ def _pruned_runs(cfg: Any, model: Any, splits: dict[str, Any], scale: QualitySca
             run["acc_recalibrated"] = _accuracy(recal, splits["val"], cfg, runtime)
             # Same batch order for every criterion: a paired comparison.
             train(compact, splits["train"],
-                  settings=_sgd(cfg, cfg.finetune_epochs, cfg.finetune_lr),
+                  settings=sgd_settings(cfg, cfg.finetune_epochs, cfg.finetune_lr),
                   runtime=runtime, generator=torch.Generator().manual_seed(seed + 1), log=None)
             run.update(acc_final=_accuracy(compact, splits["val"], cfg, runtime),
                        test_acc_final=_accuracy(compact, splits["test"], cfg, runtime))

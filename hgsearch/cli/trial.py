@@ -25,10 +25,11 @@ def trial_command(args: argparse.Namespace) -> int:
     from hgsearch.config import compose_config
 
     cfg = compose_config(config_file=args.config, assignments=args.set or [], out_dir=args.out)
+    from hgsearch.results_layout import ResultsFolder
     from hgsearch.trial import run_trial  # torch is imported only once the input is valid
 
     row = run_trial(cfg)
-    print(f"row written to {row['out_dir']}/trials/{row['trial_id']}.parquet")
+    print(f"row written to {ResultsFolder(row['out_dir']).row(row['trial_id'])}")
     return 0 if row["status"] == "ok" else 1
 
 
