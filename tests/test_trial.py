@@ -159,6 +159,40 @@ def test_resume_mid_training_matches_an_uninterrupted_run(tiny, monkeypatch):
     assert list(curves[curves.trial_id == "r"].epoch) == [1, 2, 3, 1]
 
 
+@pytest.mark.parametrize("phase", ["trained", "pruned"])
+def test_resume_at_a_phase_boundary_matches_an_uninterrupted_run(tiny, monkeypatch, phase):
+    """A state saved after HGSR training (or after pruning): the rerun trains only what comes
+    after it and ends bit-identical to the run that saved it."""
+    import hgsearch.trial as trial
+
+    keys = {**tiny, "prune_ratio": 0.5}
+    recorder = _Recorder()
+    straight = run_trial({**keys, "trial_id": "s"}, log=None, checkpoint=recorder)
+    state = next(s for s in recorder.states if s["phase"] == phase)
+
+    class FromState(_Recorder):
+        def load(self):
+            return copy.deepcopy(state)
+
+    real_train, phases = trial.train, []
+
+    def spy(*args, **kwargs):
+        phases.append(kwargs["phase"])
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(trial, "train", spy)
+    resumed = run_trial({**keys, "trial_id": "r"}, log=None, checkpoint=FromState())
+    assert phases == ["finetune"]
+    for key in ("acc_dense", "acc_pruned", "acc_final", "test_acc_final", "params_final",
+                "kept_channels", "macs_dense"):
+        assert resumed[key] == straight[key], key
+    curves = load_curves(tiny["out_dir"])
+    assert list(curves[curves.trial_id == "r"].phase) == ["train", "finetune"]
+    a = load_model(f"{tiny['out_dir']}/models/s.pt").state_dict()
+    b = load_model(f"{tiny['out_dir']}/models/r.pt").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def _chain(first, second):
     def both(epoch, optimizer):
         first(epoch, optimizer)
