@@ -20,8 +20,12 @@ zero without ever reaching it. With ``proximal`` the step after SGD is, per fami
   and rarely zeroes a group: those families spread weight within a group, they do not select.
 
 t = lr * lam at the step's learning rate (lam already divided by the initial penalty under
-``lam_scale=init``). A group the step sets to zero also loses its momentum, so the buffer does not
-push it straight back out.
+``lam_scale=init``) for the exact operators, whose penalty never enters the momentum buffer. In the
+thresholded families the penalty's gradient goes through SGD's heavy-ball buffer, b <- beta b + g,
+which moves a group by lr g / (1 - beta) per step under a steady gradient g: "within one step" is
+then the step the penalty really takes, and the rule uses t = lr * lam / (1 - beta) (beta: the
+optimizer's momentum; 0 without an optimizer). A group the step sets to zero also loses its
+momentum, so the buffer does not push it straight back out.
 
 Dead filters (METHOD.md part 2 removes a filter by zeroing its post-ReLU output). With grouping
 ``input`` a zero group of conv2 reads nothing from its channel: the filter that writes it goes at
@@ -93,6 +97,7 @@ def proximal_step(model: nn.Module, optimizer: torch.optim.Optimizer | None, *, 
     if reg == "none" or lam <= 0 or lr <= 0:
         return
     t = lr * lam
+    t_steady = t / (1 - _momentum(optimizer))      # the thresholded families' step, see above
     ids = {id(w) for w in regularized_weights(model)}
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and id(m.weight) in ids]
     bns = conv_bn_pairs(model)
@@ -113,7 +118,7 @@ def proximal_step(model: nn.Module, optimizer: torch.optim.Optimizer | None, *, 
             l1 = w.abs().sum(dims)
             slope = (mix * degree(reg, levels, outer) * f + (1 - mix) * l1) / norms.clamp_min(
                 torch.finfo(w.dtype).tiny)
-            dead = (t * slope >= norms) | (norms == 0)
+            dead = (t_steady * slope >= norms) | (norms == 0)
             w.mul_(_expand((~dead).to(w.dtype), grouping))
         _forget(optimizer, w, _expand(dead, grouping).expand_as(w))
         bn = bns.get(conv)
@@ -123,6 +128,13 @@ def proximal_step(model: nn.Module, optimizer: torch.optim.Optimizer | None, *, 
                 if p is not None:
                     p.masked_fill_(dead, 0.0)
                     _forget(optimizer, p, dead)
+
+
+def _momentum(optimizer: torch.optim.Optimizer | None) -> float:
+    """SGD's heavy-ball coefficient beta of the first parameter group (0 without one)."""
+    if optimizer is None:
+        return 0.0
+    return float(optimizer.param_groups[0].get("momentum", 0.0))
 
 
 def _forget(optimizer: torch.optim.Optimizer | None, p: Tensor, mask: Tensor) -> None:
