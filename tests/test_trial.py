@@ -104,19 +104,7 @@ def test_a_restarted_trial_resumes_from_its_checkpoint_and_ends_the_same(tiny, m
     keys = {**tiny, "epochs": 2, "finetune_epochs": 2, "checkpoint_every": 1}
     straight = run_trial({**keys, "trial_id": "straight"}, log=None)
 
-    real_train = trial.train
-    calls: list[str] = []
-
-    def crashing_train(*args, **kwargs):
-        calls.append(kwargs["phase"])
-        if kwargs["phase"] == "finetune" and kwargs.get("start_epoch", 1) == 1:
-            def boom(epoch, optimizer):
-                if epoch == 2:
-                    raise RuntimeError("node lost")
-            kwargs["on_epoch_end"] = _chain(kwargs["on_epoch_end"], boom)
-        return real_train(*args, **kwargs)
-
-    monkeypatch.setattr(trial, "train", crashing_train)
+    calls = _crash_in(monkeypatch, trial, "finetune", after_epoch=2, message="node lost")
     ckpt = FileCheckpointer(f"{tiny['out_dir']}/ckpt/resumed.pt")
     with pytest.raises(RuntimeError, match="node lost"):
         run_trial({**keys, "trial_id": "resumed"}, log=None, checkpoint=ckpt)
@@ -138,17 +126,7 @@ def test_resume_mid_training_matches_an_uninterrupted_run(tiny, monkeypatch):
 
     keys = {**tiny, "epochs": 3, "finetune_epochs": 1, "checkpoint_every": 1}
     straight = run_trial({**keys, "trial_id": "s"}, log=None)
-    real_train = trial.train
-
-    def crash_after_epoch_2(*args, **kwargs):
-        if kwargs["phase"] == "train" and kwargs.get("start_epoch", 1) == 1:
-            def boom(epoch, optimizer):
-                if epoch == 2:
-                    raise RuntimeError("preempted")
-            kwargs["on_epoch_end"] = _chain(kwargs["on_epoch_end"], boom)
-        return real_train(*args, **kwargs)
-
-    monkeypatch.setattr(trial, "train", crash_after_epoch_2)
+    _crash_in(monkeypatch, trial, "train", after_epoch=2, message="preempted")
     ckpt = FileCheckpointer(f"{tiny['out_dir']}/ckpt/r.pt")
     with pytest.raises(RuntimeError, match="preempted"):
         run_trial({**keys, "trial_id": "r"}, log=None, checkpoint=ckpt)
@@ -193,11 +171,25 @@ def test_resume_at_a_phase_boundary_matches_an_uninterrupted_run(tiny, monkeypat
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def _chain(first, second):
-    def both(epoch, optimizer):
-        first(epoch, optimizer)
-        second(epoch, optimizer)
-    return both
+def _crash_in(monkeypatch, trial, phase: str, *, after_epoch: int, message: str) -> list[str]:
+    """Make ``trial.train`` raise after ``after_epoch`` of a first (not resumed) run of
+    ``phase``, its checkpoint of that epoch taken; returns the phases ``train`` is called for."""
+    real_train, calls = trial.train, []
+
+    def crashing_train(*args, **kwargs):
+        calls.append(kwargs["phase"])
+        if kwargs["phase"] == phase and kwargs.get("start_epoch", 1) == 1:
+            save = kwargs["on_epoch_end"]
+
+            def save_then_crash(epoch, optimizer):
+                save(epoch, optimizer)
+                if epoch == after_epoch:
+                    raise RuntimeError(message)
+            kwargs["on_epoch_end"] = save_then_crash
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(trial, "train", crashing_train)
+    return calls
 
 
 class _Recorder:

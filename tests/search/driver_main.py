@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 
-import hgsearch.sweep as sweep
+import hgsearch.search.driver as driver
 from hgsearch.cli import main
 from hgsearch.search.progress import Progress
 from hgsearch.search.searcher import Searcher
@@ -56,6 +56,7 @@ def _die_after_row(cls: type, method: str, status: str) -> None:
 if __name__ == "__main__":
     runner = os.environ.get("HGSEARCH_TEST_RUNNER")
     if runner:
-        sweep.run_sweep = functools.partial(sweep.run_sweep, runner=runner)
+        # where `hgsearch sweep` looks it up when it runs (hgsearch/cli/search.py)
+        driver.run_sweep = functools.partial(driver.run_sweep, runner=runner)
     _install(os.environ.get("HGSEARCH_TEST_KILL_AT", ""))
     sys.exit(main())
