@@ -17,7 +17,8 @@ import torch
 from hgsearch.config import make_config
 from hgsearch.data import DeviceData, load_dataset
 from hgsearch.models import load_model
-from hgsearch.train import evaluate, resolve_runtime
+from hgsearch.runtime import resolve_runtime
+from hgsearch.train import evaluate
 from hgsearch.trial import run_trial
 
 pytestmark = pytest.mark.usefixtures("one_thread")

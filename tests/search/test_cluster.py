@@ -132,7 +132,7 @@ def cluster_sweep(tmp_path_factory):
             killer.start()
             lines: list[str] = []
             result = run_sweep(space, results=tmp / "results", address=cluster.address,
-                               log=lines.append, runner="tests.test_cluster:held_run_trial")
+                               log=lines.append, runner="tests.search.test_cluster:held_run_trial")
             stop.set()
             killer.join(timeout=30)
             yield result, removed, lines, cluster

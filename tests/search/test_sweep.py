@@ -91,7 +91,7 @@ def sweep(tmp_path_factory):
         mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO),
                                                              os.environ.get("PYTHONPATH")])))
         result = run_sweep(path, results=tmp / "results", num_cpus=2, log=lines.append,
-                           runner="tests.test_sweep:flaky_run_trial",
+                           runner="tests.search.test_sweep:flaky_run_trial",
                            trackers=make_trackers(mlflow=str(tmp / "mlflow")))
     return result, lines
 
