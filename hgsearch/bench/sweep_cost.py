@@ -147,6 +147,8 @@ def run_sweep_cost(space: str | Path | None = None, *, seeds: Sequence[int] = (0
                    reference: Mapping[str, float] = REFERENCE,
                    log: Callable[[str], None] = print) -> tuple[dict[str, Any], Path]:
     """Run both sweeps per seed; return the report and the path of its JSON file."""
+    import torch
+
     from hgsearch.bench.harness import load_average, machine_info, write_report
     from hgsearch.search.driver import run_sweep
     from hgsearch.search.space_file import find_default_space, parse_space
@@ -162,8 +164,6 @@ def run_sweep_cost(space: str | Path | None = None, *, seeds: Sequence[int] = (0
         raise UserError(f"{path}: objective {missing[0]} has no fixed reference point in the "
                         f"sweep-cost benchmark (it has {', '.join(reference)})")
     ref = {n: float(reference[n]) for n, _ in objectives}
-    import torch
-
     t0 = time.perf_counter()
     report: dict[str, Any] = {
         "format": FORMAT, "started_at": utc_now("seconds"), "space": str(path),
