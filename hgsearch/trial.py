@@ -25,6 +25,8 @@ import torch
 from hgsearch.checkpoint import PHASES, Checkpointer
 from hgsearch.config import TrialConfig, make_config
 from hgsearch.data import DeviceData, load_dataset
+from hgsearch.dense_store import DenseStore, SharedDense, dense_phase
+from hgsearch.early_stop import Stopped
 from hgsearch.errors import UserError
 from hgsearch.fileio import utc_now, versions_text
 from hgsearch.metrics import (
@@ -53,14 +55,17 @@ def new_trial_id() -> str:
 
 
 def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, Any] | None = None,
-              log: Log | None = print, checkpoint: Checkpointer | None = None) -> dict[str, Any]:
+              log: Log | None = print, checkpoint: Checkpointer | None = None,
+              dense_store: DenseStore | None = None) -> dict[str, Any]:
     """Run one trial and write its row, curve and compact model under ``config.out_dir``.
 
     Returns the row. A NaN/inf loss gives status ``diverged`` (row written, no exception). Any
     other failure writes a row with status ``failed`` and re-raises, so a caller may retry; the
     retry's row replaces it. A UserError (bad key, missing dataset) is raised before anything is
     written. With a ``checkpoint``, the trial saves its state at phase boundaries and every
-    ``checkpoint_every`` epochs, and a rerun resumes from the last state saved.
+    ``checkpoint_every`` epochs, and a rerun resumes from the last state saved. A
+    ``dense_store`` shares dense networks between trials and enables early stopping (status
+    ``stopped``); see hgsearch/dense_store.py.
     """
     cfg = config if isinstance(config, TrialConfig) else make_config(config)
     if not cfg.trial_id:
@@ -78,8 +83,12 @@ def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, An
     data = load_dataset(cfg)  # UserError for a bad folder: raised before anything is written
     row.update(seconds_data=time.perf_counter() - t0, num_classes=data.num_classes)
     try:
-        _pipeline(cfg, data, runtime, row, curve, log, checkpoint)
+        _pipeline(cfg, data, runtime, row, curve, log, checkpoint, dense_store)
         row["status"] = "ok"
+    except Stopped as err:
+        curve[:] = curve if err.curve is None else err.curve
+        row.update(status="stopped", stopped_epoch=err.epoch, error=err.reason)
+        log(f"trial {cfg.trial_id} stopped: {err.reason}")
     except Diverged as err:
         row.update(status="diverged", error=str(err))
         log(f"trial {cfg.trial_id} diverged: {err}")
@@ -122,6 +131,7 @@ class _Trial:
                                         channels_last=runtime.channels_last)
                        for name in ("train", "val", "test")}
         self.size = (data.image_size, data.image_size)
+        self.shared: SharedDense | None = None
 
     def accuracy(self, net: torch.nn.Module, split: str) -> tuple[float, float]:
         """(mean cross-entropy, top-1) of ``net`` on ``split``."""
@@ -156,10 +166,12 @@ class _Start(NamedTuple):
 
 
 def _pipeline(cfg: TrialConfig, data: Any, runtime: Runtime, row: dict[str, Any],
-              curve: list[dict], log: Log, checkpoint: Checkpointer | None) -> None:
+              curve: list[dict], log: Log, checkpoint: Checkpointer | None,
+              store: DenseStore | None) -> None:
     """The trial's phases in order; fills ``row`` and ``curve``, resuming from ``checkpoint``."""
     torch.manual_seed(cfg.seed)
     trial = _Trial(cfg, data, runtime, row, curve, log, checkpoint)
+    trial.shared = SharedDense(store, cfg, data, runtime, log) if store is not None else None
     model = runtime.prepare(build_model(cfg.arch, data.num_classes))
     # From the freshly initialized network, also when resuming: lam_scale=init needs it.
     penalty, prox = hgsr_hooks(cfg, model)
@@ -213,12 +225,20 @@ def train_dense(trial: _Trial, model: ResNet, penalty: Callable | None, prox: Ca
               f"classes) on {trial.runtime.device}; reg={cfg.reg if regularized else 'none'} "
               f"lam={cfg.lam:g} solver={cfg.reg_solver}")
     t0 = time.perf_counter()
-    train(model, trial.splits["train"], settings=sgd_settings(cfg, cfg.epochs, cfg.lr),
-          runtime=trial.runtime, generator=trial.gen, penalty=penalty, after_step=prox,
-          evaluate_each_epoch=lambda: trial.accuracy(model, "val"), phase="train",
-          log=trial.log, step_model=torch.compile(model) if cfg.compile else None,
-          start_epoch=first, optimizer_state=opt_state, on_epoch_end=trial.every("train", model),
-          curve=trial.curve)
+
+    def run(first: int, opt_state: dict | None, on_epoch_end: Callable) -> None:
+        train(model, trial.splits["train"], settings=sgd_settings(cfg, cfg.epochs, cfg.lr),
+              runtime=trial.runtime, generator=trial.gen, penalty=penalty, after_step=prox,
+              evaluate_each_epoch=lambda: trial.accuracy(model, "val"), phase="train",
+              log=trial.log, step_model=torch.compile(model) if cfg.compile else None,
+              start_epoch=first, optimizer_state=opt_state, on_epoch_end=on_epoch_end,
+              curve=trial.curve)
+
+    # The one place the store is asked (dense_store.dense_phase); after it, this phase goes on
+    # alike whether the network was trained here or reused, so the row is the same.
+    dense_phase(trial.shared, run, model=model, gen=trial.gen, curve=trial.curve, row=row,
+                first=first, opt_state=opt_state, every=trial.every("train", model),
+                epoch_images=_epoch_images(trial))
     row["seconds_train"] = (row["seconds_train"] or 0.0) + time.perf_counter() - t0
     row["acc_dense"] = trial.curve[-1]["val_acc"]
     row["test_acc_dense"] = trial.accuracy(model, "test")[1]
@@ -241,8 +261,10 @@ def prune_dense(trial: _Trial, model: ResNet) -> ResNet:
     the least needed, ``prune_steps`` rounds of score -> select -> surgery; the compact net."""
     cfg, row, train_split = trial.cfg, trial.row, trial.splits["train"]
     t0 = time.perf_counter()
+    row["images_score"] = row["images_score"] or 0
     if cfg.prune_ratio > 0:
         n = min(cfg.score_samples, len(train_split))
+        row["images_score"] += _score_images(cfg, n, model)
         x, y = train_split.sample(n, generator=trial.gen)   # training images, never val/test
         result = prune(model, x, y, ratio=cfg.prune_ratio, target=cfg.prune_target,
                        scope=cfg.prune_scope, steps=cfg.prune_steps,
@@ -275,6 +297,8 @@ def finetune(trial: _Trial, compact: ResNet, first: int, opt_state: dict | None)
     cfg, row = trial.cfg, trial.row
     t0 = time.perf_counter()
     if cfg.finetune_epochs > 0 and first <= cfg.finetune_epochs:
+        row["images_finetune"] = ((row["images_finetune"] or 0)
+                                  + (cfg.finetune_epochs - first + 1) * _epoch_images(trial))
         train(compact, trial.splits["train"],
               settings=sgd_settings(cfg, cfg.finetune_epochs, cfg.finetune_lr),
               runtime=trial.runtime, generator=trial.gen, phase="finetune", log=trial.log,
@@ -338,12 +362,18 @@ def _recovery(trial: _Trial) -> Callable[[ResNet, int], ResNet]:
     cfg, runtime, train_split = trial.cfg, trial.runtime, trial.splits["train"]
 
     def after_round(net: ResNet, i: int) -> ResNet:
-        net = runtime.prepare(net)
+        net, row = runtime.prepare(net), trial.row
         if cfg.bn_recalibrate > 0:
             n = min(cfg.bn_recalibrate, len(train_split))
             xr, _ = train_split.sample(n, generator=trial.gen)   # training images
             recalibrate_bn(net, xr, batch_size=cfg.batch_size, runtime=runtime)
+            row["images_score"] += n     # forwards of the pruning phase
+        if i < cfg.prune_steps:
+            row["images_score"] += _score_images(cfg, min(cfg.score_samples, len(train_split)),
+                                                 net)   # the next round scores this network
         if i < cfg.prune_steps and cfg.finetune_between > 0:
+            row["images_finetune"] = ((row["images_finetune"] or 0)
+                                      + cfg.finetune_between * _epoch_images(trial))
             between = sgd_settings(cfg, cfg.finetune_between, cfg.finetune_lr)
             train(net, train_split, settings=between,
                   runtime=runtime, generator=trial.gen, phase=f"between{i}", log=trial.log,
@@ -363,6 +393,17 @@ def _measure(trial: _Trial, net: ResNet, name: str) -> None:
                                   dtype=runtime.autocast_dtype)
         trial.row[f"latency_{name}_{tag}_ms"] = 1000 * seconds
     trial.row["seconds_measure"] = (trial.row["seconds_measure"] or 0.0) + time.perf_counter() - t0
+
+
+def _epoch_images(trial: _Trial) -> int:
+    """Images a training epoch passes forward and backward (the partial batch is dropped)."""
+    return len(trial.splits["train"]) // trial.cfg.batch_size * trial.cfg.batch_size
+
+
+def _score_images(cfg: TrialConfig, n: int, net: ResNet) -> int:
+    """Images one scoring round forwards: loss_increase masks each prunable filter in turn
+    (plus the unmasked pass); the other criteria count the sample once."""
+    return n * (sum(net.widths) + 1) if cfg.score_method == "loss_increase" else n
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
