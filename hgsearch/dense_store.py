@@ -3,21 +3,21 @@
 Trials whose dense keys (``config.dense_keys``), data and runtime are equal train the same
 network, so it is trained once and kept under ``root/<dense_key>/``::
 
-    state.pt    torch.save of the network, generator and RNG states and the train-phase curve
-                (loads with weights_only=True); a stopped entry adds the optimizer state
+    state.pt    the network, generator and RNG states, the train-phase curve (and a stopped
+                entry's optimizer state); loads with weights_only=True
     meta.json   {"status": "trained"|"stopped", "epoch", "seconds_train", "version", "keys"},
                 written LAST: an entry without it does not exist
     curve.json  the live per-epoch training curve, rewritten after each epoch by the trainer
     claim       who trains it now (host, pid, time); its heartbeat is rewritten while it trains
 
-``root`` is a folder (every node must share it) or a pyarrow URI (``s3://bucket/path``). In a
-folder a claim is taken with O_CREAT|O_EXCL and files are renamed into place. On a URI the claim
-is check-then-write: a race can only make two trials train the same network, and as entries are
-content-addressed nothing is wrong then, only paid twice.
+``root`` is a folder (shared by every node) or a pyarrow URI (``s3://bucket/path``). In a folder
+claims are O_CREAT|O_EXCL files and files are renamed into place; on a URI a claim is
+check-then-write: a race can only make two trials train one network (paid twice, never wrong).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -36,9 +36,6 @@ from hgsearch import early_stop
 from hgsearch.config import FIELDS, TrialConfig, dense_keys, inapplicable_keys
 from hgsearch.fileio import json_text, version_of, write_bytes_atomic
 from hgsearch.runtime import Runtime
-
-ENTRY_VERSION = 1
-Log = Callable[[str], None]
 
 
 def data_fingerprint(data: Any) -> str:
@@ -83,18 +80,17 @@ class Entry(NamedTuple):
     status: str                 # trained | stopped
     epoch: int                  # the last epoch trained
     seconds_train: float
-    state: dict[str, Any]       # model, generator, rng, curve (and optimizer when stopped)
+    state: dict[str, Any]       # as in state.pt
 
 
 def snapshot(model: torch.nn.Module, gen: torch.Generator, curve: list[dict],
              optimizer: dict | None = None) -> dict[str, Any]:
     """What an entry keeps of a trial at the end of (or stopped in) its training."""
     state = {"model": model.state_dict(), "generator": gen.get_state(),
-             "rng": torch.get_rng_state(), "curve": [dict(r) for r in curve]}
+             "rng": torch.get_rng_state(), "curve": [dict(r) for r in curve],
+             **({"optimizer": optimizer} if optimizer is not None else {})}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    if optimizer is not None:
-        state["optimizer"] = optimizer
     return state
 
 
@@ -109,23 +105,43 @@ def restore(state: dict[str, Any], model: torch.nn.Module, gen: torch.Generator,
     curve[:] = [dict(r) for r in state["curve"]]
 
 
-class _Folder:
-    """A store in a folder: atomic renames, exclusive creates."""
+class _Files:
+    """Bytes under the store's root: a folder (renamed into place; exclusive creates with
+    O_EXCL) or a pyarrow filesystem (written whole on close; check-then-write creates)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: str) -> None:
+        self.fs, self.root = None, root
+        if "://" in root:
+            import pyarrow.fs
+
+            fs, self.root = pyarrow.fs.FileSystem.from_uri(root)
+            self.fs = None if isinstance(fs, pyarrow.fs.LocalFileSystem) else fs
+        self.root = self.root.rstrip("/") if self.fs else str(Path(self.root).expanduser())
 
     def read(self, rel: str) -> bytes | None:
         try:
-            return (self.root / rel).read_bytes()
-        except FileNotFoundError:
+            if self.fs is None:
+                return Path(self.root, rel).read_bytes()
+            with self.fs.open_input_stream(f"{self.root}/{rel}") as f:
+                return f.read()
+        except (FileNotFoundError, OSError):
             return None
 
     def write(self, rel: str, data: bytes) -> None:
-        write_bytes_atomic(self.root / rel, data)
+        if self.fs is None:
+            return write_bytes_atomic(Path(self.root, rel), data)
+        self.fs.create_dir(f"{self.root}/{rel}".rsplit("/", 1)[0], recursive=True)
+        with self.fs.open_output_stream(f"{self.root}/{rel}") as f:
+            f.write(data)
 
     def create(self, rel: str, data: bytes) -> bool:
-        path = self.root / rel
+        """Write ``rel`` unless it exists; False when it did."""
+        if self.fs is not None:
+            if self.read(rel) is not None:
+                return False
+            self.write(rel, data)
+            return True
+        path = Path(self.root, rel)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -135,77 +151,29 @@ class _Folder:
             f.write(data)
         return True
 
-    def remove_if(self, rel: str, expected: bytes) -> bool:
-        """Remove ``rel`` if it still holds ``expected`` (a stale claim), atomically."""
-        path = self.root / rel
-        grave = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.stale")
+    def remove_if(self, rel: str, expected: bytes) -> None:
+        """Remove ``rel`` if it still holds ``expected`` (a stale claim)."""
+        if self.fs is not None:
+            if self.read(rel) == expected:
+                self.delete(rel)
+            return
+        path = Path(self.root, rel)     # in a folder: atomically, by renaming it aside first
+        aside = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.stale")
         try:
-            os.rename(path, grave)
+            os.rename(path, aside)
         except FileNotFoundError:
-            return False
-        if grave.read_bytes() == expected:
-            grave.unlink()
-            return True
-        try:        # we moved a fresh claim written since: put it back unless another is there
-            os.link(grave, path)
-        except FileExistsError:
-            pass
-        grave.unlink()
-        return False
+            return
+        if aside.read_bytes() != expected:   # a fresh claim written since: put it back
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, path)
+        aside.unlink()
 
     def delete(self, rel: str) -> None:
-        (self.root / rel).unlink(missing_ok=True)
-
-
-class _Arrow:
-    """A store behind a pyarrow filesystem (S3, GCS, HDFS...): no atomic create (see module)."""
-
-    def __init__(self, fs: Any, base: str) -> None:
-        self.fs, self.base = fs, base.rstrip("/")
-
-    def _path(self, rel: str) -> str:
-        return f"{self.base}/{rel}"
-
-    def read(self, rel: str) -> bytes | None:
-        try:
-            with self.fs.open_input_stream(self._path(rel)) as f:
-                return f.read()
-        except (FileNotFoundError, OSError):
-            return None
-
-    def write(self, rel: str, data: bytes) -> None:
-        self.fs.create_dir(self._path(rel).rsplit("/", 1)[0], recursive=True)
-        with self.fs.open_output_stream(self._path(rel)) as f:
-            f.write(data)
-
-    def create(self, rel: str, data: bytes) -> bool:
-        if self.read(rel) is not None:
-            return False
-        self.write(rel, data)
-        return True
-
-    def remove_if(self, rel: str, expected: bytes) -> bool:
-        if self.read(rel) != expected:
-            return False
-        self.delete(rel)
-        return True
-
-    def delete(self, rel: str) -> None:
-        try:
-            self.fs.delete_file(self._path(rel))
-        except (FileNotFoundError, OSError):
-            pass
-
-
-def _backend(root: str) -> _Folder | _Arrow:
-    if "://" not in root:
-        return _Folder(Path(root).expanduser())
-    import pyarrow.fs
-
-    fs, base = pyarrow.fs.FileSystem.from_uri(root)
-    if isinstance(fs, pyarrow.fs.LocalFileSystem):
-        return _Folder(Path(base))
-    return _Arrow(fs, base)
+        with contextlib.suppress(FileNotFoundError, OSError):
+            if self.fs is None:
+                Path(self.root, rel).unlink()
+            else:
+                self.fs.delete_file(f"{self.root}/{rel}")
 
 
 class DenseStore:
@@ -219,14 +187,11 @@ class DenseStore:
                  poll_s: float = 2.0) -> None:
         self.root = str(root)
         self.stale_s, self.heartbeat_s, self.poll_s = stale_s, heartbeat_s, poll_s
-        self._io = _backend(self.root)
-        self._held: dict[str, tuple[bytes, threading.Event]] = {}
-        self._lock = threading.Lock()
+        self._io = _Files(self.root)
+        self._held: dict[str, tuple[str, threading.Event]] = {}   # key -> our token, its beat
 
-    # --- entries
     def meta(self, key: str) -> dict[str, Any] | None:
-        raw = self._io.read(f"{key}/meta.json")
-        return json.loads(raw) if raw else None
+        return _parsed(self._io.read(f"{key}/meta.json")) or None
 
     def entry(self, key: str) -> Entry | None:
         """The committed entry of ``key`` (meta.json and the state it names), or None."""
@@ -260,20 +225,15 @@ class DenseStore:
     def write_curve(self, key: str, curve: list[dict]) -> None:
         self._io.write(f"{key}/curve.json", json_text([dict(r) for r in curve]).encode())
 
-    # --- claims
     def holder(self, key: str) -> dict[str, Any] | None:
         """The live claim on ``key`` (who trains it), or None; a stale claim is removed."""
-        raw = self._io.read(f"{key}/claim")
-        if raw is None:
+        if (raw := self._io.read(f"{key}/claim")) is None:
             return None
-        try:
-            info = json.loads(raw)
-        except ValueError:      # half-written by a check-then-write store: treat as live once
-            return {"host": "?", "pid": 0, "time": time.time()}
-        if self._stale(info):
+        info = _parsed(raw)     # {}: being written by a check-then-write store, so live
+        if info and self._stale(info):
             self._io.remove_if(f"{key}/claim", raw)
             return None
-        return info
+        return info or {"host": "?", "pid": 0}
 
     def _stale(self, info: dict[str, Any]) -> bool:
         if time.time() - float(info.get("time", 0)) > self.stale_s:
@@ -290,124 +250,137 @@ class DenseStore:
     def claim(self, key: str) -> bool:
         """Take the claim on ``key`` (taking over a stale one); False while another holds it."""
         self.holder(key)           # drops a stale claim
-        token = uuid.uuid4().hex
-        body = self._claim_body(token, epoch=0)
-        if not self._io.create(f"{key}/claim", body):
+        token, stop = uuid.uuid4().hex, threading.Event()
+        if not self._io.create(f"{key}/claim", self._claim_body(token, 0)):
             return False
-        stop = threading.Event()
-        with self._lock:
-            self._held[key] = (token.encode(), stop)
-        owner = threading.current_thread()
-        threading.Thread(target=self._beat, args=(key, token, stop, owner), daemon=True,
-                         name=f"dense-heartbeat-{key}").start()
+        self._held[key] = (token, stop)
+        threading.Thread(target=self._beat, args=(key, token, stop, threading.current_thread()),
+                         daemon=True, name=f"dense-heartbeat-{key}").start()
         return True
 
     def heartbeat(self, key: str, epoch: int = 0) -> None:
-        """Rewrite our claim on ``key`` with the time now (and the epoch reached)."""
-        with self._lock:
-            held = self._held.get(key)
-        if held is not None:
-            self._io.write(f"{key}/claim", self._claim_body(held[0].decode(), epoch=epoch))
+        """Rewrite our claim on ``key`` with the time now and the epoch reached."""
+        if (held := self._held.get(key)) is not None:
+            self._rewrite(key, held[0], epoch)
 
     def release(self, key: str) -> None:
-        with self._lock:
-            held = self._held.pop(key, None)
-        if held is not None:
+        if (held := self._held.pop(key, None)) is not None:
             held[1].set()
-            raw = self._io.read(f"{key}/claim")
-            if raw is not None and json.loads(raw).get("token") == held[0].decode():
+            if self._claim_info(key).get("token") == held[0]:
                 self._io.delete(f"{key}/claim")
 
-    def _claim_body(self, token: str, *, epoch: int) -> bytes:
+    def _claim_info(self, key: str) -> dict[str, Any]:
+        return _parsed(self._io.read(f"{key}/claim"))
+
+    def _claim_body(self, token: str, epoch: int) -> bytes:
         return json_text({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(),
                           "token": token, "epoch": epoch}).encode()
 
+    def _rewrite(self, key: str, token: str, epoch: int | None = None) -> bool:
+        """Our claim with the time now; False once it is not ours (taken over as stale: this
+        trainer goes on, the network is then paid twice, never wrong)."""
+        info = self._claim_info(key)
+        if info.get("token") != token:
+            return False
+        self._io.write(f"{key}/claim",
+                       self._claim_body(token, info.get("epoch", 0) if epoch is None else epoch))
+        return True
+
     def _beat(self, key: str, token: str, stop: threading.Event,
               owner: threading.Thread) -> None:
-        # Between epochs too, so a long epoch is not taken for a dead trainer; it stops with
-        # the thread that trains, so an abandoned training goes stale.
-        while not stop.wait(self.heartbeat_s) and owner.is_alive():
-            raw = self._io.read(f"{key}/claim")
-            info = json.loads(raw) if raw else {}
-            if info.get("token") != token:
-                return
-            self._io.write(f"{key}/claim", self._claim_body(token, epoch=info.get("epoch", 0)))
+        # Between epochs too, so a long epoch is not taken for a dead trainer; it ends with the
+        # thread that trains, so an abandoned training goes stale.
+        while not stop.wait(self.heartbeat_s) and owner.is_alive() and self._rewrite(key, token):
+            pass
 
-    # --- waiting
-    def reference_curve(self, key: str, epoch: int, log: Log) -> list[dict] | None:
-        """The reference curve once it reached ``epoch``; waits while it is trained and not there
-        yet. None when no reference exists nor is being trained (logged)."""
-        waited = False
-        while True:
-            curve = self.curve(key)
-            if any(r.get("epoch") == epoch and r.get("phase", "train") == "train" for r in curve):
-                return curve
-            if self.meta(key) is not None or self.holder(key) is None:
-                log(f"early stopping: no unregularized reference {key} at epoch {epoch} "
-                    "(none trained nor training): not stopping at this rung")
-                return None
-            if not waited:
-                log(f"early stopping: waiting for the unregularized reference {key} to reach "
-                    f"epoch {epoch}")
-                waited = True
-            time.sleep(self.poll_s)
+
+def _parsed(raw: bytes | None) -> dict[str, Any]:
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
 
 
 class SharedDense:
-    """One trial's use of the store for its dense network: reuse, wait, or claim and train."""
+    """One trial's dense training, through the store when there is one: reused, waited for, or
+    claimed, trained (live curve, heartbeat and early-stopping rungs after each epoch) and
+    stored. Without a store it is just trained."""
 
-    def __init__(self, store: DenseStore, cfg: TrialConfig, data: Any, runtime: Runtime,
-                 log: Log) -> None:
-        fingerprint = data_fingerprint(data)
-        self.store, self.cfg, self.log = store, cfg, log
-        self.key = dense_key(cfg, data, runtime, fingerprint=fingerprint)
-        self.reference = (dense_key(reference_config(cfg), data, runtime,
-                                    fingerprint=fingerprint) if early_stop.active(cfg) else None)
-        self.resume: Entry | None = None    # a stopped entry this trial trains on from
-        self.held, self.t0, self.base = False, time.perf_counter(), 0.0
+    def __init__(self, store: DenseStore | None, cfg: TrialConfig, data: Any, runtime: Runtime,
+                 log: Callable[[str], None]) -> None:
+        self.store, self.cfg, self.log, self.held = store, cfg, log, False
+        self.key: str | None = None
+        self.rungs: early_stop.Rungs | None = None
+        if store is not None:
+            fingerprint = data_fingerprint(data)
+            self.key = dense_key(cfg, data, runtime, fingerprint=fingerprint)
+            ref = dense_key(reference_config(cfg), data, runtime, fingerprint=fingerprint)
+            self.rungs = early_stop.Rungs(
+                cfg, lambda e: early_stop.reference_curve(store, ref, e, log))
 
-    def start(self, model: torch.nn.Module, gen: torch.Generator, curve: list[dict],
-              row: dict[str, Any], first: int, opt_state: dict | None
-              ) -> tuple[bool, int, dict | None]:
-        """Before training: (reused, first epoch, optimizer state) for this trial, the network,
-        generator, RNG and curve restored from the store where it has them; the row says so."""
-        self.t0, self.base = time.perf_counter(), row["seconds_train"] or 0.0
-        row.update(dense_key=self.key, dense_reused=True, images_train=0)
-        try:
-            entry = self.acquire()
-        except early_stop.Stopped as stop:
-            row["seconds_train_saved"] = (self.store.meta(self.key) or {}).get("seconds_train")
-            raise stop from None
-        if entry is not None:
+    def run(self, train: Callable[..., Any], *, model: torch.nn.Module,
+            gen: torch.Generator, curve: list[dict], row: dict[str, Any], first: int,
+            opt_state: dict | None, every: Callable[[int, dict], None], epoch_images: int,
+            ) -> None:
+        """Give ``model`` (and ``gen``, the RNG, ``curve``) the trained network: the store's, or
+        ``train(start_epoch=, optimizer_state=, on_epoch_end=)``'s. ``every``: the trial's own
+        checkpoints. Fills dense_key, dense_reused, seconds_train_saved, images_train; may raise
+        Stopped (``curve`` then is the curve the trial ends with)."""
+        t0, base = time.perf_counter(), row["seconds_train"] or 0.0
+        row.update(dense_key=self.key, dense_reused=False, seconds_train_saved=0.0)
+        entry = self._acquire(row, curve) if self.store is not None else None
+        if entry is not None and entry.status == "trained":
             restore(entry.state, model, gen, curve)
-            row["seconds_train_saved"] = entry.seconds_train
+            row.update(dense_reused=True, images_train=0, seconds_train_saved=entry.seconds_train)
             self.log(f"dense network {self.key} reused from the store (trained in "
-                     f"{entry.seconds_train:.1f}s elsewhere)")
-            return True, first, opt_state
-        row.update(dense_reused=False, seconds_train_saved=0.0)
-        if self.resume is not None and self.resume.epoch >= first:   # on from where it stopped
-            restore(self.resume.state, model, gen, curve)
-            self.base = self.resume.seconds_train
-            row["seconds_train_saved"] = self.resume.seconds_train
-            return False, self.resume.epoch + 1, self.resume.state["optimizer"]
-        return False, first, opt_state
+                     f"{entry.seconds_train:.1f}s)")
+            return
+        if entry is not None and entry.epoch >= first:     # stopped there: train on from it
+            restore(entry.state, model, gen, curve)
+            first, opt_state, base = entry.epoch + 1, entry.state["optimizer"], entry.seconds_train
+            row["seconds_train_saved"] = base
 
-    def acquire(self) -> Entry | None:
-        """A trained entry to reuse, or None once this trial holds the claim and trains (on from
-        ``resume`` when set). Raises Stopped (with the curve) when a stored curve stops here."""
+        def on_epoch_end(epoch: int, optimizer: dict) -> None:
+            row["images_train"] += epoch_images
+            every(epoch, optimizer)
+            if self.held:
+                self.store.write_curve(self.key, curve)
+                self.store.heartbeat(self.key, epoch)
+                if why := self.rungs.check(epoch, curve):
+                    self._commit(snapshot(model, gen, curve, optimizer), "stopped", epoch,
+                                 base + time.perf_counter() - t0)
+                    raise early_stop.Stopped(epoch, why)
+
+        try:
+            train(start_epoch=first, optimizer_state=opt_state, on_epoch_end=on_epoch_end)
+            if self.held:
+                self._commit(snapshot(model, gen, curve), "trained", self.cfg.epochs,
+                             base + time.perf_counter() - t0)
+        finally:
+            self._release()     # failed or diverged: another trial may train it
+
+    def _acquire(self, row: dict[str, Any], curve: list[dict]) -> Entry | None:
+        """A trained entry to reuse; else the claim, and a stopped entry to train on from, if
+        any. Waits while another trial trains it; raises Stopped where a stored curve stops."""
         said = False
         while True:
             entry = self.store.entry(self.key)
             if entry is not None:
-                stop = early_stop.replay(entry.state["curve"], self._reference_at, self.cfg)
-                if stop is not None:
-                    kept = [dict(r) for r in entry.state["curve"] if r["epoch"] <= stop[0]]
-                    raise early_stop.Stopped(*stop, curve=kept)
+                if (stop := self.rungs.replay(entry.state["curve"])) is not None:
+                    row.update(dense_reused=True, images_train=0,
+                               seconds_train_saved=entry.seconds_train)
+                    curve[:] = [dict(r) for r in entry.state["curve"] if r["epoch"] <= stop.epoch]
+                    raise stop
                 if entry.status == "trained":
                     return entry
             if self.store.claim(self.key):
-                self.held, self.resume = True, entry
-                return None
+                self.held = True
+                again = self.store.meta(self.key) or {}      # committed while we looked?
+                if (again.get("status"), again.get("epoch")) == (entry and entry.status,
+                                                                 entry and entry.epoch):
+                    return entry
+                self._release()
+                continue
             if not said:
                 who = self.store.holder(self.key) or {}
                 self.log(f"dense network {self.key} is being trained by {who.get('host')}:"
@@ -415,62 +388,12 @@ class SharedDense:
                 said = True
             time.sleep(self.store.poll_s)
 
-    def _reference_at(self, epoch: int) -> list[dict] | None:
-        if self.reference is None:
-            return None
-        return self.store.reference_curve(self.reference, epoch, self.log)
-
-    def epoch_end(self, epoch: int, curve: list[dict], model: torch.nn.Module,
-                  gen: torch.Generator, optimizer: dict) -> None:
-        """After each training epoch: the live curve, the heartbeat, and the rung check."""
-        self.store.write_curve(self.key, curve)
-        self.store.heartbeat(self.key, epoch)
-        if self.reference is None or epoch not in early_stop.rung_epochs(
-                self.cfg.epochs, self.cfg.early_stop_rungs):
-            return
-        reference = self._reference_at(epoch)
-        if early_stop.behind(curve, reference, self.cfg, epoch):
-            self.commit(snapshot(model, gen, curve, optimizer), "stopped", epoch)
-            raise early_stop.Stopped(epoch, early_stop.reason(curve, reference, self.cfg, epoch))
-
-    def commit(self, state: dict[str, Any], status: str, epoch: int) -> None:
-        """Store the entry this trial trained, and let the claim go."""
-        seconds = self.base + time.perf_counter() - self.t0
+    def _commit(self, state: dict[str, Any], status: str, epoch: int, seconds: float) -> None:
         self.store.save(self.key, state, status=status, epoch=epoch, seconds_train=seconds,
                         keys=normalized_keys(self.cfg))
-        self.release()
+        self._release()
 
-    def release(self) -> None:
+    def _release(self) -> None:
         if self.held:
             self.store.release(self.key)
             self.held = False
-
-
-def dense_phase(shared: SharedDense | None, run: Callable[[int, dict | None, Callable], None], *,
-                model: torch.nn.Module, gen: torch.Generator, curve: list[dict],
-                row: dict[str, Any], first: int, opt_state: dict | None,
-                every: Callable[[int, dict], None], epoch_images: int) -> None:
-    """A trial's dense training, through the store when there is one: reused, or trained by
-    ``run(first, opt_state, on_epoch_end)`` with the live curve, heartbeat and rungs after each
-    epoch (``every``: the trial's checkpoints), then stored. Counts images_train."""
-    row.update(dense_reused=False, seconds_train_saved=0.0, images_train=row["images_train"] or 0)
-    if shared is None:
-        reused = False
-    else:
-        reused, first, opt_state = shared.start(model, gen, curve, row, first, opt_state)
-
-    def on_epoch_end(epoch: int, optimizer: dict) -> None:
-        row["images_train"] += epoch_images
-        every(epoch, optimizer)
-        if shared is not None:
-            shared.epoch_end(epoch, curve, model, gen, optimizer)   # may raise Stopped
-
-    if reused:
-        return
-    try:
-        run(first, opt_state, on_epoch_end)
-        if shared is not None:
-            shared.commit(snapshot(model, gen, curve), "trained", shared.cfg.epochs)
-    finally:
-        if shared is not None:
-            shared.release()     # failed or diverged: another trial may train it

@@ -10,6 +10,7 @@ trial exactly as a fresh training would.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,14 +20,11 @@ Curve = Sequence[Mapping[str, Any]]
 
 
 class Stopped(Exception):
-    """The dense phase stopped at ``epoch`` (row status ``stopped``; ``reason`` its error).
+    """The dense phase stopped at ``epoch`` (row status ``stopped``; ``reason`` its error)."""
 
-    ``curve``: the train-phase curve the trial ends with, when it came from a stored entry.
-    """
-
-    def __init__(self, epoch: int, reason: str, *, curve: list[dict] | None = None) -> None:
+    def __init__(self, epoch: int, reason: str) -> None:
         super().__init__(reason)
-        self.epoch, self.reason, self.curve = epoch, reason, curve
+        self.epoch, self.reason = epoch, reason
 
 
 def active(cfg: TrialConfig) -> bool:
@@ -77,20 +75,49 @@ def reason(curve: Curve, reference: Curve, cfg: TrialConfig, epoch: int) -> str:
             f"{val_at(reference, epoch):.4f}")
 
 
-def replay(curve: Curve, reference_at: Callable[[int], Curve | None],
-           cfg: TrialConfig) -> tuple[int, str] | None:
-    """Where a training whose curve is ``curve`` would have stopped: (epoch, reason) or None.
+def reference_curve(store: Any, key: str, epoch: int, log: Callable[[str], None]
+                    ) -> list[dict] | None:
+    """The reference's curve in ``store`` (a DenseStore) once it reached ``epoch``: waits
+    while it is being trained and not there yet; None (logged) when no reference exists nor
+    is being trained, so the rung does not stop."""
+    waited = False
+    while True:
+        curve = store.curve(key)
+        if val_at(curve, epoch) is not None:
+            return curve
+        if store.meta(key) is not None or store.holder(key) is None:
+            log(f"early stopping: no unregularized reference {key} at epoch {epoch} "
+                "(none trained nor training): not stopping at this rung")
+            return None
+        if not waited:
+            log(f"early stopping: waiting for the unregularized reference {key} to reach "
+                f"epoch {epoch}")
+            waited = True
+        time.sleep(store.poll_s)
 
-    ``reference_at(e)`` gives the reference curve as known once it reached epoch e (it may
-    wait for a reference still training), as the live check at rung e sees it; only rungs
-    ``curve`` holds are looked at. With a complete reference this is ``decide``.
-    """
-    if not active(cfg):
+
+class Rungs:
+    """One trial's rung checks; ``reference_at(e)`` gives the reference curve once it reached
+    epoch e (it may wait for a reference still training), or None when there is none."""
+
+    def __init__(self, cfg: TrialConfig, reference_at: Callable[[int], Curve | None]) -> None:
+        self.cfg, self.reference_at = cfg, reference_at
+        self.epochs = rung_epochs(cfg.epochs, cfg.early_stop_rungs) if active(cfg) else []
+
+    def check(self, epoch: int, curve: Curve) -> str | None:
+        """Live, after ``epoch``: why the training stops here, or None."""
+        if epoch not in self.epochs:
+            return None
+        reference = self.reference_at(epoch)
+        return reason(curve, reference, self.cfg, epoch) if behind(
+            curve, reference, self.cfg, epoch) else None
+
+    def replay(self, curve: Curve) -> Stopped | None:
+        """Where a training with this stored curve would have stopped, as the live checks
+        would have seen it (with a complete reference: ``decide``)."""
+        for e in self.epochs:
+            if val_at(curve, e) is None:
+                break
+            if why := self.check(e, curve):
+                return Stopped(e, why)
         return None
-    for e in rung_epochs(cfg.epochs, cfg.early_stop_rungs):
-        if val_at(curve, e) is None:
-            break
-        reference = reference_at(e)
-        if behind(curve, reference, cfg, e):
-            return e, reason(curve, reference, cfg, e)
-    return None

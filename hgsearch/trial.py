@@ -11,6 +11,7 @@ or a worker.
 from __future__ import annotations
 
 import copy
+import functools
 import platform
 import secrets
 import socket
@@ -25,7 +26,7 @@ import torch
 from hgsearch.checkpoint import PHASES, Checkpointer
 from hgsearch.config import TrialConfig, make_config
 from hgsearch.data import DeviceData, load_dataset
-from hgsearch.dense_store import DenseStore, SharedDense, dense_phase
+from hgsearch.dense_store import DenseStore, SharedDense
 from hgsearch.early_stop import Stopped
 from hgsearch.errors import UserError
 from hgsearch.fileio import utc_now, versions_text
@@ -63,9 +64,8 @@ def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, An
     other failure writes a row with status ``failed`` and re-raises, so a caller may retry; the
     retry's row replaces it. A UserError (bad key, missing dataset) is raised before anything is
     written. With a ``checkpoint``, the trial saves its state at phase boundaries and every
-    ``checkpoint_every`` epochs, and a rerun resumes from the last state saved. A
-    ``dense_store`` shares dense networks between trials and enables early stopping (status
-    ``stopped``); see hgsearch/dense_store.py.
+    ``checkpoint_every`` epochs, and a rerun resumes from the last state saved. A ``dense_store``
+    shares dense networks between trials and enables early stopping (status ``stopped``).
     """
     cfg = config if isinstance(config, TrialConfig) else make_config(config)
     if not cfg.trial_id:
@@ -86,7 +86,6 @@ def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, An
         _pipeline(cfg, data, runtime, row, curve, log, checkpoint, dense_store)
         row["status"] = "ok"
     except Stopped as err:
-        curve[:] = curve if err.curve is None else err.curve
         row.update(status="stopped", stopped_epoch=err.epoch, error=err.reason)
         log(f"trial {cfg.trial_id} stopped: {err.reason}")
     except Diverged as err:
@@ -96,18 +95,15 @@ def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, An
         raise
     except Exception as err:
         row.update(status="failed", error=f"{err.__class__.__name__}: {err}"[:2000])
-        row["seconds_total"] = time.perf_counter() - start
-        row["finished_at"] = utc_now("milliseconds")
-        _write(cfg, row, curve)
+        _write(cfg, row, curve, start)
         log(f"trial {cfg.trial_id} failed:\n{traceback.format_exc()}")
         raise
-    row["seconds_total"] = time.perf_counter() - start
-    row["finished_at"] = utc_now("milliseconds")
-    _write(cfg, row, curve)
+    _write(cfg, row, curve, start)
     return row
 
 
-def _write(cfg: TrialConfig, row: dict[str, Any], curve: list[dict]) -> None:
+def _write(cfg: TrialConfig, row: dict[str, Any], curve: list[dict], start: float) -> None:
+    row.update(seconds_total=time.perf_counter() - start, finished_at=utc_now("milliseconds"))
     write_curve(cfg.out_dir, cfg.trial_id, curve)
     write_row(cfg.out_dir, row)  # last: a row on disk means the trial is fully recorded
 
@@ -122,7 +118,8 @@ class _Trial:
     """What every phase of one trial shares: config, data on the device, row, curve, generator."""
 
     def __init__(self, cfg: TrialConfig, data: Any, runtime: Runtime, row: dict[str, Any],
-                 curve: list[dict], log: Log, checkpoint: Checkpointer | None) -> None:
+                 curve: list[dict], log: Log, checkpoint: Checkpointer | None,
+                 store: DenseStore | None) -> None:
         self.cfg, self.data, self.runtime, self.log = cfg, data, runtime, log
         self.row, self.curve, self.checkpoint = row, curve, checkpoint
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -131,7 +128,9 @@ class _Trial:
                                         channels_last=runtime.channels_last)
                        for name in ("train", "val", "test")}
         self.size = (data.image_size, data.image_size)
-        self.shared: SharedDense | None = None
+        self.shared = SharedDense(store, cfg, data, runtime, log)
+        n = len(self.splits["train"])   # an epoch trains on n images less the partial batch
+        self.epoch_images = n - n % cfg.batch_size
 
     def accuracy(self, net: torch.nn.Module, split: str) -> tuple[float, float]:
         """(mean cross-entropy, top-1) of ``net`` on ``split``."""
@@ -170,12 +169,12 @@ def _pipeline(cfg: TrialConfig, data: Any, runtime: Runtime, row: dict[str, Any]
               store: DenseStore | None) -> None:
     """The trial's phases in order; fills ``row`` and ``curve``, resuming from ``checkpoint``."""
     torch.manual_seed(cfg.seed)
-    trial = _Trial(cfg, data, runtime, row, curve, log, checkpoint)
-    trial.shared = SharedDense(store, cfg, data, runtime, log) if store is not None else None
+    trial = _Trial(cfg, data, runtime, row, curve, log, checkpoint, store)
     model = runtime.prepare(build_model(cfg.arch, data.num_classes))
     # From the freshly initialized network, also when resuming: lam_scale=init needs it.
     penalty, prox = hgsr_hooks(cfg, model)
     start = _resume(trial, checkpoint.load() if checkpoint else None, model)
+    row.update({k: row[k] or 0 for k in ("images_train", "images_finetune", "images_score")})
     compact = start.compact
     if start.phase == "train":
         train_dense(trial, start.model, penalty, prox, start.first_epoch, start.optimizer)
@@ -225,20 +224,15 @@ def train_dense(trial: _Trial, model: ResNet, penalty: Callable | None, prox: Ca
               f"classes) on {trial.runtime.device}; reg={cfg.reg if regularized else 'none'} "
               f"lam={cfg.lam:g} solver={cfg.reg_solver}")
     t0 = time.perf_counter()
-
-    def run(first: int, opt_state: dict | None, on_epoch_end: Callable) -> None:
-        train(model, trial.splits["train"], settings=sgd_settings(cfg, cfg.epochs, cfg.lr),
-              runtime=trial.runtime, generator=trial.gen, penalty=penalty, after_step=prox,
-              evaluate_each_epoch=lambda: trial.accuracy(model, "val"), phase="train",
-              log=trial.log, step_model=torch.compile(model) if cfg.compile else None,
-              start_epoch=first, optimizer_state=opt_state, on_epoch_end=on_epoch_end,
-              curve=trial.curve)
-
-    # The one place the store is asked (dense_store.dense_phase); after it, this phase goes on
-    # alike whether the network was trained here or reused, so the row is the same.
-    dense_phase(trial.shared, run, model=model, gen=trial.gen, curve=trial.curve, row=row,
-                first=first, opt_state=opt_state, every=trial.every("train", model),
-                epoch_images=_epoch_images(trial))
+    run = functools.partial(
+        train, model, trial.splits["train"], settings=sgd_settings(cfg, cfg.epochs, cfg.lr),
+        runtime=trial.runtime, generator=trial.gen, penalty=penalty, after_step=prox,
+        evaluate_each_epoch=lambda: trial.accuracy(model, "val"), phase="train", log=trial.log,
+        step_model=torch.compile(model) if cfg.compile else None, curve=trial.curve)
+    # The one place the store is asked; then the phase goes on alike, trained here or reused.
+    trial.shared.run(run, model=model, gen=trial.gen, curve=trial.curve, row=row, first=first,
+                     opt_state=opt_state, every=trial.every("train", model),
+                     epoch_images=trial.epoch_images)
     row["seconds_train"] = (row["seconds_train"] or 0.0) + time.perf_counter() - t0
     row["acc_dense"] = trial.curve[-1]["val_acc"]
     row["test_acc_dense"] = trial.accuracy(model, "test")[1]
@@ -261,10 +255,9 @@ def prune_dense(trial: _Trial, model: ResNet) -> ResNet:
     the least needed, ``prune_steps`` rounds of score -> select -> surgery; the compact net."""
     cfg, row, train_split = trial.cfg, trial.row, trial.splits["train"]
     t0 = time.perf_counter()
-    row["images_score"] = row["images_score"] or 0
     if cfg.prune_ratio > 0:
         n = min(cfg.score_samples, len(train_split))
-        row["images_score"] += _score_images(cfg, n, model)
+        row["images_score"] += _score_images(trial, model)
         x, y = train_split.sample(n, generator=trial.gen)   # training images, never val/test
         result = prune(model, x, y, ratio=cfg.prune_ratio, target=cfg.prune_target,
                        scope=cfg.prune_scope, steps=cfg.prune_steps,
@@ -297,8 +290,7 @@ def finetune(trial: _Trial, compact: ResNet, first: int, opt_state: dict | None)
     cfg, row = trial.cfg, trial.row
     t0 = time.perf_counter()
     if cfg.finetune_epochs > 0 and first <= cfg.finetune_epochs:
-        row["images_finetune"] = ((row["images_finetune"] or 0)
-                                  + (cfg.finetune_epochs - first + 1) * _epoch_images(trial))
+        row["images_finetune"] += (cfg.finetune_epochs - first + 1) * trial.epoch_images
         train(compact, trial.splits["train"],
               settings=sgd_settings(cfg, cfg.finetune_epochs, cfg.finetune_lr),
               runtime=trial.runtime, generator=trial.gen, phase="finetune", log=trial.log,
@@ -369,11 +361,9 @@ def _recovery(trial: _Trial) -> Callable[[ResNet, int], ResNet]:
             recalibrate_bn(net, xr, batch_size=cfg.batch_size, runtime=runtime)
             row["images_score"] += n     # forwards of the pruning phase
         if i < cfg.prune_steps:
-            row["images_score"] += _score_images(cfg, min(cfg.score_samples, len(train_split)),
-                                                 net)   # the next round scores this network
+            row["images_score"] += _score_images(trial, net)   # the next round scores it
         if i < cfg.prune_steps and cfg.finetune_between > 0:
-            row["images_finetune"] = ((row["images_finetune"] or 0)
-                                      + cfg.finetune_between * _epoch_images(trial))
+            row["images_finetune"] += cfg.finetune_between * trial.epoch_images
             between = sgd_settings(cfg, cfg.finetune_between, cfg.finetune_lr)
             train(net, train_split, settings=between,
                   runtime=runtime, generator=trial.gen, phase=f"between{i}", log=trial.log,
@@ -395,15 +385,11 @@ def _measure(trial: _Trial, net: ResNet, name: str) -> None:
     trial.row["seconds_measure"] = (trial.row["seconds_measure"] or 0.0) + time.perf_counter() - t0
 
 
-def _epoch_images(trial: _Trial) -> int:
-    """Images a training epoch passes forward and backward (the partial batch is dropped)."""
-    return len(trial.splits["train"]) // trial.cfg.batch_size * trial.cfg.batch_size
-
-
-def _score_images(cfg: TrialConfig, n: int, net: ResNet) -> int:
-    """Images one scoring round forwards: loss_increase masks each prunable filter in turn
-    (plus the unmasked pass); the other criteria count the sample once."""
-    return n * (sum(net.widths) + 1) if cfg.score_method == "loss_increase" else n
+def _score_images(trial: _Trial, net: ResNet) -> int:
+    """Images one scoring round of ``net`` forwards: loss_increase masks each prunable filter in
+    turn (plus the unmasked pass); the other criteria count the sample once."""
+    n = min(trial.cfg.score_samples, len(trial.splits["train"]))
+    return n * (sum(net.widths) + 1) if trial.cfg.score_method == "loss_increase" else n
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:

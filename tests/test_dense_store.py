@@ -54,8 +54,15 @@ def count_trainings(monkeypatch):
     original = trial_module.train
 
     def counting(*args, **kwargs):
-        if kwargs.get("phase") == "train":
-            epochs.extend(range(kwargs.get("start_epoch", 1), kwargs["settings"].epochs + 1))
+        if kwargs.get("phase") == "train":    # count the epochs run, also when one stops it
+            then = kwargs.get("on_epoch_end")
+
+            def counted(epoch: int, optimizer: dict) -> None:
+                epochs.append(epoch)
+                if then is not None:
+                    then(epoch, optimizer)
+
+            kwargs["on_epoch_end"] = counted
         return original(*args, **kwargs)
 
     monkeypatch.setattr(trial_module, "train", counting)
@@ -211,10 +218,9 @@ def test_a_uri_store_keeps_entries_and_claims(tmp_path):
 def test_an_object_store_backend_claims_by_check_then_write(tmp_path):
     import pyarrow.fs
 
-    from hgsearch.dense_store import _Arrow
-
     store = DenseStore(tmp_path / "unused")
-    store._io = _Arrow(pyarrow.fs.LocalFileSystem(), str(tmp_path / "arrow"))
+    # a filesystem without exclusive creates (as S3): local here, behind the pyarrow interface
+    store._io.fs, store._io.root = pyarrow.fs.LocalFileSystem(), str(tmp_path / "arrow")
     assert store.claim("k") and not store.claim("k")
     store.release("k")
     assert store.claim("k")
@@ -286,3 +292,35 @@ def test_the_data_and_the_runtime_are_in_the_key():
     assert dense_key(cfg, other, cpu) != dense_key(cfg, data, cpu)
     bf16 = resolve_runtime("cpu", precision="bf16")
     assert dense_key(cfg, data, bf16) != dense_key(cfg, data, cpu)
+
+
+# --- the sweep's plumbing
+
+
+def test_the_sweeps_store_is_beside_tunes_state_or_in_the_results_folder(tmp_path):
+    from hgsearch.search.tuner import dense_root
+
+    sp = SimpleNamespace(share_dense=True)
+    assert dense_root("s3://b/p/", "demo", tmp_path, sp) == "s3://b/p/demo/dense"
+    assert dense_root(None, "demo", tmp_path, sp) == str(tmp_path / "dense")
+    assert dense_root(None, "demo", tmp_path, SimpleNamespace(share_dense=False)) is None
+
+
+def test_without_checkpoints_the_worker_still_reports_the_end_of_the_dense_phase(monkeypatch):
+    import math
+
+    from hgsearch.search import worker
+
+    reports: list[tuple[dict, object]] = []
+    monkeypatch.setattr(worker.tune, "report",
+                        lambda metrics, checkpoint=None: reports.append((metrics, checkpoint)))
+    reporter = worker.PhaseReporter(("acc_final", "params_ratio"))
+    assert reporter.load() is None
+    for phase, epoch in (("train", 5), ("trained", 0), ("pruned", 0), ("finetune", 1)):
+        reporter.save({"phase": phase, "epoch": epoch})
+    assert len(reports) == 1 and reports[0][1] is None
+    metrics = reports[0][0]
+    assert metrics["hg_phase"] == "trained" and metrics["hg_final"] is False
+    assert math.isnan(metrics["acc_final"]) and math.isnan(metrics["params_ratio"])
+    assert worker.report_of({"trial_id": "t1", "status": "stopped"}, ("acc_final",))[
+        "hg_status"] == "stopped"
