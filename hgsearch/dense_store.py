@@ -185,9 +185,8 @@ class DenseStore:
 
     def __init__(self, root: str | Path, *, stale_s: float = 300.0, heartbeat_s: float = 30.0,
                  poll_s: float = 2.0) -> None:
-        self.root = str(root)
+        self.root, self._io = str(root), _Files(str(root))
         self.stale_s, self.heartbeat_s, self.poll_s = stale_s, heartbeat_s, poll_s
-        self._io = _Files(self.root)
         self._held: dict[str, tuple[str, threading.Event]] = {}   # key -> our token, its beat
 
     def meta(self, key: str) -> dict[str, Any] | None:
@@ -260,8 +259,8 @@ class DenseStore:
 
     def heartbeat(self, key: str, epoch: int = 0) -> None:
         """Rewrite our claim on ``key`` with the time now and the epoch reached."""
-        if (held := self._held.get(key)) is not None:
-            self._rewrite(key, held[0], epoch)
+        if key in self._held:
+            self._rewrite(key, self._held[key][0], epoch)
 
     def release(self, key: str) -> None:
         if (held := self._held.pop(key, None)) is not None:
@@ -311,6 +310,8 @@ class SharedDense:
         self.store, self.cfg, self.log, self.held = store, cfg, log, False
         self.key: str | None = None
         self.rungs: early_stop.Rungs | None = None
+        if store is None and early_stop.active(cfg):
+            log("early_stop: no dense store (its reference lives there): not stopping")
         if store is not None:
             fingerprint = data_fingerprint(data)
             self.key = dense_key(cfg, data, runtime, fingerprint=fingerprint)

@@ -178,6 +178,19 @@ def test_a_killed_trainers_claim_is_taken_over_and_nothing_is_lost_or_doubled(
     assert count_trainings == [1, 2, 1, 2] and again["dense_reused"]   # plain's, not again's
 
 
+def test_a_training_that_crashes_lets_its_claim_go_and_stores_nothing(tiny, tmp_path,
+                                                                     monkeypatch):
+    def crash(*args, **kwargs):
+        raise RuntimeError("node lost")
+
+    monkeypatch.setattr(trial_module, "train", crash)
+    store = DenseStore(tmp_path / "dense")
+    with pytest.raises(RuntimeError, match="node lost"):
+        run_trial({**tiny, "trial_id": "crash"}, log=None, dense_store=store)
+    folders = list((tmp_path / "dense").iterdir()) if (tmp_path / "dense").exists() else []
+    assert all(not (f / "claim").exists() and not (f / "meta.json").exists() for f in folders)
+
+
 def test_a_claim_is_exclusive_and_goes_stale_by_heartbeat_age(tmp_path):
     store = DenseStore(tmp_path, stale_s=60, heartbeat_s=0.05)
     assert store.claim("k") and not store.claim("k")       # this process holds it
@@ -225,7 +238,9 @@ def test_an_object_store_backend_claims_by_check_then_write(tmp_path):
     store.release("k")
     assert store.claim("k")
     store.release("k")
-    assert store.entry("k") is None
+    assert store.entry("k") is None and not (tmp_path / "arrow" / "k" / "claim").exists()
+    store.write_curve("k", [])
+    assert (tmp_path / "arrow" / "k" / "curve.json").exists()   # written through pyarrow
 
 
 # --- the key
