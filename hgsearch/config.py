@@ -25,9 +25,16 @@ SCORE_METHODS = ("loss_increase", "l1_norm", "bn_scale", "taylor", "random")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+# Groups whose keys change the trained dense network (``dense`` metadata, ``dense_keys``).
+DENSE_GROUPS = ("data", "train", "hgsr")
+
+
 def _key(default: Any, help: str, *, choices: tuple | None = None,
-         lo: float | None = None, hi: float | None = None, group: str = "") -> Any:
-    meta = {"help": help, "choices": choices, "lo": lo, "hi": hi, "group": group}
+         lo: float | None = None, hi: float | None = None, group: str = "",
+         dense: bool | None = None) -> Any:
+    # dense: does the key change the dense network HGSR training produces? Default: its group.
+    meta = {"help": help, "choices": choices, "lo": lo, "hi": hi, "group": group,
+            "dense": group in DENSE_GROUPS if dense is None else dense}
     return field(default=default, metadata=meta)
 
 
@@ -39,7 +46,7 @@ class TrialConfig:
     trial_id: str = _key("", "name of the trial's files; empty: generated (time + random)",
                          group="run")
     seed: int = _key(0, "seed for weight init, batch order, augmentation and scoring sample",
-                     group="run")
+                     group="run", dense=True)
     out_dir: str = _key("results", "folder that receives trials/, curves/ and models/",
                         group="run")
     device: str = _key("auto", "auto: CUDA when present (the GPU Ray assigned), else CPU",
@@ -48,15 +55,17 @@ class TrialConfig:
                           choices=("auto", "fp32", "bf16"), group="run")
     channels_last: str = _key("auto", "memory format; auto: on for CUDA, off for CPU",
                               choices=("auto", "on", "off"), group="run")
-    compile: bool = _key(False, "torch.compile the training model", group="run")
+    # A compiled forward computes in another order: not the same network to the last bit.
+    compile: bool = _key(False, "torch.compile the training model", group="run", dense=True)
     checkpoint_every: int = _key(5, "epochs between checkpoints of a trial that can be resumed "
                                  "(phase boundaries are always saved; 0: only those)",
                                  lo=0, hi=10_000, group="run")
 
     # --- data
     dataset: str = _key("synthetic", "which dataset", choices=DATASETS, group="data")
+    # dense False: where the files are does not matter, the data fingerprint covers what they hold
     data_dir: str = _key("", "folder holding the dataset in its official layout (not synthetic)",
-                         group="data")
+                         group="data", dense=False)
     image_size: int = _key(32, "side in pixels images are resized to (imagefolder only)",
                            lo=8, hi=512, group="data")
     val_fraction: float = _key(0.1, "share of the training data held out for validation",
@@ -68,7 +77,7 @@ class TrialConfig:
     synthetic_test_size: int = _key(1000, "synthetic images in the test split",
                                     lo=10, hi=1_000_000, group="data")
     cache_dir: str = _key("", "decoded-image cache; empty: $HGSEARCH_CACHE or ~/.cache/hgsearch",
-                          group="data")
+                          group="data", dense=False)
 
     # --- model and training
     arch: str = _key("resnet20", "network", choices=ARCHS, group="train")
@@ -99,7 +108,8 @@ class TrialConfig:
     mix: float = _key(0.5, "share of R(W) against plain L1 in the penalty", lo=0.0, hi=1.0,
                       group="hgsr")
     zero_tol: float = _key(1e-2, "a group counts as zero when its L2 norm is below zero_tol x the "
-                           "layer's largest group norm", lo=0.0, hi=1.0, group="hgsr")
+                           "layer's largest group norm", lo=0.0, hi=1.0, group="hgsr",
+                           dense=False)   # a measurement of the network, recomputed on reuse
     reg_solver: str = _key("subgradient", "how the penalty is minimized: plain subgradients (the "
                            "reference) or a proximal step after each SGD step that sets groups "
                            "exactly to zero (hgsearch/proximal.py)",
@@ -107,6 +117,16 @@ class TrialConfig:
     lam_scale: str = _key("none", "none: lam weighs the penalty as is (the reference); init: the "
                           "penalty is divided by its value at initialization, so one lam range "
                           "fits every architecture", choices=("none", "init"), group="hgsr")
+
+    # --- early stopping of the dense phase (hgsearch/early_stop.py)
+    early_stop: bool = _key(False, "stop an HGSR training whose validation accuracy falls behind "
+                            "the unregularized network's at a rung (never stops reg=none/lam=0)",
+                            group="stop")
+    early_stop_ratio: float = _key(0.5, "stop when val accuracy at a rung < this x the "
+                                   "unregularized reference's at the same epoch",
+                                   lo=0.0, hi=1.0, group="stop")
+    early_stop_rungs: int = _key(2, "rungs at epochs round(epochs / 2**k), k = rungs..1",
+                                 lo=1, hi=10, group="stop")
 
     # --- filter scoring and pruning (METHOD.md parts 2 and 3)
     score_samples: int = _key(256, "training images used to score filters", lo=1, hi=1_000_000,
@@ -152,6 +172,11 @@ class TrialConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrialConfig)}
+
+
+def dense_keys() -> tuple[str, ...]:
+    """The trial keys that change the trained dense network (metadata ``dense``), in order."""
+    return tuple(name for name, f in FIELDS.items() if f.metadata["dense"])
 
 
 def key_table() -> list[tuple[str, str, str, str]]:
@@ -323,11 +348,15 @@ def compose_config(*, config_file: str | Path | None = None, assignments: Sequen
 # Keys a trial's other keys switch off (METHOD.md parts 1-3, and what trial.py and the data
 # loaders actually read): (condition on the config, keys it makes inapplicable, why).
 _HGSR_SHAPE = ("reg_levels", "reg_outer", "reg_grouping")
+_STOP_KEYS = ("early_stop", "early_stop_ratio", "early_stop_rungs")
 _PRUNE_KEYS = ("score_samples", "prune_target", "prune_scope", "prune_steps", "min_channels",
                "round_to")
 INAPPLICABLE_RULES: tuple[tuple[Any, tuple[str, ...], str], ...] = (
-    (lambda c: c["reg"] == "none", ("lam", "mix", *_HGSR_SHAPE), "reg=none: no regularizer"),
-    (lambda c: c["lam"] == 0, ("mix", *_HGSR_SHAPE), "lam=0: the penalty is not computed"),
+    (lambda c: c["reg"] == "none", ("lam", "mix", *_HGSR_SHAPE, *_STOP_KEYS),
+     "reg=none: no regularizer (and nothing to stop early)"),
+    (lambda c: c["lam"] == 0, ("mix", *_HGSR_SHAPE, *_STOP_KEYS),
+     "lam=0: the penalty is not computed (and nothing to stop early)"),
+    (lambda c: not c["early_stop"], _STOP_KEYS[1:], "early_stop=false: no rungs"),
     (lambda c: c["reg"] == "l1", ("mix", *_HGSR_SHAPE), "reg=l1: ||W||_1 alone, no groups"),
     (lambda c: c["mix"] == 0, _HGSR_SHAPE, "mix=0: only the L1 term is left"),
     (lambda c: c["reg_levels"] == 1, ("reg_outer",), "reg_levels=1: flat groups, no outer"),

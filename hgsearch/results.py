@@ -35,7 +35,7 @@ _ARROW_OF = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str"
 
 # Every metric column a trial row has, whatever its status; missing values are nulls.
 METRIC_TYPES: dict[str, pa.DataType] = {
-    "status": pa.string(),            # ok | diverged | failed
+    "status": pa.string(),            # ok | diverged | failed | stopped (early stop: no objectives)
     "error": pa.string(),
     "num_classes": pa.int64(),
     "acc_dense": pa.float64(),        # validation top-1 after HGSR training (fraction)
@@ -66,6 +66,18 @@ METRIC_TYPES: dict[str, pa.DataType] = {
     "seconds_measure": pa.float64(),
     "seconds_total": pa.float64(),
     "prune_note": pa.string(),
+    # Shared dense training and early stopping (hgsearch/dense_store.py, early_stop.py).
+    "dense_key": pa.string(),         # content address of the dense network (with a store)
+    "dense_reused": pa.bool_(),       # the network came from the store (another trial trained it)
+    "seconds_train_saved": pa.float64(),  # the stored training's seconds_train; 0.0 if trained here
+    "stopped_epoch": pa.int64(),      # the epoch a `stopped` trial ended its dense phase at
+    # Images processed HERE (the sweep-cost benchmark): forward + backward in training and
+    # fine-tuning (finetune_between included), forwards in scoring (loss_increase: samples x
+    # (filters + 1) per round; other criteria: samples) and BatchNorm recalibration. Evaluation
+    # forwards are not counted. 0 for a reused training.
+    "images_train": pa.int64(),
+    "images_finetune": pa.int64(),
+    "images_score": pa.int64(),
     "device": pa.string(),
     "device_name": pa.string(),
     "hostname": pa.string(),

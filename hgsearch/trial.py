@@ -11,6 +11,7 @@ or a worker.
 from __future__ import annotations
 
 import copy
+import functools
 import platform
 import secrets
 import socket
@@ -25,6 +26,8 @@ import torch
 from hgsearch.checkpoint import PHASES, Checkpointer
 from hgsearch.config import TrialConfig, make_config
 from hgsearch.data import DeviceData, load_dataset
+from hgsearch.dense_store import DenseStore, SharedDense
+from hgsearch.early_stop import Stopped
 from hgsearch.errors import UserError
 from hgsearch.fileio import utc_now, versions_text
 from hgsearch.metrics import (
@@ -53,14 +56,16 @@ def new_trial_id() -> str:
 
 
 def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, Any] | None = None,
-              log: Log | None = print, checkpoint: Checkpointer | None = None) -> dict[str, Any]:
+              log: Log | None = print, checkpoint: Checkpointer | None = None,
+              dense_store: DenseStore | None = None) -> dict[str, Any]:
     """Run one trial and write its row, curve and compact model under ``config.out_dir``.
 
     Returns the row. A NaN/inf loss gives status ``diverged`` (row written, no exception). Any
     other failure writes a row with status ``failed`` and re-raises, so a caller may retry; the
     retry's row replaces it. A UserError (bad key, missing dataset) is raised before anything is
     written. With a ``checkpoint``, the trial saves its state at phase boundaries and every
-    ``checkpoint_every`` epochs, and a rerun resumes from the last state saved.
+    ``checkpoint_every`` epochs, and a rerun resumes from the last state saved. A ``dense_store``
+    shares dense networks between trials and enables early stopping (status ``stopped``).
     """
     cfg = config if isinstance(config, TrialConfig) else make_config(config)
     if not cfg.trial_id:
@@ -78,8 +83,11 @@ def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, An
     data = load_dataset(cfg)  # UserError for a bad folder: raised before anything is written
     row.update(seconds_data=time.perf_counter() - t0, num_classes=data.num_classes)
     try:
-        _pipeline(cfg, data, runtime, row, curve, log, checkpoint)
+        _pipeline(cfg, data, runtime, row, curve, log, checkpoint, dense_store)
         row["status"] = "ok"
+    except Stopped as err:
+        row.update(status="stopped", stopped_epoch=err.epoch, error=err.reason)
+        log(f"trial {cfg.trial_id} stopped: {err.reason}")
     except Diverged as err:
         row.update(status="diverged", error=str(err))
         log(f"trial {cfg.trial_id} diverged: {err}")
@@ -87,18 +95,15 @@ def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, An
         raise
     except Exception as err:
         row.update(status="failed", error=f"{err.__class__.__name__}: {err}"[:2000])
-        row["seconds_total"] = time.perf_counter() - start
-        row["finished_at"] = utc_now("milliseconds")
-        _write(cfg, row, curve)
+        _write(cfg, row, curve, start)
         log(f"trial {cfg.trial_id} failed:\n{traceback.format_exc()}")
         raise
-    row["seconds_total"] = time.perf_counter() - start
-    row["finished_at"] = utc_now("milliseconds")
-    _write(cfg, row, curve)
+    _write(cfg, row, curve, start)
     return row
 
 
-def _write(cfg: TrialConfig, row: dict[str, Any], curve: list[dict]) -> None:
+def _write(cfg: TrialConfig, row: dict[str, Any], curve: list[dict], start: float) -> None:
+    row.update(seconds_total=time.perf_counter() - start, finished_at=utc_now("milliseconds"))
     write_curve(cfg.out_dir, cfg.trial_id, curve)
     write_row(cfg.out_dir, row)  # last: a row on disk means the trial is fully recorded
 
@@ -113,7 +118,8 @@ class _Trial:
     """What every phase of one trial shares: config, data on the device, row, curve, generator."""
 
     def __init__(self, cfg: TrialConfig, data: Any, runtime: Runtime, row: dict[str, Any],
-                 curve: list[dict], log: Log, checkpoint: Checkpointer | None) -> None:
+                 curve: list[dict], log: Log, checkpoint: Checkpointer | None,
+                 store: DenseStore | None) -> None:
         self.cfg, self.data, self.runtime, self.log = cfg, data, runtime, log
         self.row, self.curve, self.checkpoint = row, curve, checkpoint
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -122,6 +128,9 @@ class _Trial:
                                         channels_last=runtime.channels_last)
                        for name in ("train", "val", "test")}
         self.size = (data.image_size, data.image_size)
+        self.shared = SharedDense(store, cfg, data, runtime, log)
+        n = len(self.splits["train"])   # an epoch trains on n images less the partial batch
+        self.epoch_images = n - n % cfg.batch_size
 
     def accuracy(self, net: torch.nn.Module, split: str) -> tuple[float, float]:
         """(mean cross-entropy, top-1) of ``net`` on ``split``."""
@@ -156,14 +165,16 @@ class _Start(NamedTuple):
 
 
 def _pipeline(cfg: TrialConfig, data: Any, runtime: Runtime, row: dict[str, Any],
-              curve: list[dict], log: Log, checkpoint: Checkpointer | None) -> None:
+              curve: list[dict], log: Log, checkpoint: Checkpointer | None,
+              store: DenseStore | None) -> None:
     """The trial's phases in order; fills ``row`` and ``curve``, resuming from ``checkpoint``."""
     torch.manual_seed(cfg.seed)
-    trial = _Trial(cfg, data, runtime, row, curve, log, checkpoint)
+    trial = _Trial(cfg, data, runtime, row, curve, log, checkpoint, store)
     model = runtime.prepare(build_model(cfg.arch, data.num_classes))
     # From the freshly initialized network, also when resuming: lam_scale=init needs it.
     penalty, prox = hgsr_hooks(cfg, model)
     start = _resume(trial, checkpoint.load() if checkpoint else None, model)
+    row.update({k: row[k] or 0 for k in ("images_train", "images_finetune", "images_score")})
     compact = start.compact
     if start.phase == "train":
         train_dense(trial, start.model, penalty, prox, start.first_epoch, start.optimizer)
@@ -213,12 +224,15 @@ def train_dense(trial: _Trial, model: ResNet, penalty: Callable | None, prox: Ca
               f"classes) on {trial.runtime.device}; reg={cfg.reg if regularized else 'none'} "
               f"lam={cfg.lam:g} solver={cfg.reg_solver}")
     t0 = time.perf_counter()
-    train(model, trial.splits["train"], settings=sgd_settings(cfg, cfg.epochs, cfg.lr),
-          runtime=trial.runtime, generator=trial.gen, penalty=penalty, after_step=prox,
-          evaluate_each_epoch=lambda: trial.accuracy(model, "val"), phase="train",
-          log=trial.log, step_model=torch.compile(model) if cfg.compile else None,
-          start_epoch=first, optimizer_state=opt_state, on_epoch_end=trial.every("train", model),
-          curve=trial.curve)
+    run = functools.partial(
+        train, model, trial.splits["train"], settings=sgd_settings(cfg, cfg.epochs, cfg.lr),
+        runtime=trial.runtime, generator=trial.gen, penalty=penalty, after_step=prox,
+        evaluate_each_epoch=lambda: trial.accuracy(model, "val"), phase="train", log=trial.log,
+        step_model=torch.compile(model) if cfg.compile else None, curve=trial.curve)
+    # The one place the store is asked; then the phase goes on alike, trained here or reused.
+    trial.shared.run(run, model=model, gen=trial.gen, curve=trial.curve, row=row, first=first,
+                     opt_state=opt_state, every=trial.every("train", model),
+                     epoch_images=trial.epoch_images)
     row["seconds_train"] = (row["seconds_train"] or 0.0) + time.perf_counter() - t0
     row["acc_dense"] = trial.curve[-1]["val_acc"]
     row["test_acc_dense"] = trial.accuracy(model, "test")[1]
@@ -243,6 +257,7 @@ def prune_dense(trial: _Trial, model: ResNet) -> ResNet:
     t0 = time.perf_counter()
     if cfg.prune_ratio > 0:
         n = min(cfg.score_samples, len(train_split))
+        row["images_score"] += _score_images(trial, model)
         x, y = train_split.sample(n, generator=trial.gen)   # training images, never val/test
         result = prune(model, x, y, ratio=cfg.prune_ratio, target=cfg.prune_target,
                        scope=cfg.prune_scope, steps=cfg.prune_steps,
@@ -275,6 +290,7 @@ def finetune(trial: _Trial, compact: ResNet, first: int, opt_state: dict | None)
     cfg, row = trial.cfg, trial.row
     t0 = time.perf_counter()
     if cfg.finetune_epochs > 0 and first <= cfg.finetune_epochs:
+        row["images_finetune"] += (cfg.finetune_epochs - first + 1) * trial.epoch_images
         train(compact, trial.splits["train"],
               settings=sgd_settings(cfg, cfg.finetune_epochs, cfg.finetune_lr),
               runtime=trial.runtime, generator=trial.gen, phase="finetune", log=trial.log,
@@ -338,12 +354,16 @@ def _recovery(trial: _Trial) -> Callable[[ResNet, int], ResNet]:
     cfg, runtime, train_split = trial.cfg, trial.runtime, trial.splits["train"]
 
     def after_round(net: ResNet, i: int) -> ResNet:
-        net = runtime.prepare(net)
+        net, row = runtime.prepare(net), trial.row
         if cfg.bn_recalibrate > 0:
             n = min(cfg.bn_recalibrate, len(train_split))
             xr, _ = train_split.sample(n, generator=trial.gen)   # training images
             recalibrate_bn(net, xr, batch_size=cfg.batch_size, runtime=runtime)
+            row["images_score"] += n     # forwards of the pruning phase
+        if i < cfg.prune_steps:
+            row["images_score"] += _score_images(trial, net)   # the next round scores it
         if i < cfg.prune_steps and cfg.finetune_between > 0:
+            row["images_finetune"] += cfg.finetune_between * trial.epoch_images
             between = sgd_settings(cfg, cfg.finetune_between, cfg.finetune_lr)
             train(net, train_split, settings=between,
                   runtime=runtime, generator=trial.gen, phase=f"between{i}", log=trial.log,
@@ -363,6 +383,13 @@ def _measure(trial: _Trial, net: ResNet, name: str) -> None:
                                   dtype=runtime.autocast_dtype)
         trial.row[f"latency_{name}_{tag}_ms"] = 1000 * seconds
     trial.row["seconds_measure"] = (trial.row["seconds_measure"] or 0.0) + time.perf_counter() - t0
+
+
+def _score_images(trial: _Trial, net: ResNet) -> int:
+    """Images one scoring round of ``net`` forwards: loss_increase masks each prunable filter in
+    turn (plus the unmasked pass); the other criteria count the sample once."""
+    n = min(trial.cfg.score_samples, len(trial.splits["train"]))
+    return n * (sum(net.widths) + 1) if trial.cfg.score_method == "loss_increase" else n
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:

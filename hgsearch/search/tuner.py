@@ -34,7 +34,8 @@ def restore_or_create(sp: Space, *, name: str, folder: Path, searcher: Any, prog
                       runner: str, storage: str | None, checkpoints: bool, log: Log) -> Any:
     settings = WorkerSettings(sweep=name, folder=str(folder), objectives=tuple(sp.metrics),
                               threads=max(1, int(sp.cpu)), gpu=sp.gpu, runner=runner,
-                              checkpoints=checkpoints)
+                              checkpoints=checkpoints,
+                              dense_store=dense_root(storage, name, folder, sp))
     fn = tune.with_resources(tune.with_parameters(trainable, settings=settings),
                              {"cpu": sp.cpu, "gpu": sp.gpu})
     path = f"{storage.rstrip('/')}/{name}/{TUNE_DIR}" if storage else str(folder / TUNE_DIR)
@@ -61,6 +62,14 @@ def restore_or_create(sp: Space, *, name: str, folder: Path, searcher: Any, prog
             callbacks=[progress],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
             failure_config=tune.FailureConfig(max_failures=sp.retries)))
+
+
+def dense_root(storage: str | None, name: str, folder: Path, sp: Space) -> str | None:
+    """Where the sweep's trained dense networks are shared: beside Tune's state in the storage
+    (every node reaches it), else in the results folder; None when the space turns it off."""
+    if not getattr(sp, "share_dense", True):
+        return None
+    return f"{storage.rstrip('/')}/{name}/dense" if storage else str(folder / "dense")
 
 
 def _trial_name(trial: Any) -> str:

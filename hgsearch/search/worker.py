@@ -41,6 +41,7 @@ class WorkerSettings:
     gpu: float
     runner: str                  # "module:function" called as run_trial
     checkpoints: bool
+    dense_store: str | None = None   # root of the sweep's DenseStore; None: no sharing
 
 
 def trainable(keys: dict, settings: WorkerSettings) -> None:
@@ -74,9 +75,17 @@ def trainable(keys: dict, settings: WorkerSettings) -> None:
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
             "cpu_threads": torch.get_num_threads() if torch is not None else settings.threads}
         options: dict[str, Any] = {}
-        if settings.checkpoints and "checkpoint" in inspect.signature(run_trial).parameters:
+        accepts = inspect.signature(run_trial).parameters
+        if settings.checkpoints and "checkpoint" in accepts:
             options["checkpoint"] = checkpointer = TuneCheckpointer(settings.objectives)
             extra.update(restarts=checkpointer.restarts, checkpoint_note=checkpointer.note)
+        elif "checkpoint" in accepts:
+            options["checkpoint"] = PhaseReporter(settings.objectives)
+        if settings.dense_store and "dense_store" in accepts:
+            # imported here: it imports torch, which a stand-in runner need not pay for
+            from hgsearch.dense_store import DenseStore
+
+            options["dense_store"] = DenseStore(settings.dense_store)
         log_path = ResultsFolder(folder).log(trial_id)
         log_path.parent.mkdir(parents=True, exist_ok=True)   # another node: not there yet
         with open(log_path, "a", buffering=1) as log_file:
@@ -101,6 +110,31 @@ def report_of(row: Mapping[str, Any], objectives: tuple[str, ...] | list[str]) -
                            for m in objectives}
     out.update(hg_trial_id=row["trial_id"], hg_status=row["status"], hg_final=True)
     return out
+
+
+def phase_report(objectives: tuple[str, ...], state: Mapping[str, Any]) -> dict[str, Any]:
+    """An intermediate report: the phase a trial completed (the searcher reads ``hg_phase``).
+
+    Every report must carry every objective (Tune's strict metric check); NaN here is a
+    placeholder that hg_final=False keeps from the searcher.
+    """
+    return {**{m: math.nan for m in objectives}, "hg_final": False,
+            "hg_phase": state["phase"], "hg_epoch": state["epoch"]}
+
+
+class PhaseReporter:
+    """The Checkpointer of a sweep without checkpoints: keeps nothing, but reports the end of
+    the dense phase (phase "trained") to Tune, as TuneCheckpointer does with its checkpoint."""
+
+    def __init__(self, objectives: tuple[str, ...]) -> None:
+        self.objectives = objectives
+
+    def load(self) -> dict[str, Any] | None:
+        return None
+
+    def save(self, state: dict[str, Any]) -> None:
+        if state["phase"] == "trained":
+            tune.report(phase_report(self.objectives, state))
 
 
 class TuneCheckpointer:
@@ -147,8 +181,5 @@ class TuneCheckpointer:
             write_state(state, Path(tmp) / self.STATE)
             meta = {"restarts": self.restarts, "phase": state["phase"], "epoch": state["epoch"]}
             (Path(tmp) / self.META).write_text(json.dumps(meta))
-            # Every report must carry every objective (Tune's strict metric check); NaN here
-            # is a placeholder that hg_final=False keeps from the searcher.
-            tune.report({**{m: math.nan for m in self.objectives}, "hg_final": False,
-                         "hg_phase": state["phase"], "hg_epoch": state["epoch"]},
+            tune.report(phase_report(self.objectives, state),
                         checkpoint=tune.Checkpoint.from_directory(tmp))

@@ -1,0 +1,400 @@
+"""Shared dense training: a content-addressed store of trained dense networks (issue 11).
+
+Trials whose dense keys (``config.dense_keys``), data and runtime are equal train the same
+network, so it is trained once and kept under ``root/<dense_key>/``::
+
+    state.pt    the network, generator and RNG states, the train-phase curve (and a stopped
+                entry's optimizer state); loads with weights_only=True
+    meta.json   {"status": "trained"|"stopped", "epoch", "seconds_train", "version", "keys"},
+                written LAST: an entry without it does not exist
+    curve.json  the live per-epoch training curve, rewritten after each epoch by the trainer
+    claim       who trains it now (host, pid, time); its heartbeat is rewritten while it trains
+
+``root`` is a folder (shared by every node) or a pyarrow URI (``s3://bucket/path``). In a folder
+claims are O_CREAT|O_EXCL files and files are renamed into place; on a URI a claim is
+check-then-write: a race can only make two trials train one network (paid twice, never wrong).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from hgsearch import early_stop
+from hgsearch.config import FIELDS, TrialConfig, dense_keys, inapplicable_keys
+from hgsearch.fileio import json_text, version_of, write_bytes_atomic
+from hgsearch.runtime import Runtime
+
+
+def data_fingerprint(data: Any) -> str:
+    """sha256 of the loaded split tensors, the class names and the normalization (hex)."""
+    h = hashlib.sha256()
+    for name in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y"):
+        t = getattr(data, name).contiguous()
+        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.numpy().data)
+    h.update(json.dumps([list(data.classes), list(data.mean), list(data.std)]).encode())
+    return h.hexdigest()
+
+
+def normalized_keys(cfg: TrialConfig) -> dict[str, Any]:
+    """The dense keys as the network sees them: inapplicable ones None, and an unregularized
+    config (reg=none or lam=0, the baseline's) as reg=none, lam=0 with every hgsr key None."""
+    values = cfg.to_dict()
+    off = inapplicable_keys(values)
+    out = {k: None if k in off else values[k] for k in dense_keys()}
+    if cfg.reg == "none" or cfg.lam == 0:
+        out.update({k: None for k in out if FIELDS[k].metadata["group"] == "hgsr"})
+        out.update(reg="none", lam=0.0)
+    return out
+
+
+def dense_key(cfg: TrialConfig, data: Any, runtime: Runtime, *,
+              fingerprint: str | None = None) -> str:
+    """The content address (16 hex) of the dense network ``cfg`` trains on ``data``."""
+    payload = {"keys": normalized_keys(cfg), "data": fingerprint or data_fingerprint(data),
+               "runtime": [runtime.device.type, str(runtime.autocast_dtype),
+                           runtime.channels_last],
+               "version": version_of("hgsearch")}
+    return hashlib.sha256(json_text(payload, indent=0).encode()).hexdigest()[:16]
+
+
+def reference_config(cfg: TrialConfig) -> TrialConfig:
+    """The same trial without the regularizer: its network is the early-stopping reference."""
+    return cfg.replace(reg="none")
+
+
+class Entry(NamedTuple):
+    status: str                 # trained | stopped
+    epoch: int                  # the last epoch trained
+    seconds_train: float
+    state: dict[str, Any]       # as in state.pt
+
+
+def snapshot(model: torch.nn.Module, gen: torch.Generator, curve: list[dict],
+             optimizer: dict | None = None) -> dict[str, Any]:
+    """What an entry keeps of a trial at the end of (or stopped in) its training."""
+    state = {"model": model.state_dict(), "generator": gen.get_state(),
+             "rng": torch.get_rng_state(), "curve": [dict(r) for r in curve],
+             **({"optimizer": optimizer} if optimizer is not None else {})}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore(state: dict[str, Any], model: torch.nn.Module, gen: torch.Generator,
+            curve: list[dict]) -> None:
+    """Put a trial where the entry's training left it: network, generator, RNG and curve."""
+    model.load_state_dict(state["model"])
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["rng"])
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    curve[:] = [dict(r) for r in state["curve"]]
+
+
+class _Files:
+    """Bytes under the store's root: a folder (renamed into place; exclusive creates with
+    O_EXCL) or a pyarrow filesystem (written whole on close; check-then-write creates)."""
+
+    def __init__(self, root: str) -> None:
+        self.fs, self.root = None, root
+        if "://" in root:
+            import pyarrow.fs
+
+            fs, self.root = pyarrow.fs.FileSystem.from_uri(root)
+            self.fs = None if isinstance(fs, pyarrow.fs.LocalFileSystem) else fs
+        self.root = self.root.rstrip("/") if self.fs else str(Path(self.root).expanduser())
+
+    def read(self, rel: str) -> bytes | None:
+        try:
+            if self.fs is None:
+                return Path(self.root, rel).read_bytes()
+            with self.fs.open_input_stream(f"{self.root}/{rel}") as f:
+                return f.read()
+        except (FileNotFoundError, OSError):
+            return None
+
+    def write(self, rel: str, data: bytes) -> None:
+        if self.fs is None:
+            return write_bytes_atomic(Path(self.root, rel), data)
+        self.fs.create_dir(f"{self.root}/{rel}".rsplit("/", 1)[0], recursive=True)
+        with self.fs.open_output_stream(f"{self.root}/{rel}") as f:
+            f.write(data)
+
+    def create(self, rel: str, data: bytes) -> bool:
+        """Write ``rel`` unless it exists; False when it did."""
+        if self.fs is not None:
+            if self.read(rel) is not None:
+                return False
+            self.write(rel, data)
+            return True
+        path = Path(self.root, rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return True
+
+    def remove_if(self, rel: str, expected: bytes) -> None:
+        """Remove ``rel`` if it still holds ``expected`` (a stale claim)."""
+        if self.fs is not None:
+            if self.read(rel) == expected:
+                self.delete(rel)
+            return
+        path = Path(self.root, rel)     # in a folder: atomically, by renaming it aside first
+        aside = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.stale")
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return
+        if aside.read_bytes() != expected:   # a fresh claim written since: put it back
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, path)
+        aside.unlink()
+
+    def delete(self, rel: str) -> None:
+        with contextlib.suppress(FileNotFoundError, OSError):
+            if self.fs is None:
+                Path(self.root, rel).unlink()
+            else:
+                self.fs.delete_file(f"{self.root}/{rel}")
+
+
+class DenseStore:
+    """Trained dense networks by ``dense_key``; claims say who trains one now.
+
+    ``stale_s``: a claim whose heartbeat is older is abandoned (its trainer's node died);
+    ``heartbeat_s``: how often a trainer rewrites it; ``poll_s``: how often a waiter looks.
+    """
+
+    def __init__(self, root: str | Path, *, stale_s: float = 300.0, heartbeat_s: float = 30.0,
+                 poll_s: float = 2.0) -> None:
+        self.root, self._io = str(root), _Files(str(root))
+        self.stale_s, self.heartbeat_s, self.poll_s = stale_s, heartbeat_s, poll_s
+        self._held: dict[str, tuple[str, threading.Event]] = {}   # key -> our token, its beat
+
+    def meta(self, key: str) -> dict[str, Any] | None:
+        return _parsed(self._io.read(f"{key}/meta.json")) or None
+
+    def entry(self, key: str) -> Entry | None:
+        """The committed entry of ``key`` (meta.json and the state it names), or None."""
+        for _ in range(5):     # a stopped entry may be replaced by its continuation meanwhile
+            meta = self.meta(key)
+            raw = self._io.read(f"{key}/state.pt") if meta else None
+            if meta is None or raw is None:
+                return None
+            state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+            if state.get("epoch") == meta["epoch"] and state.get("status") == meta["status"]:
+                return Entry(meta["status"], int(meta["epoch"]), float(meta["seconds_train"]),
+                             state)
+        return None
+
+    def save(self, key: str, state: dict[str, Any], *, status: str, epoch: int,
+             seconds_train: float, keys: dict[str, Any]) -> None:
+        """Commit an entry: the state first, meta.json last."""
+        buf = io.BytesIO()
+        torch.save({**state, "status": status, "epoch": epoch}, buf)
+        self._io.write(f"{key}/state.pt", buf.getvalue())
+        self.write_curve(key, state["curve"])
+        meta = {"status": status, "epoch": epoch, "seconds_train": seconds_train,
+                "version": version_of("hgsearch"), "keys": keys}
+        self._io.write(f"{key}/meta.json", json_text(meta).encode())
+
+    def curve(self, key: str) -> list[dict]:
+        """The live (or final) training curve of ``key``; empty when none was written."""
+        raw = self._io.read(f"{key}/curve.json")
+        return json.loads(raw) if raw else []
+
+    def write_curve(self, key: str, curve: list[dict]) -> None:
+        self._io.write(f"{key}/curve.json", json_text([dict(r) for r in curve]).encode())
+
+    def holder(self, key: str) -> dict[str, Any] | None:
+        """The live claim on ``key`` (who trains it), or None; a stale claim is removed."""
+        if (raw := self._io.read(f"{key}/claim")) is None:
+            return None
+        info = _parsed(raw)     # {}: being written by a check-then-write store, so live
+        if info and self._stale(info):
+            self._io.remove_if(f"{key}/claim", raw)
+            return None
+        return info or {"host": "?", "pid": 0}
+
+    def _stale(self, info: dict[str, Any]) -> bool:
+        if time.time() - float(info.get("time", 0)) > self.stale_s:
+            return True
+        if info.get("host") == socket.gethostname():
+            try:
+                os.kill(int(info["pid"]), 0)
+            except ProcessLookupError:
+                return True
+            except (PermissionError, ValueError, KeyError):
+                return False
+        return False
+
+    def claim(self, key: str) -> bool:
+        """Take the claim on ``key`` (taking over a stale one); False while another holds it."""
+        self.holder(key)           # drops a stale claim
+        token, stop = uuid.uuid4().hex, threading.Event()
+        if not self._io.create(f"{key}/claim", self._claim_body(token, 0)):
+            return False
+        self._held[key] = (token, stop)
+        threading.Thread(target=self._beat, args=(key, token, stop, threading.current_thread()),
+                         daemon=True, name=f"dense-heartbeat-{key}").start()
+        return True
+
+    def heartbeat(self, key: str, epoch: int = 0) -> None:
+        """Rewrite our claim on ``key`` with the time now and the epoch reached."""
+        if key in self._held:
+            self._rewrite(key, self._held[key][0], epoch)
+
+    def release(self, key: str) -> None:
+        if (held := self._held.pop(key, None)) is not None:
+            held[1].set()
+            if self._claim_info(key).get("token") == held[0]:
+                self._io.delete(f"{key}/claim")
+
+    def _claim_info(self, key: str) -> dict[str, Any]:
+        return _parsed(self._io.read(f"{key}/claim"))
+
+    def _claim_body(self, token: str, epoch: int) -> bytes:
+        return json_text({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(),
+                          "token": token, "epoch": epoch}).encode()
+
+    def _rewrite(self, key: str, token: str, epoch: int | None = None) -> bool:
+        """Our claim with the time now; False once it is not ours (taken over as stale: this
+        trainer goes on, the network is then paid twice, never wrong)."""
+        info = self._claim_info(key)
+        if info.get("token") != token:
+            return False
+        self._io.write(f"{key}/claim",
+                       self._claim_body(token, info.get("epoch", 0) if epoch is None else epoch))
+        return True
+
+    def _beat(self, key: str, token: str, stop: threading.Event,
+              owner: threading.Thread) -> None:
+        # Between epochs too, so a long epoch is not taken for a dead trainer; it ends with the
+        # thread that trains, so an abandoned training goes stale.
+        while not stop.wait(self.heartbeat_s) and owner.is_alive() and self._rewrite(key, token):
+            pass
+
+
+def _parsed(raw: bytes | None) -> dict[str, Any]:
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+
+
+class SharedDense:
+    """One trial's dense training, through the store when there is one: reused, waited for, or
+    claimed, trained (live curve, heartbeat and early-stopping rungs after each epoch) and
+    stored. Without a store it is just trained."""
+
+    def __init__(self, store: DenseStore | None, cfg: TrialConfig, data: Any, runtime: Runtime,
+                 log: Callable[[str], None]) -> None:
+        self.store, self.cfg, self.log, self.held = store, cfg, log, False
+        self.key: str | None = None
+        self.rungs: early_stop.Rungs | None = None
+        if store is None and early_stop.active(cfg):
+            log("early_stop: no dense store (its reference lives there): not stopping")
+        if store is not None:
+            fingerprint = data_fingerprint(data)
+            self.key = dense_key(cfg, data, runtime, fingerprint=fingerprint)
+            ref = dense_key(reference_config(cfg), data, runtime, fingerprint=fingerprint)
+            self.rungs = early_stop.Rungs(
+                cfg, lambda e: early_stop.reference_curve(store, ref, e, log))
+
+    def run(self, train: Callable[..., Any], *, model: torch.nn.Module,
+            gen: torch.Generator, curve: list[dict], row: dict[str, Any], first: int,
+            opt_state: dict | None, every: Callable[[int, dict], None], epoch_images: int,
+            ) -> None:
+        """Give ``model`` (and ``gen``, the RNG, ``curve``) the trained network: the store's, or
+        ``train(start_epoch=, optimizer_state=, on_epoch_end=)``'s. ``every``: the trial's own
+        checkpoints. Fills dense_key, dense_reused, seconds_train_saved, images_train; may raise
+        Stopped (``curve`` then is the curve the trial ends with)."""
+        t0, base = time.perf_counter(), row["seconds_train"] or 0.0
+        row.update(dense_key=self.key, dense_reused=False, seconds_train_saved=0.0)
+        entry = self._acquire(row, curve) if self.store is not None else None
+        if entry is not None and entry.status == "trained":
+            restore(entry.state, model, gen, curve)
+            row.update(dense_reused=True, images_train=0, seconds_train_saved=entry.seconds_train)
+            self.log(f"dense network {self.key} reused from the store (trained in "
+                     f"{entry.seconds_train:.1f}s)")
+            return
+        if entry is not None and entry.epoch >= first:     # stopped there: train on from it
+            restore(entry.state, model, gen, curve)
+            first, opt_state, base = entry.epoch + 1, entry.state["optimizer"], entry.seconds_train
+            row["seconds_train_saved"] = base
+
+        def on_epoch_end(epoch: int, optimizer: dict) -> None:
+            row["images_train"] += epoch_images
+            every(epoch, optimizer)
+            if self.held:
+                self.store.write_curve(self.key, curve)
+                self.store.heartbeat(self.key, epoch)
+                if why := self.rungs.check(epoch, curve):
+                    self._commit(snapshot(model, gen, curve, optimizer), "stopped", epoch,
+                                 base + time.perf_counter() - t0)
+                    raise early_stop.Stopped(epoch, why)
+
+        try:
+            train(start_epoch=first, optimizer_state=opt_state, on_epoch_end=on_epoch_end)
+            if self.held:
+                self._commit(snapshot(model, gen, curve), "trained", self.cfg.epochs,
+                             base + time.perf_counter() - t0)
+        finally:
+            self._release()     # failed or diverged: another trial may train it
+
+    def _acquire(self, row: dict[str, Any], curve: list[dict]) -> Entry | None:
+        """A trained entry to reuse; else the claim, and a stopped entry to train on from, if
+        any. Waits while another trial trains it; raises Stopped where a stored curve stops."""
+        said = False
+        while True:
+            entry = self.store.entry(self.key)
+            if entry is not None:
+                if (stop := self.rungs.replay(entry.state["curve"])) is not None:
+                    row.update(dense_reused=True, images_train=0,
+                               seconds_train_saved=entry.seconds_train)
+                    curve[:] = [dict(r) for r in entry.state["curve"] if r["epoch"] <= stop.epoch]
+                    raise stop
+                if entry.status == "trained":
+                    return entry
+            if self.store.claim(self.key):
+                self.held = True
+                again = self.store.meta(self.key) or {}      # committed while we looked?
+                if (again.get("status"), again.get("epoch")) == (entry and entry.status,
+                                                                 entry and entry.epoch):
+                    return entry
+                self._release()
+                continue
+            if not said:
+                who = self.store.holder(self.key) or {}
+                self.log(f"dense network {self.key} is being trained by {who.get('host')}:"
+                         f"{who.get('pid')}; waiting to reuse it")
+                said = True
+            time.sleep(self.store.poll_s)
+
+    def _commit(self, state: dict[str, Any], status: str, epoch: int, seconds: float) -> None:
+        self.store.save(self.key, state, status=status, epoch=epoch, seconds_train=seconds,
+                        keys=normalized_keys(self.cfg))
+        self._release()
+
+    def _release(self) -> None:
+        if self.held:
+            self.store.release(self.key)
+            self.held = False

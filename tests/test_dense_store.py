@@ -1,0 +1,341 @@
+"""Shared dense training: a reused network gives the same trial, trainings happen once, stale
+claims are taken over, and the key is exactly the metadata's dense keys."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import hgsearch.trial as trial_module
+from hgsearch import config
+from hgsearch.config import FIELDS, dense_keys, make_config
+from hgsearch.dense_store import DenseStore, data_fingerprint, dense_key, normalized_keys
+from hgsearch.errors import UserError
+from hgsearch.models import load_model
+from hgsearch.results import load_curves
+from hgsearch.runtime import resolve_runtime
+from hgsearch.trial import run_trial
+
+ROOT = Path(__file__).resolve().parents[1]
+# Columns that say where, when and how fast, or whether the store was used: not what came out.
+NOT_COMPARED = {"trial_id", "hostname", "started_at", "finished_at", "dense_reused",
+                "seconds_train_saved", "images_train"}
+
+
+def _same_row(a: dict, b: dict) -> list[str]:
+    skip = NOT_COMPARED | {k for k in a if k.startswith(("seconds_", "latency_"))}
+    return [k for k in a if k not in skip and a[k] != b[k]]
+
+
+def _curve(out_dir: str, trial_id: str) -> list[dict]:
+    df = load_curves(out_dir)
+    df = df[df.trial_id == trial_id].drop(columns=["trial_id", "images_per_s", "seconds"])
+    return df.to_dict("records")
+
+
+def _model(out_dir: str, trial_id: str) -> dict:
+    return load_model(f"{out_dir}/models/{trial_id}.pt").state_dict()
+
+
+@pytest.fixture
+def count_trainings(monkeypatch):
+    """Epochs of dense training run in this process (phase "train" of hgsearch.train.train)."""
+    epochs: list[int] = []
+    original = trial_module.train
+
+    def counting(*args, **kwargs):
+        if kwargs.get("phase") == "train":    # count the epochs run, also when one stops it
+            then = kwargs.get("on_epoch_end")
+
+            def counted(epoch: int, optimizer: dict) -> None:
+                epochs.append(epoch)
+                if then is not None:
+                    then(epoch, optimizer)
+
+            kwargs["on_epoch_end"] = counted
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trial_module, "train", counting)
+    return epochs
+
+
+def test_a_reused_network_gives_the_row_curve_and_model_of_a_fresh_training(
+        tiny, tmp_path, one_thread, count_trainings):
+    keys = {**tiny, "epochs": 2, "prune_ratio": 0.5}
+    out = keys["out_dir"]
+    plain = run_trial({**keys, "trial_id": "plain"}, log=None)        # no store at all
+    store = DenseStore(tmp_path / "dense")
+    trained = run_trial({**keys, "trial_id": "trained"}, log=None, dense_store=store)
+    assert count_trainings == [1, 2, 1, 2]
+    reused = run_trial({**keys, "trial_id": "reused"}, log=None, dense_store=store)
+    assert count_trainings == [1, 2, 1, 2]          # nothing trained for the third
+    assert (trained["dense_reused"], reused["dense_reused"]) == (False, True)
+    saved = store.meta(reused["dense_key"])["seconds_train"]
+    assert reused["seconds_train_saved"] == saved > 0 and trained["seconds_train_saved"] == 0
+    assert (trained["images_train"], reused["images_train"]) == (2 * 250, 0)   # 270 -> 5 x 50
+    assert trained["dense_key"] == reused["dense_key"] and len(reused["dense_key"]) == 16
+    assert plain["dense_key"] is None
+    for other in (trained, reused):
+        assert _same_row({**plain, "dense_key": None}, {**other, "dense_key": None}) == []
+        assert _curve(out, other["trial_id"]) == _curve(out, "plain")
+        a, b = _model(out, "plain"), _model(out, other["trial_id"])
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert reused["images_finetune"] == trained["images_finetune"] == 250
+    # loss_increase: score_samples x (every prunable filter + the unmasked pass)
+    widths = sum(plain["widths_dense"])
+    assert reused["images_score"] == 32 * (widths + 1)
+
+
+def test_a_ladder_value_reuses_the_network_and_scores_like_a_fresh_trial(
+        tiny, tmp_path, one_thread, count_trainings):
+    store = DenseStore(tmp_path / "dense")
+    run_trial({**tiny, "trial_id": "r3", "prune_ratio": 0.3}, log=None, dense_store=store)
+    ladder = run_trial({**tiny, "trial_id": "r7", "prune_ratio": 0.7}, log=None,
+                       dense_store=store)
+    fresh = run_trial({**tiny, "trial_id": "f7", "prune_ratio": 0.7}, log=None)
+    assert count_trainings == [1, 1] and ladder["dense_reused"]
+    assert _same_row({**fresh, "dense_key": None}, {**ladder, "dense_key": None}) == []
+
+
+def test_concurrent_trials_with_one_network_train_it_once(tiny, tmp_path, count_trainings):
+    store = DenseStore(tmp_path / "dense", poll_s=0.05)
+    rows: dict[str, dict] = {}
+
+    def one(trial_id: str, ratio: float) -> None:
+        rows[trial_id] = run_trial({**tiny, "trial_id": trial_id, "prune_ratio": ratio,
+                                    "epochs": 2}, log=None, dense_store=store)
+
+    threads = [threading.Thread(target=one, args=(f"c{i}", r))
+               for i, r in enumerate((0.3, 0.5, 0.7))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert count_trainings == [1, 2]
+    assert sorted(r["dense_reused"] for r in rows.values()) == [False, True, True]
+    assert len({r["dense_key"] for r in rows.values()}) == 1
+    assert {r["status"] for r in rows.values()} == {"ok"}
+    assert not (Path(store.root) / rows["c0"]["dense_key"] / "claim").exists()
+
+
+_KILLED_TRAINER = """
+import sys, time, torch
+import hgsearch.dense_store as ds
+from hgsearch.trial import run_trial
+torch.set_num_threads(1)
+marker = sys.argv[2]
+original = ds.DenseStore.heartbeat
+def heartbeat(self, key, epoch=0):   # after epoch 1: say so, then hang until killed
+    original(self, key, epoch)
+    open(marker, "w").write(key)
+    time.sleep(600)
+ds.DenseStore.heartbeat = heartbeat
+keys = eval(sys.argv[1])
+run_trial(keys, log=None, dense_store=ds.DenseStore(keys["out_dir"] + "/../dense"))
+"""
+
+
+def test_a_killed_trainers_claim_is_taken_over_and_nothing_is_lost_or_doubled(
+        tiny, tmp_path, one_thread, count_trainings):
+    keys = {**tiny, "epochs": 2}
+    marker = tmp_path / "claimed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_TRAINER,
+                             repr({**keys, "trial_id": "killed"}), str(marker)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.exists(), "the trainer never finished its first epoch"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    key = marker.read_text()
+    folder = tmp_path / "dense" / key
+    store = DenseStore(tmp_path / "dense", poll_s=0.05)
+    assert json.loads((folder / "claim").read_text())["pid"] == proc.pid
+    assert [r["epoch"] for r in store.curve(key)] == [1]     # the dead trainer's live curve
+    assert store.meta(key) is None
+
+    taken = run_trial({**keys, "trial_id": "taker"}, log=None, dense_store=store)
+    assert count_trainings == [1, 2] and not taken["dense_reused"]
+    assert sorted(p.name for p in folder.iterdir()) == ["curve.json", "meta.json", "state.pt"]
+    assert [r["epoch"] for r in store.curve(key)] == [1, 2]
+    assert store.meta(key)["status"] == "trained"
+    plain = run_trial({**keys, "trial_id": "plain"}, log=None)
+    assert _same_row({**plain, "dense_key": None}, {**taken, "dense_key": None}) == []
+    again = run_trial({**keys, "trial_id": "again"}, log=None, dense_store=store)
+    assert count_trainings == [1, 2, 1, 2] and again["dense_reused"]   # plain's, not again's
+
+
+def test_a_training_that_crashes_lets_its_claim_go_and_stores_nothing(tiny, tmp_path,
+                                                                     monkeypatch):
+    def crash(*args, **kwargs):
+        raise RuntimeError("node lost")
+
+    monkeypatch.setattr(trial_module, "train", crash)
+    store = DenseStore(tmp_path / "dense")
+    with pytest.raises(RuntimeError, match="node lost"):
+        run_trial({**tiny, "trial_id": "crash"}, log=None, dense_store=store)
+    folders = list((tmp_path / "dense").iterdir()) if (tmp_path / "dense").exists() else []
+    assert all(not (f / "claim").exists() and not (f / "meta.json").exists() for f in folders)
+
+
+def test_a_claim_is_exclusive_and_goes_stale_by_heartbeat_age(tmp_path):
+    store = DenseStore(tmp_path, stale_s=60, heartbeat_s=0.05)
+    assert store.claim("k") and not store.claim("k")       # this process holds it
+    assert store.holder("k")["pid"] == os.getpid()
+    store.release("k")
+    assert store.holder("k") is None and store.claim("k")
+    store.release("k")
+    # another host's claim whose heartbeat is older than stale_s: abandoned
+    old = {"host": "elsewhere", "pid": 1, "time": time.time() - 61, "token": "x", "epoch": 3}
+    (tmp_path / "k" / "claim").write_text(json.dumps(old))
+    assert store.holder("k") is None and not (tmp_path / "k" / "claim").exists()
+    fresh = {**old, "time": time.time()}
+    (tmp_path / "k" / "claim").write_text(json.dumps(fresh))
+    assert store.holder("k")["host"] == "elsewhere" and not store.claim("k")
+
+
+def test_the_heartbeat_keeps_a_claim_fresh_between_epochs(tmp_path):
+    store = DenseStore(tmp_path, stale_s=60, heartbeat_s=0.05)
+    assert store.claim("k")
+    first = store.holder("k")["time"]
+    time.sleep(0.3)
+    assert store.holder("k")["time"] > first
+    store.release("k")
+
+
+def test_a_uri_store_keeps_entries_and_claims(tmp_path):
+    store = DenseStore(f"file://{tmp_path}/uri")
+    assert store.claim("k") and not store.claim("k")
+    store.write_curve("k", [{"phase": "train", "epoch": 1, "val_acc": 0.5}])
+    store.save("k", {"curve": store.curve("k"), "model": {}}, status="trained", epoch=1,
+               seconds_train=2.0, keys={})
+    store.release("k")
+    entry = store.entry("k")
+    assert entry.status == "trained" and entry.seconds_train == 2.0
+    assert (tmp_path / "uri" / "k" / "meta.json").exists() and store.holder("k") is None
+
+
+def test_an_object_store_backend_claims_by_check_then_write(tmp_path):
+    import pyarrow.fs
+
+    store = DenseStore(tmp_path / "unused")
+    # a filesystem without exclusive creates (as S3): local here, behind the pyarrow interface
+    store._io.fs, store._io.root = pyarrow.fs.LocalFileSystem(), str(tmp_path / "arrow")
+    assert store.claim("k") and not store.claim("k")
+    store.release("k")
+    assert store.claim("k")
+    store.release("k")
+    assert store.entry("k") is None and not (tmp_path / "arrow" / "k" / "claim").exists()
+    store.write_curve("k", [])
+    assert (tmp_path / "arrow" / "k" / "curve.json").exists()   # written through pyarrow
+
+
+# --- the key
+
+
+def _data(seed: int = 0) -> SimpleNamespace:
+    g = torch.Generator().manual_seed(seed)
+    split = {f"{s}_{k}": (torch.randint(0, 256, (4, 3, 8, 8), generator=g, dtype=torch.uint8)
+                          if k == "x" else torch.arange(4))
+             for s in ("train", "val", "test") for k in ("x", "y")}
+    return SimpleNamespace(**split, classes=["a", "b"], mean=(0.5,) * 3, std=(0.25,) * 3)
+
+
+def test_dense_keys_come_from_the_metadata():
+    groups = {n for n, f in FIELDS.items() if f.metadata["group"] in ("data", "train", "hgsr")}
+    assert set(dense_keys()) == (groups - {"data_dir", "cache_dir", "zero_tol"}) \
+        | {"seed", "compile"}
+    assert not {"prune_ratio", "finetune_epochs", "early_stop", "trial_id"} & set(dense_keys())
+
+
+def _other(name: str, value):
+    """A valid value of key ``name`` other than ``value``."""
+    meta = FIELDS[name].metadata
+    if meta["choices"]:
+        return next(c for c in meta["choices"] if c != value)
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, int):
+        return value + 1 if meta["hi"] is None or value + 1 <= meta["hi"] else value - 1
+    return value / 2 if value > 0 else meta["hi"] / 2
+
+
+@pytest.mark.parametrize("name", list(FIELDS))
+def test_changing_a_key_changes_the_dense_key_iff_it_is_an_applicable_dense_key(name):
+    base = make_config({"dataset": "synthetic"})
+    runtime, data = resolve_runtime("cpu"), _data()
+    try:
+        changed = base.replace(**{name: _other(name, getattr(base, name))})
+    except UserError:
+        pytest.skip(f"{name}: no other valid value alone")
+    differs = dense_key(changed, data, runtime) != dense_key(base, data, runtime)
+    applies = name not in (config.inapplicable_keys(base) | config.inapplicable_keys(changed))
+    assert differs == (name in dense_keys() and applies)
+
+
+def test_unregularized_configs_share_one_key():
+    runtime, data = resolve_runtime("cpu"), _data()
+    a = make_config({"reg": "none", "mix": 0.1, "reg_solver": "proximal"})
+    b = make_config({"reg": "group_l12", "lam": 0.0, "lam_scale": "init"})
+    c = make_config({"reg": "l1", "lam": 0.0})
+    assert len({dense_key(x, data, runtime) for x in (a, b, c)}) == 1
+    assert normalized_keys(a)["reg"] == "none" and normalized_keys(a)["mix"] is None
+    assert dense_key(make_config({"reg": "l1"}), data, runtime) != dense_key(a, data, runtime)
+
+
+def test_the_data_and_the_runtime_are_in_the_key():
+    cfg, data = make_config({}), _data()
+    other = _data()
+    other.train_x[0, 0, 0, 0] ^= 1                 # one bit of one pixel
+    assert data_fingerprint(other) != data_fingerprint(data)
+    cpu = resolve_runtime("cpu")
+    assert dense_key(cfg, other, cpu) != dense_key(cfg, data, cpu)
+    bf16 = resolve_runtime("cpu", precision="bf16")
+    assert dense_key(cfg, data, bf16) != dense_key(cfg, data, cpu)
+
+
+# --- the sweep's plumbing
+
+
+def test_the_sweeps_store_is_beside_tunes_state_or_in_the_results_folder(tmp_path):
+    from hgsearch.search.tuner import dense_root
+
+    sp = SimpleNamespace(share_dense=True)
+    assert dense_root("s3://b/p/", "demo", tmp_path, sp) == "s3://b/p/demo/dense"
+    assert dense_root(None, "demo", tmp_path, sp) == str(tmp_path / "dense")
+    assert dense_root(None, "demo", tmp_path, SimpleNamespace(share_dense=False)) is None
+
+
+def test_without_checkpoints_the_worker_still_reports_the_end_of_the_dense_phase(monkeypatch):
+    import math
+
+    from hgsearch.search import worker
+
+    reports: list[tuple[dict, object]] = []
+    monkeypatch.setattr(worker.tune, "report",
+                        lambda metrics, checkpoint=None: reports.append((metrics, checkpoint)))
+    reporter = worker.PhaseReporter(("acc_final", "params_ratio"))
+    assert reporter.load() is None
+    for phase, epoch in (("train", 5), ("trained", 0), ("pruned", 0), ("finetune", 1)):
+        reporter.save({"phase": phase, "epoch": epoch})
+    assert len(reports) == 1 and reports[0][1] is None
+    metrics = reports[0][0]
+    assert metrics["hg_phase"] == "trained" and metrics["hg_final"] is False
+    assert math.isnan(metrics["acc_final"]) and math.isnan(metrics["params_ratio"])
+    assert worker.report_of({"trial_id": "t1", "status": "stopped"}, ("acc_final",))[
+        "hg_status"] == "stopped"
