@@ -11,7 +11,8 @@ from typing import Any
 from hgsearch import config
 from hgsearch.search.space import SET_BY_SWEEP, Param, key_problem
 
-BASELINE_VALUES = {"reg": "none", "lam": 0.0, "prune_ratio": 0.0}
+# The baseline is the early-stopping reference (hgsearch/early_stop.py): it is never stopped.
+BASELINE_VALUES = {"reg": "none", "lam": 0.0, "prune_ratio": 0.0, "early_stop": False}
 # Keys of these groups are inert in the baseline, so a search over them needs no baseline value.
 BASELINE_INERT_GROUPS = ("hgsr", "prune")
 BASELINE_ID = "baseline"
@@ -39,7 +40,8 @@ def parse_baseline(raw: Any, fixed: Mapping[str, Any], params: Sequence[Param],
             changes[key] = config.coerce(key, value)
     for p in params:
         inert = config.FIELDS[p.key].metadata["group"] in BASELINE_INERT_GROUPS
-        if not inert and p.key not in fixed and p.key not in overrides:
+        if not inert and p.key not in fixed and p.key not in overrides \
+                and p.key not in BASELINE_VALUES:
             bad("baseline", f"{p.key} is searched; give the baseline's value "
                 f"(baseline: {{{p.key}: ...}}) so that it trains on the same budget")
     known = config.problems_of(dict(fixed))     # reported under fixed
@@ -47,3 +49,12 @@ def parse_baseline(raw: Any, fixed: Mapping[str, Any], params: Sequence[Param],
         if problem not in known:
             bad("baseline", problem)
     return changes
+
+
+def early_stop_default(fixed: Mapping[str, Any], params: Sequence[Param],
+                       baseline: Mapping[str, Any] | None) -> dict:
+    """``{"early_stop": True}`` for the searched trials of a sweep with a baseline (their
+    reference curve), unless the file fixes or searches early_stop; else ``{}``."""
+    if baseline is None or "early_stop" in fixed or any(p.key == "early_stop" for p in params):
+        return {}
+    return {"early_stop": True}

@@ -3,7 +3,8 @@
 ``Progress`` is a Tune callback. When a trial ends it makes sure the trial has exactly one
 row (a ``failed`` row when the worker wrote none: reconcile R7), hands the row to the sweep's
 trackers once, deletes the trial's checkpoints (unless the space keeps them) and prints one
-line with the objectives, done/total, elapsed time and an ETA.
+line with the objectives, done/total, elapsed time and an ETA. A ``stopped`` trial (its dense
+phase stopped early) has ended like any other: it counts as done, with its epoch in the line.
 """
 
 from __future__ import annotations
@@ -111,7 +112,10 @@ class Progress(tune.Callback):
         figures = "  ".join(f"{m} {_fmt(row.get(m))}" for m in self.objectives)
         seconds = row.get("seconds_total")
         took = f" ({_duration(seconds)})" if finite(seconds) else ""
-        self._line(trials, trial, f"{trial_id} {row['status']}  {figures}{took}")
+        status = row["status"]
+        if status == "stopped":     # early stopping: objectives null, the epoch says more
+            status += f" at epoch {_fmt(row.get('stopped_epoch'))}"
+        self._line(trials, trial, f"{trial_id} {status}  {figures}{took}")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **_: Any) -> None:
         self.log(f"{_name(trial)} crashed ({self._error(trial)}); retrying")

@@ -15,13 +15,15 @@ R4  An adopted orphan (RUNNING in the study, unknown to Tune's saved state) has 
 R5  The budget counts the study, not Tune's memory of it: the searcher asks Optuna for a new
     trial only while the study holds fewer than ``num_samples`` trials, and Tune itself is
     given no count (``num_samples=-1``; the searcher says FINISHED). Restarts, a changed
-    storage or Tune state that cannot be read therefore never add trials.
+    storage or Tune state that cannot be read therefore never add trials. A ladder's pending
+    siblings (ladder.py, in the study's user attrs) count as asked.
 R6  A diverged trial is told COMPLETE and infeasible (constraint ``diverged`` = 1), every
     other told trial feasible (0). FAIL is what TPE, NSGA-II and GP ignore: they would keep
     proposing the region that diverges. Infeasible trials rank below every feasible one (TPE's
     split, NSGA-II's constrained domination, GP's feasibility model) and are left out of
     ``study.best_trials``; their values are placeholders (``placeholder_values``), never a
-    result: the row keeps NaN.
+    result: the row keeps NaN. A ``stopped`` trial (early stopping of its dense phase) is told
+    PRUNED: it never counts as completed.
 R7  Every trial that Tune ends gets exactly one row: the driver writes a ``failed`` row
     (config, error, attempts) when the worker could not (``failed_row``), and once Tune has
     ended every trial, for any trial of the study still without one (a driver killed as Tune
@@ -38,9 +40,11 @@ import optuna
 from optuna.trial import TrialState
 
 from hgsearch.results import empty_metrics
-from hgsearch.search.records import finite, now, read_row, trial_id_of
+from hgsearch.search import ladder
+from hgsearch.search.records import ENDED, finite, now, read_row, trial_id_of
 
 DIVERGED = "diverged"        # the constraint's name (Trial.set_constraint)
+STOPPED = "stopped"          # the row status of a trial whose dense phase was stopped early
 
 
 def is_finished(study: optuna.Study, trial: optuna.trial.Trial) -> bool:
@@ -60,6 +64,8 @@ def tell_outcome(study: optuna.Study, trial: optuna.trial.Trial, *, status: str,
         trial.set_constraint(DIVERGED, 1.0)
         trial.set_user_attr("placeholder_values", True)
         study.tell(trial, placeholder_values(study, values), state=TrialState.COMPLETE)
+    elif status == STOPPED:
+        study.tell(trial, state=TrialState.PRUNED)
     else:
         study.tell(trial, state=TrialState.FAIL)
     return True
@@ -111,8 +117,9 @@ def adopt(study: optuna.Study, frozen: optuna.trial.FrozenTrial,
 
 
 def remaining(study: optuna.Study, num_samples: int) -> int:
-    """R5: searched trials still to ask of Optuna (the study counts, in every state)."""
-    return num_samples - len(study.get_trials(deepcopy=False))
+    """R5: searched trials still to ask of Optuna (the study counts, in every state, and so do
+    pending ladder siblings)."""
+    return num_samples - len(study.get_trials(deepcopy=False)) - ladder.pending_count(study)
 
 
 def failed_row(config: Mapping[str, Any], *, error: str, attempts: int,
@@ -146,4 +153,4 @@ def write_missing_rows(study: optuna.Study, folder: Path, *, fixed: Mapping[str,
 def needs_failed_row(folder: Path, trial_id: str) -> bool:
     """R7: whether a trial that Tune ended as an error lacks a row that says so."""
     row = read_row(folder, trial_id)
-    return row is None or row.get("status") not in ("ok", DIVERGED, "failed")
+    return row is None or row.get("status") not in ENDED

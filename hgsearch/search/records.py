@@ -28,8 +28,9 @@ TUNE_DIR = "tune"
 OPTUNA_FILE = "optuna.db"
 LOCK_FILE = "sweep.lock"
 TRACKED_DIR = "tracked"
-DONE = ("ok", "diverged")        # row statuses of a trial that ran to its end
-ENDED = ("ok", "diverged", "failed")   # row statuses that end a trial for good
+# Row statuses of a trial that ran to its end (stopped: its dense phase was stopped early).
+DONE = ("ok", "diverged", "stopped")
+ENDED = (*DONE, "failed")        # row statuses that end a trial for good
 
 
 def trial_id_of(number: int) -> str:

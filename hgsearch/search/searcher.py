@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 from ray.tune.search import Searcher as TuneSearcher
 from ray.tune.search.optuna import OptunaSearch
 
 from hgsearch.errors import UserError
-from hgsearch.search import reconcile
+from hgsearch.search import ladder, reconcile
 from hgsearch.search.baseline import BASELINE_ID
-from hgsearch.search.records import DONE, optuna_storage_url, read_row, trial_id_of
+from hgsearch.search.records import DONE, ENDED, optuna_storage_url, read_row, trial_id_of
 from hgsearch.search.space import Space
 
 
@@ -30,8 +31,13 @@ class Searcher(OptunaSearch):
     - each trial's config carries trial_id ``t<Optuna number>``;
     - orphans of a killed driver are adopted before new trials (R4), and no trial is asked
       once the study holds ``num_samples`` (R5);
+    - a ladder's siblings (ladder.py) are asked after orphans and before new samples, once
+      their parent's dense phase is over (or it ended, or another driver ran it);
     - every end is told through ``reconcile.tell_outcome`` (R2, R6).
     """
+
+    # Phases of a trial's reports (worker.py) during which its dense network is not trained.
+    DENSE_PHASES = ("train",)
 
     def __init__(self, sp: Space, *, storage: Any, study_name: str, folder: Path) -> None:
         super().__init__(space=sp.suggest, metric=sp.metrics, mode=sp.modes,
@@ -47,6 +53,9 @@ class Searcher(OptunaSearch):
         self._baseline = sp.baseline
         self._baseline_trial: str | None = None
         self._folder = str(folder)
+        self._ladder = sp.ladder
+        self._phases: dict[str, str] = {}       # Tune trial id -> the phase it last reported
+        ladder.tidy(self._ot_study)
 
     @property
     def study(self) -> optuna.Study:
@@ -62,19 +71,46 @@ class Searcher(OptunaSearch):
             ot_trial = reconcile.adopt(self._ot_study, lost[0], self._space)
             self._ot_trials[trial_id] = ot_trial
             params = dict(ot_trial.params)
-        elif reconcile.remaining(self._ot_study, self._num_samples) <= 0:
-            return TuneSearcher.FINISHED
         else:
+            # A queued sibling (a driver killed after enqueueing it) goes first, then one to
+            # release; Optuna's ask pops the queue before it samples.
+            waiting = self._ot_study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            release = None if waiting else ladder.next_release(self._ot_study, self._released)
+            if not waiting and release is None \
+                    and reconcile.remaining(self._ot_study, self._num_samples) <= 0:
+                # Siblings still pending wait for their parent's training: Tune asks again.
+                return None if ladder.pending_count(self._ot_study) else TuneSearcher.FINISHED
+            if release is not None:
+                ladder.enqueue(self._ot_study, *release, key=self._ladder.key)
             params = super().suggest(trial_id)
             ot_trial = self._ot_trials[trial_id]
+            if release is not None:
+                ladder.asked(self._ot_study, *release)
+        if self._ladder is not None and not ladder.is_sibling(ot_trial) \
+                and not ladder.has_record(self._ot_study, ot_trial.number):
+            ladder.record(self._ot_study, ot_trial, self._ladder,
+                          reconcile.remaining(self._ot_study, self._num_samples))
         ours = trial_id_of(ot_trial.number)
         ot_trial.set_user_attr("trial_id", ours)
         return {**params, "trial_id": ours}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        # Only a trial's end is told: intermediate reports are checkpoints (NaN placeholders)
-        # and the sweep prunes nothing, so nothing here may write to Optuna.
-        return
+        # Only a trial's end is told: intermediate reports are checkpoints and phase ends (NaN
+        # placeholders), so nothing here may write to Optuna; the phase releases siblings.
+        if result.get("hg_phase"):
+            self._phases[trial_id] = str(result["hg_phase"])
+
+    def _released(self, number: int) -> bool:
+        """Whether parent ``number``'s siblings may be asked: its dense phase is over, it
+        ended, or this driver does not run it (it ran before a resume)."""
+        ids = [tid for tid, t in self._ot_trials.items() if t.number == number]
+        if not ids or ids[-1] in self._completed_trials:
+            return True
+        if self._phases.get(ids[-1], self.DENSE_PHASES[0]) not in self.DENSE_PHASES:
+            return True
+        row = read_row(self._folder, trial_id_of(number)) or {}
+        return row.get("status") in ENDED or reconcile.is_finished(self._ot_study,
+                                                                     self._ot_trials[ids[-1]])
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:

@@ -14,10 +14,12 @@ from typing import Any
 from hgsearch import config
 from hgsearch.errors import UserError
 
-DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
+DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice", "ladder")
 MODIFIERS = ("when", "log", "step")
 SECTIONS = ("fixed", "search", "objectives", "sampler", "num_samples", "max_concurrent",
-            "resources", "retries", "baseline", "keep_checkpoints")
+            "resources", "retries", "baseline", "keep_checkpoints", "share_dense")
+# Groups whose keys act after the dense training: one of them may be a ladder (ladder.py).
+LADDER_GROUPS = ("prune", "finetune")
 # An objective's direction as written (Optuna spells them out in full; a sweep.json may hold
 # either spelling) -> "max" | "min". The one table: analysis.front parses objectives with it.
 DIRECTIONS = {"max": "max", "maximize": "max", "min": "min", "minimize": "min"}
@@ -32,6 +34,7 @@ class Param:
 
     key: str
     kind: str                       # one of DISTRIBUTIONS
+    # choice and ladder: the values (a ladder's in file order: its siblings' order)
     low: float | int | None = None
     high: float | int | None = None
     choices: tuple = ()
@@ -40,8 +43,8 @@ class Param:
     when: tuple[tuple[str, tuple], ...] = ()    # ((key, allowed values), ...)
 
     def describe(self) -> str:
-        if self.kind == "choice":
-            text = "choice " + ", ".join(str(c) for c in self.choices)
+        if self.kind in ("choice", "ladder"):
+            text = f"{self.kind} " + ", ".join(str(c) for c in self.choices)
         else:
             log = " log" if self.log and self.kind == "int" else ""
             step = f" step {self.step:g}" if self.step else ""
@@ -77,6 +80,12 @@ class Space:
     baseline: dict | None                       # the baseline's keys besides fixed; None: none
     notes: tuple[str, ...] = ()                 # advice that is no error
     keep_checkpoints: bool = False              # keep a trial's checkpoints after its row
+    share_dense: bool = True                    # trials reuse equal dense networks (store)
+
+    @property
+    def ladder(self) -> Param | None:
+        """The searched key whose every value each trained network is evaluated at, if any."""
+        return next((p for p in self.params if p.kind == "ladder"), None)
 
     @property
     def metrics(self) -> list[str]:
@@ -98,7 +107,9 @@ class Space:
         Optuna's ``suggest_*`` returns it instead of sampling again. A key that has no effect
         given the keys sampled before it (``config.inapplicable_keys``: ``reg_outer`` on one
         level, the group keys with ``reg=l1``...) is not proposed, so the study holds only
-        parameters that mattered; its row holds null for it.
+        parameters that mattered; its row holds null for it. A ladder is a categorical over its
+        values: every trial has the same distribution, and a sibling (ladder.py) is an enqueued
+        trial whose value is fixed.
         """
         from hgsearch.config import inapplicable_keys
 
@@ -108,7 +119,7 @@ class Space:
                 continue    # not searched in this trial: fixed or default value applies
             if p.key in inapplicable_keys(values):
                 continue    # inert in this trial: proposing it would only mislead the sampler
-            if p.kind == "choice":
+            if p.kind in ("choice", "ladder"):
                 values[p.key] = trial.suggest_categorical(p.key, list(p.choices))
             elif p.kind == "int":
                 values[p.key] = trial.suggest_int(p.key, p.low, p.high, step=p.step or 1,
@@ -135,6 +146,8 @@ class Space:
         extra = " + baseline" if self.baseline is not None else ""
         lines.append(f"  trials:     {self.num_samples}{extra}, {self.max_concurrent} at a time, "
                      f"cpu {self.cpu:g} gpu {self.gpu:g} each, {self.retries} retries")
+        lines.append(f"  dense:      {'shared' if self.share_dense else 'trained by each trial'}"
+                     + (f"; ladder over {self.ladder.key}" if self.ladder else ""))
         lines.extend(f"  note: {n}" for n in self.notes)
         return lines
 

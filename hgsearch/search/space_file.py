@@ -10,6 +10,7 @@ example)::
       score_samples: {int: [16, 256], log: true}
       reg_levels: {choice: [1, 2]}
       reg_outer:  {choice: [sqrt, square], when: {reg_levels: 2}}   # searched only then
+      prune_ratio: {ladder: [0.3, 0.5, 0.7]}   # every trained network at each value (ladder.py)
     objectives:   {acc_final: max, params_ratio: min}                 # numeric row columns
     sampler:      {name: tpe, seed: 0, options: {multivariate: true, group: true}}
     num_samples: 8          # searched trials (the baseline comes on top)
@@ -18,6 +19,11 @@ example)::
     retries: 1              # re-runs of a crashed trial
     baseline: true          # also train the unregularized, unpruned network (METHOD.md part 4)
     keep_checkpoints: false # keep a trial's checkpoints once its row is written
+    share_dense: true       # trials whose dense keys are equal reuse one trained network
+
+A ladder (one at most, on a prune or finetune key): each trained network serves every value,
+each its own trial and row, all within num_samples. With a baseline, searched trials get
+``early_stop: true`` (the baseline never stops); ``fixed: {early_stop: false}`` turns it off.
 Every key is checked against hgsearch.config's trial keys; every problem is reported at once.
 """
 
@@ -30,7 +36,8 @@ from typing import Any
 
 from hgsearch import config
 from hgsearch.errors import UserError
-from hgsearch.search.baseline import parse_baseline
+from hgsearch.search.baseline import early_stop_default, parse_baseline
+from hgsearch.search.ladder import ladder_notes, parse_ladder
 from hgsearch.search.samplers import parse_sampler, sampler_notes
 from hgsearch.search.space import (
     DIRECTIONS,
@@ -115,9 +122,12 @@ class _Parser:
                      "devices it asked for)")
         retries = self.integer(data, "retries", 0, lo=0)
         baseline = parse_baseline(data.get("baseline", True), fixed, params, self.bad)
-        keep = data.get("keep_checkpoints", False)
-        if not isinstance(keep, bool):
-            self.bad("keep_checkpoints", f"{keep!r}: expected true or false")
+        keep, share = (data.get(k, d) for k, d in (("keep_checkpoints", False),
+                                                    ("share_dense", True)))
+        for key, value in (("keep_checkpoints", keep), ("share_dense", share)):
+            if not isinstance(value, bool):
+                self.bad(key, f"{value!r}: expected true or false")
+        fixed.update(early_stop_default(fixed, params, baseline))
         self.cross_checks(fixed, params)
         if self.problems:
             return None
@@ -125,7 +135,9 @@ class _Parser:
                      params=tuple(params), objectives=tuple(objectives), sampler=sampler,
                      num_samples=num_samples, max_concurrent=max_concurrent, cpu=cpu, gpu=gpu,
                      retries=retries, baseline=baseline, keep_checkpoints=keep is True,
-                     notes=tuple(sampler_notes(sampler, params, num_samples)))
+                     share_dense=share is not False,
+                     notes=tuple(sampler_notes(sampler, params, num_samples)
+                                 + ladder_notes(params, num_samples, share is not False)))
 
     # ----------------------------------------------------------------- sections
 
@@ -153,6 +165,10 @@ class _Parser:
         params: list[Param] = []
         for key, spec in raw.items():
             param = self.param(str(key), spec, fixed, params)
+            first = next((p.key for p in params if p.kind == "ladder"), None)
+            if param is not None and param.kind == "ladder" and first is not None:
+                self.bad(f"search.{key}", f"only one key may be a ladder; {first} is one")
+                param = None
             if param is not None:
                 params.append(param)
             else:
@@ -187,6 +203,10 @@ class _Parser:
             self.bad(where, "is also under fixed; a key may be both only when searched under "
                      "a condition (when:)")
         type_name = config.type_name(key)
+        if kind == "ladder":
+            if "log" in spec or "step" in spec:
+                self.bad(where, "log and step apply to uniform, loguniform and int only")
+            return parse_ladder(key, spec["ladder"], when, lambda m: self.bad(where, m))
         if kind == "choice":
             choices = self.choices(where, key, spec["choice"])
             if "log" in spec or "step" in spec:
@@ -353,7 +373,7 @@ class _Parser:
         for problem in base:
             self.bad("fixed", problem)
         for p in params:
-            corners = p.choices if p.kind == "choice" else (p.low, p.high)
+            corners = p.choices if p.kind in ("choice", "ladder") else (p.low, p.high)
             for value in corners:
                 for problem in config.problems_of({**fixed, p.key: value}):
                     if problem not in base:

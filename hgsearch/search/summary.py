@@ -1,4 +1,5 @@
-"""The lines a sweep prints at its end: counts by status, the baseline, the Pareto front."""
+"""The lines a sweep prints at its end: counts by status (stopped ones said apart), the
+baseline, the Pareto front."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ def summary(rows: Any, sp: Space, *, name: str, complete: bool) -> list[str]:
     counts = rows["status"].value_counts().to_dict() if len(rows) else {}
     lines = [f"sweep {name}: {len(rows)} rows (" + ", ".join(
         f"{n} {s}" for s, n in sorted(counts.items())) + ")"]
+    if counts.get("stopped"):
+        lines.append(f"{counts['stopped']} stopped early (a hopeless dense phase): told to Optuna "
+                     "as PRUNED, never counted as completed nor put on the front")
     if not complete:
         lines.append(f"not finished: continue with `hgsearch sweep --name {name} --resume`")
     is_base = baseline_mask(rows)

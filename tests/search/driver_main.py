@@ -2,7 +2,9 @@
 
 HGSEARCH_TEST_KILL_AT=``ask`` | ``diverged`` | ``failed`` SIGKILLs the driver's whole process
 group right after the searcher has asked Optuna for a trial (before Tune launches it), or right
-after the driver has recorded a diverged or a failed trial. Nothing of this is in the product:
+after the driver has recorded a diverged or a failed trial; ``ladder_enqueue`` right after a
+ladder sibling was enqueued (before its ask), ``ladder_asked`` after its ask, before its value
+left the pending list (hgsearch/search/ladder.py). Nothing of this is in the product:
 the wrappers are put around its methods here, in the test's own driver process.
 """
 
@@ -14,6 +16,7 @@ import signal
 import sys
 
 import hgsearch.search.driver as driver
+import hgsearch.search.ladder as ladder
 from hgsearch.cli import main
 from hgsearch.search.progress import Progress
 from hgsearch.search.searcher import Searcher
@@ -38,6 +41,15 @@ def _install(kill_at: str) -> None:
         _die_after_row(Progress, "on_trial_complete", "diverged")
     elif kill_at == "failed":
         _die_after_row(Progress, "on_trial_error", "failed")
+    elif kill_at == "ladder_enqueue":
+        enqueue = ladder.enqueue
+
+        def enqueue_then_die(*args, **kwargs):
+            enqueue(*args, **kwargs)
+            _die()
+        ladder.enqueue = enqueue_then_die
+    elif kill_at == "ladder_asked":
+        ladder.asked = lambda *args, **kwargs: _die()
 
 
 def _die_after_row(cls: type, method: str, status: str) -> None:

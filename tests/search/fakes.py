@@ -3,11 +3,14 @@
 A fake trial writes a ``started-<id>`` marker, sleeps FAKE_TRIAL_SLEEP seconds (environment,
 inherited by Ray's workers; default 0.2) and writes a row. Its ``lam`` says how it ends:
 DIVERGE gives a diverged row, FAIL raises before any row, KILL SIGKILLs its own worker;
-FAKE_OUTCOMES ("t0001:diverge,t0003:fail") says it by trial id instead.
+FAKE_OUTCOMES ("t0001:diverge,t0003:fail,t0004:stop") says it by trial id instead (stop: a
+``stopped`` row, as early stopping writes). ``fake_ladder_run_trial`` first reports its dense
+phase over, as the worker does, so that a ladder's siblings are released while it runs.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
@@ -32,8 +35,8 @@ def fake_run_trial(config: dict, *, extra: dict | None = None, log=print,
     time.sleep(seconds)
     lam = config.get("lam", 1.0e-4)
     by_id = dict(p.split(":") for p in os.environ.get("FAKE_OUTCOMES", "").split(",") if p)
-    lam = {"diverge": DIVERGE, "fail": FAIL, "kill": KILL}.get(by_id.get(config["trial_id"]),
-                                                              lam)
+    outcome = by_id.get(config["trial_id"])
+    lam = {"diverge": DIVERGE, "fail": FAIL, "kill": KILL}.get(outcome, lam)
     if lam == FAIL:
         raise RuntimeError("injected failure before any row")
     if lam == KILL:
@@ -42,7 +45,18 @@ def fake_run_trial(config: dict, *, extra: dict | None = None, log=print,
            "finished_at": now()}
     if lam == DIVERGE:
         row.update(status="diverged", error="loss is nan")
+    elif outcome == "stop":
+        row.update(status="stopped", stopped_epoch=1, error="early stop: injected")
     else:
         row.update(status="ok", acc_final=1.0 - lam * 10, params_ratio=0.5 + lam)
     write_row(out, row)
     return row
+
+
+def fake_ladder_run_trial(config: dict, *, extra: dict | None = None, log=print) -> dict:
+    """fake_run_trial after a report of phase "trained" (NaN objectives, as the worker's)."""
+    from ray import tune
+
+    tune.report({"acc_final": math.nan, "params_ratio": math.nan, "hg_final": False,
+                 "hg_phase": "trained", "hg_epoch": 1})
+    return fake_run_trial(config, extra=extra, log=log)

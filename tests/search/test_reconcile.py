@@ -43,13 +43,13 @@ def test_r1_a_trial_id_has_at_most_one_row(tmp_path):
     assert [p.name for p in (tmp_path / "trials").iterdir()] == ["t0000.parquet"]  # no temp
 
 
-@pytest.mark.parametrize("first", ["ok", "diverged", "failed"])
+@pytest.mark.parametrize("first", ["ok", "diverged", "failed", "stopped"])
 def test_r2_telling_a_finished_trial_again_is_a_no_op(study, first):
     trial = study.ask()
     trial.suggest_float("lam", 0, 1)
     assert reconcile.tell_outcome(study, trial, status=first, values=[0.5, 0.25])
     before = study.trials[0]
-    for status in ("ok", "diverged", "failed"):    # no UpdateFinishedTrialError either
+    for status in ("ok", "diverged", "failed", "stopped"):    # no UpdateFinishedTrialError
         assert not reconcile.tell_outcome(study, trial, status=status, values=[0.1, 0.9])
     after = study.trials[0]
     assert (after.state, after.values, after.user_attrs, after.system_attrs) == \
@@ -87,6 +87,19 @@ def test_r5_the_budget_is_the_studys(study, space):
             study.tell(trial, [0.1, 0.2])
         elif state == TrialState.FAIL:
             study.tell(trial, state=TrialState.FAIL)
+    assert reconcile.remaining(study, 4) == 1 and reconcile.remaining(study, 3) == 0
+
+
+def test_r5_pending_ladder_siblings_count_as_asked_once(study):
+    from hgsearch.search import ladder
+
+    study.ask()
+    study.set_user_attr(f"{ladder.PENDING}0", [0.5, 0.7])     # trial 0's two siblings
+    assert reconcile.remaining(study, 4) == 1
+    # One released (queued, then asked): a trial now, still in the list until ladder.asked.
+    study.enqueue_trial({}, user_attrs={ladder.PARENT: 0, ladder.VALUE: 0.5})
+    assert reconcile.remaining(study, 4) == 1
+    study.ask()
     assert reconcile.remaining(study, 4) == 1 and reconcile.remaining(study, 3) == 0
 
 

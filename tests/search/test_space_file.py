@@ -54,7 +54,7 @@ def test_every_shipped_space_is_valid(path):
     # Every searched range lies inside the key's allowed range (checked independently here).
     for p in space.params:
         meta = config.FIELDS[p.key].metadata
-        if p.kind == "choice":
+        if p.kind in ("choice", "ladder"):
             assert all(config.check(p.key, c) is None for c in p.choices)
         else:
             assert meta["lo"] <= p.low < p.high <= meta["hi"]
@@ -291,3 +291,64 @@ def test_auto_sampler_needs_fetch_true_and_validate_never_fetches(fake_hub, tmp_
     sampler = load_space(asked).make_sampler()          # a sweep starting: now, as asked
     assert fake_hub == ["samplers/auto_sampler"] and isinstance(sampler,
                                                                 optuna.samplers.BaseSampler)
+
+
+# ----------------------------------------------------------------- ladders, share_dense, early_stop
+
+LADDER_MISTAKES = [
+    ({"search.lam": {"ladder": [1e-4, 1e-3]}}, "search.lam", "prune or finetune group"),
+    ({"search.prune_ratio": {"ladder": [0.5]}}, "search.prune_ratio", "at least 2"),
+    ({"search.prune_ratio": {"ladder": 0.5}}, "search.prune_ratio", "at least 2"),
+    ({"search.prune_ratio": {"ladder": [0.5, 0.99]}}, "search.prune_ratio", "between 0"),
+    ({"search.prune_ratio": {"ladder": [0.5, "half"]}}, "search.prune_ratio", "expected float"),
+    ({"search.prune_ratio": {"ladder": [0.5, 0.5]}}, "search.prune_ratio", "twice"),
+    ({"search.prune_ratio": {"ladder": [0.3, 0.5], "step": 0.1}}, "search.prune_ratio",
+     "log and step"),
+    ({"search.prune_ratio": {"ladder": [0.3, 0.5]}, "search.prune_scope": {
+        "ladder": ["global", "layer"]}}, "search.prune_scope", "prune_ratio is one"),
+    ({"share_dense": "yes"}, "share_dense", "true or false"),
+]
+
+
+@pytest.mark.parametrize("change,where,allowed", LADDER_MISTAKES,
+                         ids=[m[1] + ":" + m[2] for m in LADDER_MISTAKES])
+def test_each_ladder_mistake_is_one_line_naming_the_key(change, where, allowed):
+    problems = space_problems(_mutate(change), source="space.yaml")
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"space.yaml: {where}: ") and allowed in problems[0]
+
+
+def test_a_ladder_is_one_categorical_that_every_trial_shares():
+    data = _mutate({"search.prune_ratio": {"ladder": [0.3, 0.5, 0.7]}, "num_samples": 4})
+    space = parse_space(data, source="x")
+    assert space.ladder is not None and space.ladder.choices == (0.3, 0.5, 0.7)
+    assert space.ladder.key == "prune_ratio" and space.share_dense is True
+    trials = _sample(space, 30)
+    assert {t.params["prune_ratio"] for t in trials} == {0.3, 0.5, 0.7}
+    assert {t.distributions["prune_ratio"] for t in trials} == {
+        optuna.distributions.CategoricalDistribution([0.3, 0.5, 0.7])}
+    assert any("cut short" in n for n in space.notes)           # 4 = 3 + 1
+    assert "  search:     prune_ratio: ladder 0.3, 0.5, 0.7" in space.describe()
+    assert parse_space(_mutate({"search.prune_ratio": {"ladder": [0.3, 0.6]}}),
+                       source="x").notes == ()
+
+
+def test_share_dense_is_read_and_a_ladder_without_it_is_noted():
+    data = _mutate({"search.prune_ratio": {"ladder": [0.3, 0.5]}, "share_dense": False})
+    space = parse_space(data, source="x")
+    assert space.share_dense is False and any("share_dense" in n for n in space.notes)
+    assert parse_space(_mutate({"share_dense": False}), source="x").notes == ()
+
+
+def test_searched_trials_stop_early_unless_the_file_says_otherwise_the_baseline_never():
+    space = parse_space(VALID, source="x")
+    assert space.fixed["early_stop"] is True and space.baseline["early_stop"] is False
+    assert config.make_config({**space.fixed, **space.baseline}).early_stop is False
+    assert space.raw == VALID                        # sweep.json keeps the file as written
+    off = parse_space(_mutate({"fixed.early_stop": False}), source="x")
+    assert off.fixed["early_stop"] is False
+    assert "early_stop" not in parse_space(_mutate({"baseline": False}), source="x").fixed
+    searched = parse_space(_mutate({"search.early_stop": {"choice": [True, False]}}),
+                           source="x")
+    assert "early_stop" not in searched.fixed and searched.baseline["early_stop"] is False
+    assert parse_space(searched.raw, source="again").fixed == searched.fixed   # a resume
