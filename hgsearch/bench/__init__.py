@@ -8,6 +8,8 @@
   ``data.py``, ``trial.py``, ``pruning.py``, ``sweep.py``, ``sweep_scale.py``;
   ``suite.py`` lists them (``REGISTRY``), runs them and judges their targets.
 - ``quality.py``: ``--suite quality``, the criteria side by side (accuracy, not time).
+- ``sweep_cost.py``: ``--suite sweep-cost``, plain against economical sweeps: hypervolume
+  against compute (``cost_curves.py``).
 - ``gpu/``: ``--suite gpu``, what the CUDA path costs (cluster/gpu_check.sh).
-The ``hgsearch bench`` command line of all three suites is ``hgsearch/cli/bench.py``.
+The ``hgsearch bench`` command line of all four suites is ``hgsearch/cli/bench.py``.
 """

@@ -57,6 +57,7 @@ def sweep_command(args: argparse.Namespace) -> int:
 
 def validate_command(args: argparse.Namespace) -> int:
     """Describe each valid file; then raise every problem of the others, one line each."""
+    from hgsearch.search.cost import describe_cost
     from hgsearch.search.space_file import load_space
 
     problems: list[str] = []
@@ -66,7 +67,7 @@ def validate_command(args: argparse.Namespace) -> int:
         except UserError as err:
             problems.extend(err.problems)
             continue
-        print("\n".join(space.describe()))
+        print("\n".join([*space.describe(), describe_cost(space)]))
     if problems:
         raise UserError(*problems)
     return 0

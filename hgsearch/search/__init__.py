@@ -4,6 +4,8 @@
     space_file.py  a search-space YAML file -> Space, every problem one line
     samplers.py    Optuna samplers by name; the ``sampler:`` section
     baseline.py    the baseline trial's keys (METHOD.md part 4)
+    ladder.py      prune ladders: sibling trials pending in the study, released when trained
+    cost.py        what a sweep costs in epochs, with and without shared dense training
     cluster.py     Ray: a private local Ray on loopback with its own token, or a cluster joined
     sink.py        trial files from nodes that share no disk with the driver
     records.py     the sweep folder: sweep.json, the lock, rows read back, names

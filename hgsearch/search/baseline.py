@@ -14,7 +14,7 @@ from hgsearch.search.space import SET_BY_SWEEP, Param, key_problem
 # The baseline is the early-stopping reference (hgsearch/early_stop.py): it is never stopped.
 BASELINE_VALUES = {"reg": "none", "lam": 0.0, "prune_ratio": 0.0, "early_stop": False}
 # Keys of these groups are inert in the baseline, so a search over them needs no baseline value.
-BASELINE_INERT_GROUPS = ("hgsr", "prune")
+BASELINE_INERT_GROUPS = ("hgsr", "prune", "stop")
 BASELINE_ID = "baseline"
 
 

@@ -154,7 +154,10 @@ def _run(sp: Space, *, name: str, folder: Path, recorded: dict, address: str | N
         progress = Progress(objectives=sp.metrics, total=total, concurrent=sp.max_concurrent,
                             folder=str(folder))
         searcher = make_searcher(sp, name=name, folder=folder)
-        with _env(RAY_AIR_NEW_OUTPUT="0", TUNE_DISABLE_AUTO_CALLBACK_LOGGERS="1"):
+        # Tune warns when it saves its experiment state often; phase reports make it save at
+        # every trained network, which is the point: 0 turns the warning off.
+        with _env(RAY_AIR_NEW_OUTPUT="0", TUNE_DISABLE_AUTO_CALLBACK_LOGGERS="1",
+                  TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S="0"):
             # Tune's own CSV/JSON/TensorBoard logs would hold the NaN placeholders of
             # checkpoint reports; the rows and curves are the record.
             # With those loggers off, Tune's ResultGrid warns that each trial lacks their

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import logging
 import math
 import os
 import sys
@@ -48,6 +49,9 @@ def trainable(keys: dict, settings: WorkerSettings) -> None:
     """Runs in a Ray worker: one trial, then its end reported to Tune."""
     import ray
 
+    # Tune logs every checkpoint it persists at INFO, into the sweep's output: one line per
+    # epoch saved says nothing the progress lines do not.
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     keys = dict(keys)
     folder = Path(settings.folder)
     trial_id = keys["trial_id"]

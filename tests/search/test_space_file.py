@@ -50,7 +50,7 @@ def test_the_four_spaces_are_shipped():
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_space_is_valid(path):
     space = load_space(path)
-    assert space.num_samples >= 8 and space.baseline is not None
+    assert space.num_samples >= 6 and space.baseline is not None
     # Every searched range lies inside the key's allowed range (checked independently here).
     for p in space.params:
         meta = config.FIELDS[p.key].metadata
@@ -63,7 +63,12 @@ def test_every_shipped_space_is_valid(path):
 def test_demo_space_is_small_enough_for_two_cpu_cores():
     space = load_space(REPO / "search_spaces" / "demo.yaml")
     assert space.fixed["dataset"] == "synthetic" and space.gpu == 0
-    assert space.cpu * space.max_concurrent <= 2 and space.num_samples >= 8
+    assert space.cpu * space.max_concurrent <= 2 and space.num_samples >= 6
+    # The demo shows the economy: a ladder over the prune ratio, shared dense networks and
+    # early stopping, so its 6 rows cost 3 dense trainings (the baseline's included).
+    assert space.ladder is not None and space.share_dense and space.fixed["early_stop"]
+    from hgsearch.search.cost import sweep_cost
+    assert sweep_cost(space).dense_trainings == 3
 
 
 def _mutate(change: dict, base: dict = VALID) -> dict:
