@@ -50,6 +50,7 @@ def sweep_cost(sp: Space) -> SweepCost:
 def describe_cost(sp: Space) -> str:
     """One line for ``hgsearch validate``."""
     cost = sweep_cost(sp)
+    base = " + baseline" if sp.baseline is not None else ""
     return (f"  cost:       {cost.economical_epochs:,} epochs ({cost.dense_trainings} dense "
-            f"trainings for {cost.trials} trials + baseline); without sharing "
+            f"trainings for {cost.trials} trials{base}); without sharing "
             f"{cost.plain_epochs:,} (x{cost.ratio:.2f}; early stopping saves more)")
