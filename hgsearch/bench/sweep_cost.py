@@ -1,8 +1,9 @@
 """``hgsearch bench --suite sweep-cost``: what the economical sweep saves, as hypervolume
 against compute (issue 11).
 
-For each sampler seed two sweeps of the same space (by default the demo's) and budget run one
-after the other, each a real ``run_sweep`` under the report's folder:
+For each sampler seed two sweeps of the same space (by default the demo's) run one after the
+other, each a real ``run_sweep`` under the report's folder; the economical one gets
+``economical_trials`` (2) times the trials, as its trials are cheaper:
 
 - ``plain-s<seed>``: every economy off: ``share_dense`` and ``early_stop`` false, and a prune
   ladder ``{ladder: [...]}`` turned into ``{choice: [...]}`` of the same values, so each value
@@ -20,6 +21,7 @@ needed to first reach the plain sweep's final hypervolume, as a ratio of the pla
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -49,6 +51,10 @@ class CostScale:
 
     num_samples: int | None = None
     synthetic: dict[str, Any] = field(default_factory=dict)
+    # The economical sweep's trials per plain trial. Its trials are cheaper (a ladder's siblings
+    # train nothing), so at the same count it would see fewer networks: the question is the
+    # compute it needs to reach the plain front, so it is given the trials to get there.
+    economical_trials: float = 2.0
 
 
 FULL = CostScale()
@@ -115,6 +121,9 @@ def variant_space(space: Mapping[str, Any], variant: str, seed: int,
         {**sampler, "seed": seed}
     if scale.num_samples is not None:
         out["num_samples"] = scale.num_samples
+    if variant == "economical":
+        trials = int(out.get("num_samples", 8))
+        out["num_samples"] = max(trials, math.ceil(trials * scale.economical_trials))
     fixed = dict(out.get("fixed") or {})
     if fixed.get("dataset", config.TrialConfig.dataset) == "synthetic":
         fixed.update(scale.synthetic)

@@ -160,7 +160,10 @@ def test_plain_space_turns_every_economy_off(monkeypatch, known):
 def test_variant_spaces_seed_and_scale():
     econ, changes = sweep_cost.variant_space(SPACE, "economical", 3, sweep_cost.QUICK)
     assert changes == [] and econ["search"]["prune_ratio"]["ladder"] == [0.3, 0.5, 0.7]
-    assert econ["sampler"] == {"name": "tpe", "seed": 3} and econ["num_samples"] == 4
+    # twice the plain sweep's 4 trials: its trials are cheaper
+    assert econ["sampler"] == {"name": "tpe", "seed": 3} and econ["num_samples"] == 8
+    plain, _ = sweep_cost.variant_space(SPACE, "plain", 3, sweep_cost.QUICK)
+    assert plain["num_samples"] == 4
     assert econ["fixed"]["synthetic_train_size"] == 1000 and econ["fixed"]["early_stop"] is True
     other = {**SPACE, "sampler": {"name": "tpe", "seed": 0, "options": {"group": True}},
              "fixed": {**SPACE["fixed"], "dataset": "cifar10"}}
