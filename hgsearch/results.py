@@ -71,6 +71,7 @@ METRIC_TYPES: dict[str, pa.DataType] = {
     "dense_reused": pa.bool_(),       # the network came from the store (another trial trained it)
     "seconds_train_saved": pa.float64(),  # the stored training's seconds_train; 0.0 if trained here
     "stopped_epoch": pa.int64(),      # the epoch a `stopped` trial ended its dense phase at
+    "scores_reused": pa.bool_(),      # one-shot filter scores came from the store (score_cache)
     # Images processed HERE (the sweep-cost benchmark): forward + backward in training and
     # fine-tuning (finetune_between included), forwards in scoring (loss_increase: samples x
     # (filters + 1) per round; other criteria: samples) and BatchNorm recalibration. Evaluation

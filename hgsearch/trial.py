@@ -45,6 +45,7 @@ from hgsearch.regularizers import hgsr_loss
 from hgsearch.results import empty_metrics, write_curve, write_row
 from hgsearch.results_layout import ResultsFolder
 from hgsearch.runtime import Runtime, resolve_runtime
+from hgsearch.score_cache import ScoreCache, score_images
 from hgsearch.train import Diverged, evaluate, recalibrate_bn, sgd_settings, train
 
 Log = Callable[[str], None]
@@ -257,14 +258,15 @@ def prune_dense(trial: _Trial, model: ResNet) -> ResNet:
     t0 = time.perf_counter()
     if cfg.prune_ratio > 0:
         n = min(cfg.score_samples, len(train_split))
-        row["images_score"] += _score_images(trial, model)
         x, y = train_split.sample(n, generator=trial.gen)   # training images, never val/test
+        score = ScoreCache.of(trial.shared, cfg, trial.log)   # one-shot: once per network
         result = prune(model, x, y, ratio=cfg.prune_ratio, target=cfg.prune_target,
                        scope=cfg.prune_scope, steps=cfg.prune_steps,
                        min_channels=cfg.min_channels, round_to=cfg.round_to,
                        batch_size=cfg.eval_batch_size, input_size=trial.size,
-                       criterion=cfg.score_method, generator=trial.gen,
-                       after_round=_recovery(trial))
+                       criterion=score, generator=trial.gen, after_round=_recovery(trial))
+        row["scores_reused"] = score.reused      # then its images were not forwarded here
+        row["images_score"] += 0 if score.reused else score_images(cfg, model, n)
         compact = trial.runtime.prepare(result.model)
         row["prune_note"] = result.note or None
     else:
@@ -361,7 +363,7 @@ def _recovery(trial: _Trial) -> Callable[[ResNet, int], ResNet]:
             recalibrate_bn(net, xr, batch_size=cfg.batch_size, runtime=runtime)
             row["images_score"] += n     # forwards of the pruning phase
         if i < cfg.prune_steps:
-            row["images_score"] += _score_images(trial, net)   # the next round scores it
+            row["images_score"] += score_images(cfg, net, len(train_split))   # next round
         if i < cfg.prune_steps and cfg.finetune_between > 0:
             row["images_finetune"] += cfg.finetune_between * trial.epoch_images
             between = sgd_settings(cfg, cfg.finetune_between, cfg.finetune_lr)
@@ -383,13 +385,6 @@ def _measure(trial: _Trial, net: ResNet, name: str) -> None:
                                   dtype=runtime.autocast_dtype)
         trial.row[f"latency_{name}_{tag}_ms"] = 1000 * seconds
     trial.row["seconds_measure"] = (trial.row["seconds_measure"] or 0.0) + time.perf_counter() - t0
-
-
-def _score_images(trial: _Trial, net: ResNet) -> int:
-    """Images one scoring round of ``net`` forwards: loss_increase masks each prunable filter in
-    turn (plus the unmasked pass); the other criteria count the sample once."""
-    n = min(trial.cfg.score_samples, len(trial.splits["train"]))
-    return n * (sum(net.widths) + 1) if trial.cfg.score_method == "loss_increase" else n
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
