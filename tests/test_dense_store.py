@@ -29,7 +29,7 @@ from hgsearch.trial import run_trial
 ROOT = Path(__file__).resolve().parents[1]
 # Columns that say where, when and how fast, or whether the store was used: not what came out.
 NOT_COMPARED = {"trial_id", "hostname", "started_at", "finished_at", "dense_reused",
-                "seconds_train_saved", "images_train"}
+                "seconds_train_saved", "images_train", "scores_reused", "images_score"}
 
 
 def _same_row(a: dict, b: dict) -> list[str]:
@@ -93,7 +93,9 @@ def test_a_reused_network_gives_the_row_curve_and_model_of_a_fresh_training(
     assert reused["images_finetune"] == trained["images_finetune"] == 250
     # loss_increase: score_samples x (every prunable filter + the unmasked pass)
     widths = sum(plain["widths_dense"])
-    assert reused["images_score"] == 32 * (widths + 1)
+    assert plain["images_score"] == trained["images_score"] == 32 * (widths + 1)
+    assert (trained["scores_reused"], reused["scores_reused"], reused["images_score"]) == (
+        False, True, 0)     # the third reuses the second's scores (score_cache.py)
 
 
 def test_a_ladder_value_reuses_the_network_and_scores_like_a_fresh_trial(
@@ -169,7 +171,8 @@ def test_a_killed_trainers_claim_is_taken_over_and_nothing_is_lost_or_doubled(
 
     taken = run_trial({**keys, "trial_id": "taker"}, log=None, dense_store=store)
     assert count_trainings == [1, 2] and not taken["dense_reused"]
-    assert sorted(p.name for p in folder.iterdir()) == ["curve.json", "meta.json", "state.pt"]
+    assert sorted(p.name for p in folder.iterdir()) == ["curve.json", "meta.json", "scores",
+                                                           "state.pt"]
     assert [r["epoch"] for r in store.curve(key)] == [1, 2]
     assert store.meta(key)["status"] == "trained"
     plain = run_trial({**keys, "trial_id": "plain"}, log=None)

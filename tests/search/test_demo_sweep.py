@@ -1,0 +1,35 @@
+"""The demo sweep as shipped (search_spaces/demo.yaml), run for real: what the README and the
+space file promise of it. Minutes of training, so marked slow (``make test-slow``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hgsearch.search.driver import run_sweep
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_the_demo_front_holds_a_half_size_model_within_two_points(tmp_path):
+    result = run_sweep(REPO / "search_spaces" / "demo.yaml", name="demo", results=tmp_path,
+                       num_cpus=2, log=lambda _line: None)
+    assert result.complete
+    rows = result.rows.set_index("trial_id")
+    assert (rows.status == "ok").all(), rows[["status", "error"]]
+    base = rows.loc["baseline", "acc_final"]
+    searched = rows.drop(index="baseline")
+    # The promise: a pruned model with at most half the parameters within 2 points.
+    good = searched[(searched.params_ratio <= 0.5) & (searched.acc_final >= base - 0.02)]
+    assert len(good), searched[["acc_final", "params_ratio"]]
+    # The economy: 6 rows from 2 trained networks (each ladder's siblings reused it) and the
+    # baseline's own.
+    assert searched.dense_key.nunique() == 2 and rows.dense_key.nunique() == 3
+    assert int((~searched.dense_reused.astype(bool)).sum()) == 2
+    assert (searched.loc[searched.dense_reused.astype(bool), "images_train"] == 0).all()
+    store = tmp_path / "demo" / "dense"
+    assert {p.name for p in store.iterdir()} == set(rows.dense_key)     # 3 networks, no more
+    assert searched.dense_key.isin(rows.dense_key).all() and not list(store.glob("*/claim"))
