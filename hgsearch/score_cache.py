@@ -68,7 +68,7 @@ class ScoreCache:
     def __init__(self, criterion: str | Criterion, store: DenseStore | None,
                  dense_key: str | None, log: Callable[[str], None] = lambda _m: None) -> None:
         self.criterion = get_criterion(criterion) if isinstance(criterion, str) else criterion
-        self.name = self.criterion.name
+        self.name = criterion if isinstance(criterion, str) else criterion.name   # the key's
         self.store = store if dense_key is not None else None
         self.dense_key, self.log = dense_key, log
         self.reused, self.calls = False, 0

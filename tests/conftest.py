@@ -28,6 +28,31 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def trained_epochs(monkeypatch) -> list[int]:
+    """Epochs of dense training run in this process (phase "train" of hgsearch.train.train),
+    also when early stopping ends the phase."""
+    import hgsearch.trial as trial_module
+
+    epochs: list[int] = []
+    original = trial_module.train
+
+    def counting(*args, **kwargs):
+        if kwargs.get("phase") == "train":
+            then = kwargs.get("on_epoch_end")
+
+            def counted(epoch: int, optimizer: dict) -> None:
+                epochs.append(epoch)
+                if then is not None:
+                    then(epoch, optimizer)
+
+            kwargs["on_epoch_end"] = counted
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trial_module, "train", counting)
+    return epochs
+
+
 @pytest.fixture(scope="session")
 def real_trial(tmp_path_factory):
     """One tiny real trial (reg_levels=1, so reg_outer does not apply), and its raw curve."""

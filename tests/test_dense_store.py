@@ -21,64 +21,21 @@ from hgsearch import config
 from hgsearch.config import FIELDS, dense_keys, make_config
 from hgsearch.dense_store import DenseStore, data_fingerprint, dense_key, normalized_keys
 from hgsearch.errors import UserError
-from hgsearch.models import load_model
-from hgsearch.results import load_curves
 from hgsearch.runtime import resolve_runtime
 from hgsearch.trial import run_trial
+from tests.reuse_checks import curve_of, differing, model_of
 
 ROOT = Path(__file__).resolve().parents[1]
-# Columns that say where, when and how fast, or whether the store was used: not what came out.
-NOT_COMPARED = {"trial_id", "hostname", "started_at", "finished_at", "dense_reused",
-                "seconds_train_saved", "images_train", "scores_reused", "images_score"}
-
-
-def _same_row(a: dict, b: dict) -> list[str]:
-    skip = NOT_COMPARED | {k for k in a if k.startswith(("seconds_", "latency_"))}
-    return [k for k in a if k not in skip and a[k] != b[k]]
-
-
-def _curve(out_dir: str, trial_id: str) -> list[dict]:
-    df = load_curves(out_dir)
-    df = df[df.trial_id == trial_id].drop(columns=["trial_id", "images_per_s", "seconds"])
-    return df.to_dict("records")
-
-
-def _model(out_dir: str, trial_id: str) -> dict:
-    return load_model(f"{out_dir}/models/{trial_id}.pt").state_dict()
-
-
-@pytest.fixture
-def count_trainings(monkeypatch):
-    """Epochs of dense training run in this process (phase "train" of hgsearch.train.train)."""
-    epochs: list[int] = []
-    original = trial_module.train
-
-    def counting(*args, **kwargs):
-        if kwargs.get("phase") == "train":    # count the epochs run, also when one stops it
-            then = kwargs.get("on_epoch_end")
-
-            def counted(epoch: int, optimizer: dict) -> None:
-                epochs.append(epoch)
-                if then is not None:
-                    then(epoch, optimizer)
-
-            kwargs["on_epoch_end"] = counted
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(trial_module, "train", counting)
-    return epochs
-
-
 def test_a_reused_network_gives_the_row_curve_and_model_of_a_fresh_training(
-        tiny, tmp_path, one_thread, count_trainings):
+        tiny, tmp_path, one_thread, trained_epochs):
     keys = {**tiny, "epochs": 2, "prune_ratio": 0.5}
     out = keys["out_dir"]
     plain = run_trial({**keys, "trial_id": "plain"}, log=None)        # no store at all
     store = DenseStore(tmp_path / "dense")
     trained = run_trial({**keys, "trial_id": "trained"}, log=None, dense_store=store)
-    assert count_trainings == [1, 2, 1, 2]
+    assert trained_epochs == [1, 2, 1, 2]
     reused = run_trial({**keys, "trial_id": "reused"}, log=None, dense_store=store)
-    assert count_trainings == [1, 2, 1, 2]          # nothing trained for the third
+    assert trained_epochs == [1, 2, 1, 2]          # nothing trained for the third
     assert (trained["dense_reused"], reused["dense_reused"]) == (False, True)
     saved = store.meta(reused["dense_key"])["seconds_train"]
     assert reused["seconds_train_saved"] == saved > 0 and trained["seconds_train_saved"] == 0
@@ -86,9 +43,9 @@ def test_a_reused_network_gives_the_row_curve_and_model_of_a_fresh_training(
     assert trained["dense_key"] == reused["dense_key"] and len(reused["dense_key"]) == 16
     assert plain["dense_key"] is None
     for other in (trained, reused):
-        assert _same_row({**plain, "dense_key": None}, {**other, "dense_key": None}) == []
-        assert _curve(out, other["trial_id"]) == _curve(out, "plain")
-        a, b = _model(out, "plain"), _model(out, other["trial_id"])
+        assert differing(plain, other) == []
+        assert curve_of(out, other["trial_id"]) == curve_of(out, "plain")
+        a, b = model_of(out, "plain"), model_of(out, other["trial_id"])
         assert all(torch.equal(a[k], b[k]) for k in a)
     assert reused["images_finetune"] == trained["images_finetune"] == 250
     # loss_increase: score_samples x (every prunable filter + the unmasked pass)
@@ -99,17 +56,17 @@ def test_a_reused_network_gives_the_row_curve_and_model_of_a_fresh_training(
 
 
 def test_a_ladder_value_reuses_the_network_and_scores_like_a_fresh_trial(
-        tiny, tmp_path, one_thread, count_trainings):
+        tiny, tmp_path, one_thread, trained_epochs):
     store = DenseStore(tmp_path / "dense")
     run_trial({**tiny, "trial_id": "r3", "prune_ratio": 0.3}, log=None, dense_store=store)
     ladder = run_trial({**tiny, "trial_id": "r7", "prune_ratio": 0.7}, log=None,
                        dense_store=store)
     fresh = run_trial({**tiny, "trial_id": "f7", "prune_ratio": 0.7}, log=None)
-    assert count_trainings == [1, 1] and ladder["dense_reused"]
-    assert _same_row({**fresh, "dense_key": None}, {**ladder, "dense_key": None}) == []
+    assert trained_epochs == [1, 1] and ladder["dense_reused"]
+    assert differing(fresh, ladder) == []
 
 
-def test_concurrent_trials_with_one_network_train_it_once(tiny, tmp_path, count_trainings):
+def test_concurrent_trials_with_one_network_train_it_once(tiny, tmp_path, trained_epochs):
     store = DenseStore(tmp_path / "dense", poll_s=0.05)
     rows: dict[str, dict] = {}
 
@@ -123,7 +80,7 @@ def test_concurrent_trials_with_one_network_train_it_once(tiny, tmp_path, count_
         t.start()
     for t in threads:
         t.join()
-    assert count_trainings == [1, 2]
+    assert trained_epochs == [1, 2]
     assert sorted(r["dense_reused"] for r in rows.values()) == [False, True, True]
     assert len({r["dense_key"] for r in rows.values()}) == 1
     assert {r["status"] for r in rows.values()} == {"ok"}
@@ -148,7 +105,7 @@ run_trial(keys, log=None, dense_store=ds.DenseStore(keys["out_dir"] + "/../dense
 
 
 def test_a_killed_trainers_claim_is_taken_over_and_nothing_is_lost_or_doubled(
-        tiny, tmp_path, one_thread, count_trainings):
+        tiny, tmp_path, one_thread, trained_epochs):
     keys = {**tiny, "epochs": 2}
     marker = tmp_path / "claimed"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -170,15 +127,15 @@ def test_a_killed_trainers_claim_is_taken_over_and_nothing_is_lost_or_doubled(
     assert store.meta(key) is None
 
     taken = run_trial({**keys, "trial_id": "taker"}, log=None, dense_store=store)
-    assert count_trainings == [1, 2] and not taken["dense_reused"]
+    assert trained_epochs == [1, 2] and not taken["dense_reused"]
     assert sorted(p.name for p in folder.iterdir()) == ["curve.json", "meta.json", "scores",
                                                            "state.pt"]
     assert [r["epoch"] for r in store.curve(key)] == [1, 2]
     assert store.meta(key)["status"] == "trained"
     plain = run_trial({**keys, "trial_id": "plain"}, log=None)
-    assert _same_row({**plain, "dense_key": None}, {**taken, "dense_key": None}) == []
+    assert differing(plain, taken) == []
     again = run_trial({**keys, "trial_id": "again"}, log=None, dense_store=store)
-    assert count_trainings == [1, 2, 1, 2] and again["dense_reused"]   # plain's, not again's
+    assert trained_epochs == [1, 2, 1, 2] and again["dense_reused"]   # plain's, not again's
 
 
 def test_a_training_that_crashes_lets_its_claim_go_and_stores_nothing(tiny, tmp_path,

@@ -9,7 +9,6 @@ import time
 import pytest
 import torch
 
-import hgsearch.trial as trial_module
 from hgsearch.config import make_config
 from hgsearch.data import load_dataset
 from hgsearch.dense_store import DenseStore, dense_key, reference_config
@@ -79,27 +78,6 @@ def test_a_reference_still_training_is_waited_for(tmp_path):
     assert len(lines) == 1 and "waiting" in lines[0]
     store.release("ref")
     assert reference_curve(store, "ref", 3, lines.append) is None   # nobody trains it: no stop
-
-
-@pytest.fixture
-def trained_epochs(monkeypatch):
-    epochs: list[int] = []
-    original = trial_module.train
-
-    def counting(*args, **kwargs):
-        if kwargs.get("phase") == "train":    # count the epochs run, also when one stops it
-            then = kwargs.get("on_epoch_end")
-
-            def counted(epoch: int, optimizer: dict) -> None:
-                epochs.append(epoch)
-                if then is not None:
-                    then(epoch, optimizer)
-
-            kwargs["on_epoch_end"] = counted
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(trial_module, "train", counting)
-    return epochs
 
 
 def test_a_hopeless_trial_stops_at_the_rung_and_a_reused_entry_stops_the_same(

@@ -11,29 +11,10 @@ import torch
 
 from hgsearch import score_cache
 from hgsearch.dense_store import DenseStore
-from hgsearch.models import build_model, load_model
-from hgsearch.results import load_curves
+from hgsearch.models import build_model
 from hgsearch.score_cache import ScoreCache
 from hgsearch.trial import run_trial
-
-# Where, when, how fast, and what was reused or processed here: not what came out.
-NOT_COMPARED = {"trial_id", "hostname", "started_at", "finished_at", "dense_key", "dense_reused",
-                "seconds_train_saved", "images_train", "images_score", "scores_reused"}
-
-
-def _differing(a: dict, b: dict) -> list[str]:
-    skip = NOT_COMPARED | {k for k in a if k.startswith(("seconds_", "latency_"))}
-    return [k for k in a if k not in skip and a[k] != b[k]]
-
-
-def _curve(out_dir: str, trial_id: str) -> list[dict]:
-    df = load_curves(out_dir)
-    df = df[df.trial_id == trial_id].drop(columns=["trial_id", "images_per_s", "seconds"])
-    return df.to_dict("records")
-
-
-def _model(out_dir: str, trial_id: str) -> dict:
-    return load_model(f"{out_dir}/models/{trial_id}.pt").state_dict()
+from tests.reuse_checks import curve_of, differing, model_of
 
 
 @pytest.fixture
@@ -84,9 +65,9 @@ def test_cached_scores_give_the_trial_that_scored_itself(tiny, tmp_path, one_thr
         assert fresh["scores_reused"] is False and fresh["images_score"] > 0
         assert scorings == [method] * 2              # the fresh one scored (it has no store)
         del scorings[1:]
-        assert _differing(fresh, rung) == []
-        assert _curve(out, f"r{ratio}") == _curve(out, f"f{ratio}")
-        a, b = _model(out, f"f{ratio}"), _model(out, f"r{ratio}")
+        assert differing(fresh, rung) == []
+        assert curve_of(out, f"r{ratio}") == curve_of(out, f"f{ratio}")
+        a, b = model_of(out, f"f{ratio}"), model_of(out, f"r{ratio}")
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert len(_entries(store, first["dense_key"])) == 1
 
