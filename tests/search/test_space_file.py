@@ -137,9 +137,23 @@ MISTAKES = [
     ({"colour": 1}, "colour", "unknown section"),
 ]
 
+LADDER_MISTAKES = [
+    ({"search.lam": {"ladder": [1e-4, 1e-3]}}, "search.lam", "prune or finetune group"),
+    ({"search.prune_ratio": {"ladder": [0.5]}}, "search.prune_ratio", "at least 2"),
+    ({"search.prune_ratio": {"ladder": 0.5}}, "search.prune_ratio", "at least 2"),
+    ({"search.prune_ratio": {"ladder": [0.5, 0.99]}}, "search.prune_ratio", "between 0"),
+    ({"search.prune_ratio": {"ladder": [0.5, "half"]}}, "search.prune_ratio", "expected float"),
+    ({"search.prune_ratio": {"ladder": [0.5, 0.5]}}, "search.prune_ratio", "twice"),
+    ({"search.prune_ratio": {"ladder": [0.3, 0.5], "step": 0.1}}, "search.prune_ratio",
+     "log and step"),
+    ({"search.prune_ratio": {"ladder": [0.3, 0.5]}, "search.prune_scope": {
+        "ladder": ["global", "layer"]}}, "search.prune_scope", "prune_ratio is one"),
+    ({"share_dense": "yes"}, "share_dense", "true or false"),
+]
 
-@pytest.mark.parametrize("change,where,allowed", MISTAKES,
-                         ids=[m[1] + ":" + m[2] for m in MISTAKES])
+
+@pytest.mark.parametrize("change,where,allowed", MISTAKES + LADDER_MISTAKES,
+                         ids=[m[1] + ":" + m[2] for m in MISTAKES + LADDER_MISTAKES])
 def test_each_mistake_is_one_line_naming_file_key_and_what_is_allowed(change, where, allowed):
     problems = space_problems(_mutate(change), source="space.yaml")
     assert len(problems) == 1, problems
@@ -299,28 +313,6 @@ def test_auto_sampler_needs_fetch_true_and_validate_never_fetches(fake_hub, tmp_
 
 
 # ----------------------------------------------------------------- ladders, share_dense, early_stop
-
-LADDER_MISTAKES = [
-    ({"search.lam": {"ladder": [1e-4, 1e-3]}}, "search.lam", "prune or finetune group"),
-    ({"search.prune_ratio": {"ladder": [0.5]}}, "search.prune_ratio", "at least 2"),
-    ({"search.prune_ratio": {"ladder": 0.5}}, "search.prune_ratio", "at least 2"),
-    ({"search.prune_ratio": {"ladder": [0.5, 0.99]}}, "search.prune_ratio", "between 0"),
-    ({"search.prune_ratio": {"ladder": [0.5, "half"]}}, "search.prune_ratio", "expected float"),
-    ({"search.prune_ratio": {"ladder": [0.5, 0.5]}}, "search.prune_ratio", "twice"),
-    ({"search.prune_ratio": {"ladder": [0.3, 0.5], "step": 0.1}}, "search.prune_ratio",
-     "log and step"),
-    ({"search.prune_ratio": {"ladder": [0.3, 0.5]}, "search.prune_scope": {
-        "ladder": ["global", "layer"]}}, "search.prune_scope", "prune_ratio is one"),
-    ({"share_dense": "yes"}, "share_dense", "true or false"),
-]
-
-
-@pytest.mark.parametrize("change,where,allowed", LADDER_MISTAKES,
-                         ids=[m[1] + ":" + m[2] for m in LADDER_MISTAKES])
-def test_each_ladder_mistake_is_one_line_naming_the_key(change, where, allowed):
-    problems = space_problems(_mutate(change), source="space.yaml")
-    assert len(problems) == 1, problems
-    assert problems[0].startswith(f"space.yaml: {where}: ") and allowed in problems[0]
 
 
 def test_a_ladder_is_one_categorical_that_every_trial_shares():
