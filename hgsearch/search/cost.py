@@ -40,8 +40,8 @@ def sweep_cost(sp: Space) -> SweepCost:
     epochs, finetune = key("epochs"), key("finetune_epochs")
     base = 1 if sp.baseline is not None else 0
     plain = (sp.num_samples + base) * (epochs + finetune)
-    share = getattr(sp, "share_dense", True)
-    networks = math.ceil(sp.num_samples / ladder_length(sp)) if share else sp.num_samples
+    networks = math.ceil(sp.num_samples / ladder_length(sp)) if sp.share_dense \
+        else sp.num_samples
     economical = (networks + base) * epochs + (sp.num_samples + base) * finetune
     return SweepCost(trials=sp.num_samples, dense_trainings=networks + base,
                      plain_epochs=plain, economical_epochs=economical)

@@ -67,7 +67,7 @@ def restore_or_create(sp: Space, *, name: str, folder: Path, searcher: Any, prog
 def dense_root(storage: str | None, name: str, folder: Path, sp: Space) -> str | None:
     """Where the sweep's trained dense networks are shared: beside Tune's state in the storage
     (every node reaches it), else in the results folder; None when the space turns it off."""
-    if not getattr(sp, "share_dense", True):
+    if not sp.share_dense:
         return None
     return f"{storage.rstrip('/')}/{name}/dense" if storage else str(folder / "dense")
 

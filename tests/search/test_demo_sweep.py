@@ -32,4 +32,4 @@ def test_the_demo_front_holds_a_half_size_model_within_two_points(tmp_path):
     assert (searched.loc[searched.dense_reused.astype(bool), "images_train"] == 0).all()
     store = tmp_path / "demo" / "dense"
     assert {p.name for p in store.iterdir()} == set(rows.dense_key)     # 3 networks, no more
-    assert searched.dense_key.isin(rows.dense_key).all() and not list(store.glob("*/claim"))
+    assert not list(store.glob("*/claim"))
