@@ -10,7 +10,8 @@ The siblings still to ask are kept in the study's user attrs, ``ladder_pending:N
 (a study's attrs stay writable whatever N's state), so a killed driver loses none. One is
 released with ``study.enqueue_trial`` (user attrs ``ladder_parent``, ``ladder_value``) and an
 ordinary ask, which pops it; then its value leaves the list. A value that already has a trial
-(a driver killed between those steps) is pending no more: nothing is asked twice.
+(a driver killed between those steps) is pending no more: nothing is asked twice. A parent
+stopped early (told PRUNED) loses its pending siblings: the trials go to new networks.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from hgsearch import config
 from hgsearch.search.space import LADDER_GROUPS, Param, key_problem
@@ -115,6 +117,17 @@ def record(study: optuna.Study, parent: optuna.trial.Trial, ladder: Param,
         values = [v for v in ladder.choices if v != own][:max(0, budget)]
     study.set_user_attr(f"{PENDING}{parent.number}", values)
     return values
+
+
+def drop_stopped(study: optuna.Study) -> list[int]:
+    """Ask no more siblings of a parent whose dense phase was stopped early (told PRUNED):
+    they would share its stopped network and stop at once, spending trials on nothing; the
+    budget goes to new networks instead. Returns the parents whose lists were emptied."""
+    stopped = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))}
+    dropped = [n for n, values in pending(study).items() if values and n in stopped]
+    for number in dropped:
+        study.set_user_attr(f"{PENDING}{number}", [])
+    return dropped
 
 
 def next_release(study: optuna.Study, released: Callable[[int], bool]) -> tuple[int, Any] | None:

@@ -150,6 +150,24 @@ def test_an_adopted_parent_whose_siblings_were_never_recorded_gets_them(tmp_path
     assert [len(g) for g in _ladders(_load(tmp_path)).values()] == [3, 3, 1]
 
 
+@pytest.mark.parametrize("resumed", [False, True], ids=["same-driver", "resumed"])
+def test_a_stopped_parent_gives_its_trials_to_new_networks(tmp_path, resumed):
+    """Its siblings would reuse its stopped network and stop at once: none is asked."""
+    s = make_searcher(_space(), name="s", folder=tmp_path)
+    parent = s.suggest("a0")
+    assert len(ladder.pending(s.study)[0]) == 2
+    s.on_trial_complete("a0", {"acc_final": float("nan"), "params_ratio": float("nan"),
+                               "hg_final": True, "hg_status": "stopped"})
+    if resumed:                         # killed before the next ask: the study alone decides
+        s = make_searcher(_space(), name="s", folder=tmp_path)
+    ids = _drive(s, "b")
+    study = _load(tmp_path)
+    assert [t.number for t in _ladders(study)[0]] == [0]        # no sibling of the stopped one
+    assert study.trials[0].state == TrialState.PRUNED and parent["trial_id"] == "t0000"
+    assert len(study.trials) == 7 and len(ids) == 6             # the budget still exact
+    assert [len(g) for g in _ladders(study).values()] == [1, *_group_sizes(6, len(LADDER))]
+
+
 def test_a_parent_without_the_key_has_no_siblings(tmp_path):
     """finetune_lr is inert when finetune_epochs is 0 (config.inapplicable_keys)."""
     space = _space(search={"finetune_epochs": {"choice": [0, 2]},
