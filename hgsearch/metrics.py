@@ -132,6 +132,12 @@ def zero_filters(model: ResNet) -> list[torch.Tensor]:
     return out
 
 
+def nonzero_keep(model: ResNet) -> list[list[int]]:
+    """Per block, the filters to keep when only the exactly-zero ones go (``prune_model``'s
+    ``keep``; one filter stays in a block zero throughout, as a block needs a channel)."""
+    return [(~z).nonzero().flatten().tolist() or [0] for z in zero_filters(model)]
+
+
 def zero_filter_fraction(model: ResNet) -> float:
     """Share of prunable filters that are exactly zero (``zero_filters``)."""
     flags = torch.cat(zero_filters(model))

@@ -34,8 +34,8 @@ from hgsearch.metrics import (
     count_macs,
     count_params,
     measure_latency,
+    nonzero_keep,
     zero_filter_fraction,
-    zero_filters,
     zero_group_fraction,
 )
 from hgsearch.models import ResNet, build_model, save_model
@@ -241,9 +241,8 @@ def train_dense(trial: _Trial, model: ResNet, penalty: Callable | None, prox: Ca
                                                      tol=cfg.zero_tol)
     row["zero_filter_fraction"] = zero_filter_fraction(model)
     # What HGSR's exact zeros give for free: the network without them, by real surgery.
-    free = [(~z).nonzero().flatten().tolist() or [0] for z in zero_filters(model)]
-    row["acc_zero_pruned"] = trial.accuracy(trial.runtime.prepare(prune_model(model, free)),
-                                            "val")[1]
+    free = trial.runtime.prepare(prune_model(model, nonzero_keep(model)))
+    row["acc_zero_pruned"] = trial.accuracy(free, "val")[1]
     row["widths_dense"] = list(model.widths)
     row["params_dense"] = count_params(model)
     row["macs_dense"] = count_macs(model, trial.size)

@@ -148,6 +148,20 @@ def test_zero_filters_are_unread_or_silent_filters():
     assert zero_filter_fraction(model) == pytest.approx(2 / 336)
 
 
+def test_nonzero_keep_drops_exactly_the_zero_filters_and_leaves_a_block_one():
+    from hgsearch.metrics import nonzero_keep
+
+    model = build_model("resnet20", 10)
+    with torch.no_grad():
+        model.blocks[0].conv2.weight[:, [1, 4]] = 0
+        model.blocks[2].conv2.weight[:] = 0                     # the whole block unread
+    keep = nonzero_keep(model)
+    widths = [b.conv1.out_channels for b in model.blocks]
+    assert keep[0] == [c for c in range(widths[0]) if c not in (1, 4)]
+    assert keep[2] == [0]
+    assert all(keep[i] == list(range(w)) for i, w in enumerate(widths) if i not in (0, 2))
+
+
 def test_zero_group_fraction_rejects_a_bad_tolerance():
     from hgsearch.errors import UserError
     from hgsearch.metrics import zero_group_fraction
