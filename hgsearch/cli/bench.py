@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="sweep-cost: the search space (default search_spaces/demo.yaml)")
     p.add_argument("--num-samples", type=int, metavar="N",
                    help="sweep-cost: searched trials per sweep (default: the space's)")
+    p.add_argument("--jobs", type=int, metavar="N",
+                   help="quality: (seed, setting) pairs run at once, a process on one thread "
+                        "each (default 1)")
     p.set_defaults(func=bench_command)
 
 
@@ -57,6 +60,8 @@ def bench_command(args: argparse.Namespace) -> int:
         for name in _SWEEP_COST_ONLY:
             if getattr(args, name, None) is not None:
                 raise UserError(f"--{name.replace('_', '-')}: applies to --suite sweep-cost only")
+    if suite != "quality" and getattr(args, "jobs", None) is not None:
+        raise UserError("--jobs: applies to --suite quality only")
     if suite == "sweep-cost":
         return sweep_cost_command(args)
     if suite == "gpu":
@@ -70,8 +75,9 @@ def bench_command(args: argparse.Namespace) -> int:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if getattr(args, "suite", "hot") == "quality":
-        return quality_command(device=device, quick=args.quick, out=out, threads=args.threads)
+    if suite == "quality":
+        return quality_command(device=device, quick=args.quick, out=out, threads=args.threads,
+                               jobs=1 if args.jobs is None else args.jobs)
     report = run_benchmarks(device=device, quick=args.quick, only=only, threads=args.threads)
     for line in format_table(report):
         print(line)
@@ -113,7 +119,7 @@ def gpu_command(args: argparse.Namespace) -> int:
 
 
 def quality_command(*, device: str, quick: bool, out: str | Path,
-                    threads: int | None) -> int:
+                    threads: int | None, jobs: int = 1) -> int:
     """``hgsearch bench --suite quality``: run, print the table, write the JSON report."""
     import torch
 
@@ -122,8 +128,11 @@ def quality_command(*, device: str, quick: bool, out: str | Path,
     torch.set_num_threads(threads or 1)   # one thread: fastest on a shared, loaded CPU
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     path = Path(out) / f"quality-{'tiny-' if quick else ''}{stamp}.json"
-    report = quality.run_quality(quality.TINY if quick else quality.FULL, device=device, out=path)
-    for line in quality.format_quality(report):
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs}: expected a number of processes >= 1")
+    report = quality.run_quality(quality.TINY if quick else quality.FULL, device=device,
+                                 out=path, jobs=jobs)
+    for line in [*quality.format_dense(report), "", *quality.format_quality(report)]:
         print(line)
     print(f"{report['seconds']:.0f} s; written to {path}")
     return 0
