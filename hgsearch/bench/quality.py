@@ -50,7 +50,7 @@ class QualityScale:
 # 4500 training images x 12 epochs at lr 0.05: every seed above 85% validation accuracy
 # without a regularizer (seed 2: 87.4%). At 8 epochs of lr 0.1 one seed in three did not learn
 # (14-66%), at 8 of lr 0.05 seed 2 stopped at 79.8%. 1 fine-tuning epoch at a fifth of the
-# peak rate. Small enough for a 2-core machine (under an hour with --jobs 2); a GPU: minutes.
+# peak rate. 46 minutes on the 2-core CPU machine with --jobs 2 (README); a GPU: minutes.
 FULL = QualityScale(base={
     "dataset": "synthetic", "synthetic_train_size": 5000, "synthetic_test_size": 1000,
     "arch": "resnet20", "epochs": 12, "batch_size": 128, "lr": 0.05, "finetune_epochs": 1,
