@@ -23,9 +23,10 @@ lint: venv
 test: venv lint
 	$(BIN)/python -m pytest -q -m "not multinode and not slow" -n 2 --dist loadfile --durations=15
 
-# Tests of minutes of training (marked slow); .ci/run runs them after make test.
+# Tests of minutes each (marked slow: training, real sweeps killed and resumed, the tiny
+# benchmark runs); .ci/run runs them after make test.
 test-slow: venv
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow -n 2 --dist loadfile --durations=10
 
 # A Ray cluster of separate hosts in network namespaces (tests/cluster/test_multinode.py): as root,
 # minutes long, so apart from `make test`; .ci/run runs both.

@@ -84,10 +84,10 @@ def real_trial(tmp_path_factory):
 # The longest test files, longest first (measured with `make test`'s --durations). With
 # `pytest -n 2 --dist loadfile`, files go to the two workers in collection order: starting the
 # long ones first keeps one of them from running alone at the end.
-LONGEST_FIRST = ("test_trial.py", "test_faults.py", "test_sweep.py", "test_ladder_faults.py",
-                 "test_gpu.py", "test_suite.py", "test_driver.py", "test_dense_store.py",
-                 "test_local_cluster.py", "test_regularizers.py", "test_quality.py",
-                 "test_early_stop.py", "test_score_cache.py", "test_cluster.py")
+LONGEST_FIRST = ("test_trial.py", "test_sweep.py", "test_cluster.py", "test_faults.py",
+                 "test_ladder_faults.py", "test_driver.py", "test_dense_store.py", "test_gpu.py",
+                 "test_suite.py", "test_local_cluster.py", "test_regularizers.py",
+                 "test_quality.py", "test_early_stop.py", "test_score_cache.py")
 
 
 def pytest_collection_modifyitems(config, items):

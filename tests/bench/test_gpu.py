@@ -97,6 +97,7 @@ def report(gpu_run) -> dict:
     return _strict_json(next(f for f in files if f.suffix == ".json"))
 
 
+@pytest.mark.slow
 def test_one_json_and_one_table_nothing_else(gpu_run, report):
     code, files, _ = gpu_run
     assert [f.suffix for f in files] == [".json", ".txt"], files   # no temp file left behind
@@ -104,6 +105,7 @@ def test_one_json_and_one_table_nothing_else(gpu_run, report):
     assert code == (0 if bench_gpu.succeeded(report) else 1)
 
 
+@pytest.mark.slow
 def test_every_part_reports_every_figure_finite(report):
     assert report["format"] == bench_gpu.FORMAT and report["suite"] == "gpu"
     assert report["complete"] is True and report["device"] == "cpu"
@@ -121,6 +123,7 @@ def test_every_part_reports_every_figure_finite(report):
     assert {"torch", "ray", "optuna", "cuda", "cudnn"} <= set(report["versions"])
 
 
+@pytest.mark.slow
 def test_table_is_printed_and_written(gpu_run, report):
     _, files, printed = gpu_run
     table = files[1].read_text()
@@ -138,6 +141,7 @@ def test_table_is_printed_and_written(gpu_run, report):
     assert f"2 trial(s): {f['n2_images_per_s']:,.0f} img/s together" in table
 
 
+@pytest.mark.slow
 def test_training_figures_follow_from_the_epoch_seconds(report):
     part = report["parts"]["training"]
     f, s = part["figures"], part["settings"]
@@ -155,6 +159,7 @@ def test_training_figures_follow_from_the_epoch_seconds(report):
             - statistics.median(epochs["bf16_cl_compile"]))
 
 
+@pytest.mark.slow
 def test_sharing_aggregates_its_processes_and_leaves_none_running(report):
     part = report["parts"]["sharing"]
     for n in T.share_counts:
@@ -173,6 +178,7 @@ def test_sharing_aggregates_its_processes_and_leaves_none_running(report):
                 os.kill(p["pid"], 0)
 
 
+@pytest.mark.slow
 def test_scoring_fp32_on_the_cpu_agrees_with_float64(report):
     part = report["parts"]["scoring"]
     f = part["figures"]
@@ -183,6 +189,7 @@ def test_scoring_fp32_on_the_cpu_agrees_with_float64(report):
     assert len(chosen) == len(set(chosen)) == T.cpu64_filters
 
 
+@pytest.mark.slow
 def test_pruning_ratios_are_those_of_the_recorded_widths(report):
     part = report["parts"]["pruning"]
     dense = build_model(T.arch, 10)
@@ -194,6 +201,7 @@ def test_pruning_ratios_are_those_of_the_recorded_widths(report):
             count_params(build_model(T.arch, 10, widths)) / count_params(dense))
 
 
+@pytest.mark.slow
 def test_sweep_rows_say_where_they_ran(report):
     part = report["parts"]["sweep"]
     rows = part["rows"]
@@ -361,6 +369,7 @@ def test_gpu_check_installs_nothing_that_the_parts_asked_for_do_not_need(
     assert (tmp_path / "out" / "gpu-check.log").read_text() == done.stdout
 
 
+@pytest.mark.slow
 def test_gpu_check_installs_only_what_is_missing_into_a_venv_that_sees_python(
         tmp_path, without_sweep_packages):
     (tmp_path / "none").mkdir()   # an empty wheel folder: every install fails, offline

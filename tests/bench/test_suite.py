@@ -68,6 +68,7 @@ def tiny_run(tmp_path_factory) -> tuple[int, dict, str, Path]:
     return code, _strict_json(files[0]), printed.getvalue(), files[0]
 
 
+@pytest.mark.slow
 def test_tiny_run_reports_every_figure_finite(tiny_run):
     code, report, _, _ = tiny_run
     assert code == 0
@@ -82,6 +83,7 @@ def test_tiny_run_reports_every_figure_finite(tiny_run):
         assert section["seconds"] > 0 and section["definition"]
 
 
+@pytest.mark.slow
 def test_tiny_run_records_machine_versions_and_settings(tiny_run):
     _, report, table, path = tiny_run
     machine = report["machine"]

@@ -38,6 +38,7 @@ def _rows(folder):
     return {p.stem for p in trials.glob("*.parquet")} if trials.is_dir() else set()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1200)     # six Ray starts: about a minute on 2 idle cores, far more when busy
 def test_sigkill_at_five_moments_loses_and_repeats_nothing(tmp_path):
     space = fake_space(tmp_path / "f.yaml", search={"lam": {"choice": [1e-4, 1e-3, 1e-2]}},

@@ -22,6 +22,7 @@ NUM_SAMPLES = 7                 # three parents: 3 + 3 + 1
 STOPPED = "t0002"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)       # three Ray starts
 def test_sigkill_mid_ladder_loses_and_repeats_nothing(tmp_path):
     space = fake_space(tmp_path / "l.yaml", num_samples=NUM_SAMPLES, max_concurrent=2,

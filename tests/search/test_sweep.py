@@ -331,6 +331,7 @@ def _end_group(proc: subprocess.Popen, seconds: float) -> None:
         pass
 
 
+@pytest.mark.slow
 def test_killed_driver_resumes_without_losing_or_repeating_trials(tmp_path):
     # No pruning: these trials skip scoring and take about a second of training each.
     path = _space(tmp_path / "k.yaml", fixed={**TINY, "prune_ratio": 0.0}, num_samples=3,
