@@ -68,9 +68,8 @@ def run_quality(scale: QualityScale, *, device: str = "cpu", out: str | Path | N
     """Run the grid of ``scale``; return the report (and keep ``out`` up to date when given).
 
     ``jobs`` > 1 runs that many (seed, setting) pairs at once, each in its own process on one
-    thread (a CPU core each).
-    Each pair seeds its own generators, so the figures do not depend on ``jobs``; the report
-    lists the pairs in grid order whatever order they finish in.
+    thread (a CPU core each). Each pair seeds its own generators, so the figures do not depend
+    on ``jobs``; the report lists the pairs in grid order whatever order they finish in.
     """
     from hgsearch.bench.harness import load_average, machine_info
     from hgsearch.runtime import resolve_runtime
