@@ -23,6 +23,7 @@ would drown.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
@@ -128,18 +129,34 @@ def get_criterion(name: str) -> Criterion:
                          f"{', '.join(SCORE_METHODS)}") from None
 
 
+# The TF32 switches are process-wide: trials scoring in threads of one process (the dense
+# store's tests do) must not restore each other's "ieee". The first to enter saves and sets
+# them, the last to leave restores them.
+_EXACT_LOCK = threading.Lock()
+_exact_depth = 0
+_exact_saved: tuple[str, str] = ("", "")
+
+
 @contextmanager
 def exact_math() -> Iterator[None]:
     """Plain float32 inside: TF32 off for CUDA convolutions and matmuls, autocast off; the
-    previous settings come back on exit, even on error."""
-    matmul = torch.backends.cuda.matmul.fp32_precision
-    conv = torch.backends.cudnn.conv.fp32_precision
-    torch.backends.cuda.matmul.fp32_precision = "ieee"
-    torch.backends.cudnn.conv.fp32_precision = "ieee"
+    previous settings come back on exit, even on error (when the last of several threads
+    inside leaves)."""
+    global _exact_depth, _exact_saved
+    with _EXACT_LOCK:
+        if _exact_depth == 0:
+            _exact_saved = (torch.backends.cuda.matmul.fp32_precision,
+                            torch.backends.cudnn.conv.fp32_precision)
+            torch.backends.cuda.matmul.fp32_precision = "ieee"
+            torch.backends.cudnn.conv.fp32_precision = "ieee"
+        _exact_depth += 1
     try:
         with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False):
             yield
     finally:
-        torch.backends.cuda.matmul.fp32_precision = matmul
-        torch.backends.cudnn.conv.fp32_precision = conv
-
+        with _EXACT_LOCK:
+            _exact_depth -= 1
+            if _exact_depth == 0:
+                matmul, conv = _exact_saved
+                torch.backends.cuda.matmul.fp32_precision = matmul
+                torch.backends.cudnn.conv.fp32_precision = conv

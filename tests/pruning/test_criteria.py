@@ -192,6 +192,42 @@ def test_scoring_runs_without_tf32_or_autocast_and_restores_them(sample):
             before)
 
 
+def test_threads_scoring_at_once_leave_the_switches_as_they_found_them():
+    """Trials scoring in threads of one process: the first out must not restore TF32 under
+    the second, nor the second restore the first one's "ieee" for good (the flags are
+    process-wide; left at "ieee" for convolutions only, torch.onnx.export refuses to run)."""
+    import threading
+
+    def switches():
+        return (torch.backends.cudnn.conv.fp32_precision,
+                torch.backends.cuda.matmul.fp32_precision)
+
+    before = switches()
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with exact_math():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second():
+        first_in.wait(10)
+        with exact_math():
+            second_in.set()
+            first_out.wait(10)
+            seen["inside_after_first_left"] = switches()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert seen["inside_after_first_left"] == ("ieee", "ieee")
+    assert switches() == before
+
+
 def test_scores_under_an_outer_autocast_are_the_fp32_scores(sample):
     model = criteria_net(torch.float32)
     x, y = sample[0].float(), sample[1]
