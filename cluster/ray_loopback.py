@@ -16,7 +16,8 @@ Why (Ray 2.60, read in its source and seen in the processes' command lines):
 So this is Ray's own ``ray start`` with that one replacement left out for 127.0.0.1. A driver
 joining such a cluster needs ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` in its environment, or it
 looks for the cluster at the LAN address (``local_cluster.sh env`` exports it).
-tests/cluster/test_local_cluster.py checks the outcome from outside: every listening socket of the nodes.
+tests/cluster/test_local_cluster.py checks the outcome from outside: every listening socket of
+the nodes.
 """
 
 from __future__ import annotations
