@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 lint: venv
-	$(BIN)/ruff check hgsearch tests
+	$(BIN)/ruff check hgsearch tests cluster
 
 test: venv lint
 	$(BIN)/python -m pytest -q -m "not multinode and not slow" -n 2 --dist loadfile --durations=15
