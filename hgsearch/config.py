@@ -238,6 +238,9 @@ def coerce(key: str, value: Any) -> Any:
             return value
         if value is None:
             return ""
+        # YAML 1.1 reads an unquoted on/off as a boolean: give such keys back their word.
+        if isinstance(value, bool) and {"on", "off"} <= set(FIELDS[key].metadata["choices"] or ()):
+            return "on" if value else "off"
         raise ValueError
     except ValueError:
         raise UserError(f"{key}={value!r}: expected {kind}") from None

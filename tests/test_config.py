@@ -29,6 +29,8 @@ def test_defaults_are_valid_and_every_key_is_documented():
     ("lam", "1e-3", 1e-3), ("epochs", "7", 7), ("epochs", 7.0, 7), ("nesterov", "yes", True),
     ("nesterov", "off", False), ("compile", True, True), ("arch", "resnet56", "resnet56"),
     ("reg_levels", "1", 1), ("prune_ratio", 0, 0.0),
+    # YAML 1.1 reads an unquoted on/off as a boolean; an on/off key takes it as its word.
+    ("channels_last", True, "on"), ("channels_last", False, "off"),
 ])
 def test_values_are_coerced_to_the_key_type(key, text, expected):
     value = getattr(make_config({key: text}), key)
@@ -40,6 +42,7 @@ def test_values_are_coerced_to_the_key_type(key, text, expected):
     ({"epochs": "two"}, "epochs='two': expected int"),
     ({"epochs": 2.5}, "epochs=2.5: expected int"),
     ({"nesterov": "maybe"}, "expected bool"),
+    ({"arch": True}, "arch=True: expected str"),   # a boolean is a word only for on/off keys
     ({"prune_ratio": 0.99}, "prune_ratio=0.99: must be between 0 and 0.95"),
     ({"lam": float("nan")}, "lam=nan"),
     ({"reg": "l2"}, "reg='l2': allowed values are none, l1, group_lasso, exclusive, group_l12"),
