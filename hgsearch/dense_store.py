@@ -17,7 +17,6 @@ check-then-write: a race can only make two trials train one network (paid twice,
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -34,8 +33,9 @@ import torch
 
 from hgsearch import early_stop
 from hgsearch.config import FIELDS, TrialConfig, dense_keys, inapplicable_keys
-from hgsearch.fileio import json_text, version_of, write_bytes_atomic
+from hgsearch.fileio import json_text, version_of
 from hgsearch.runtime import Runtime
+from hgsearch.store_files import StoreFiles
 
 
 def data_fingerprint(data: Any) -> str:
@@ -105,77 +105,6 @@ def restore(state: dict[str, Any], model: torch.nn.Module, gen: torch.Generator,
     curve[:] = [dict(r) for r in state["curve"]]
 
 
-class _Files:
-    """Bytes under the store's root: a folder (renamed into place; exclusive creates with
-    O_EXCL) or a pyarrow filesystem (written whole on close; check-then-write creates)."""
-
-    def __init__(self, root: str) -> None:
-        self.fs, self.root = None, root
-        if "://" in root:
-            import pyarrow.fs
-
-            fs, self.root = pyarrow.fs.FileSystem.from_uri(root)
-            self.fs = None if isinstance(fs, pyarrow.fs.LocalFileSystem) else fs
-        self.root = self.root.rstrip("/") if self.fs else str(Path(self.root).expanduser())
-
-    def read(self, rel: str) -> bytes | None:
-        try:
-            if self.fs is None:
-                return Path(self.root, rel).read_bytes()
-            with self.fs.open_input_stream(f"{self.root}/{rel}") as f:
-                return f.read()
-        except (FileNotFoundError, OSError):
-            return None
-
-    def write(self, rel: str, data: bytes) -> None:
-        if self.fs is None:
-            return write_bytes_atomic(Path(self.root, rel), data)
-        self.fs.create_dir(f"{self.root}/{rel}".rsplit("/", 1)[0], recursive=True)
-        with self.fs.open_output_stream(f"{self.root}/{rel}") as f:
-            f.write(data)
-
-    def create(self, rel: str, data: bytes) -> bool:
-        """Write ``rel`` unless it exists; False when it did."""
-        if self.fs is not None:
-            if self.read(rel) is not None:
-                return False
-            self.write(rel, data)
-            return True
-        path = Path(self.root, rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return True
-
-    def remove_if(self, rel: str, expected: bytes) -> None:
-        """Remove ``rel`` if it still holds ``expected`` (a stale claim)."""
-        if self.fs is not None:
-            if self.read(rel) == expected:
-                self.delete(rel)
-            return
-        path = Path(self.root, rel)     # in a folder: atomically, by renaming it aside first
-        aside = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.stale")
-        try:
-            os.rename(path, aside)
-        except FileNotFoundError:
-            return
-        if aside.read_bytes() != expected:   # a fresh claim written since: put it back
-            with contextlib.suppress(FileExistsError):
-                os.link(aside, path)
-        aside.unlink()
-
-    def delete(self, rel: str) -> None:
-        with contextlib.suppress(FileNotFoundError, OSError):
-            if self.fs is None:
-                Path(self.root, rel).unlink()
-            else:
-                self.fs.delete_file(f"{self.root}/{rel}")
-
-
 class DenseStore:
     """Trained dense networks by ``dense_key``; claims say who trains one now.
 
@@ -185,12 +114,20 @@ class DenseStore:
 
     def __init__(self, root: str | Path, *, stale_s: float = 300.0, heartbeat_s: float = 30.0,
                  poll_s: float = 2.0) -> None:
-        self.root, self._io = str(root), _Files(str(root))
+        self.root, self._io = str(root), StoreFiles(str(root))
         self.stale_s, self.heartbeat_s, self.poll_s = stale_s, heartbeat_s, poll_s
         self._held: dict[str, tuple[str, threading.Event]] = {}   # key -> our token, its beat
 
     def meta(self, key: str) -> dict[str, Any] | None:
         return _parsed(self._io.read(f"{key}/meta.json")) or None
+
+    def read_bytes(self, rel: str) -> bytes | None:
+        """A file that another cache keeps beside the entries (``<key>/...``), or None."""
+        return self._io.read(rel)
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write such a file atomically (renamed into place, or whole on close)."""
+        self._io.write(rel, data)
 
     def entry(self, key: str) -> Entry | None:
         """The committed entry of ``key`` (meta.json and the state it names), or None."""
@@ -363,9 +300,13 @@ class SharedDense:
     def _acquire(self, row: dict[str, Any], curve: list[dict]) -> Entry | None:
         """A trained entry to reuse; else the claim, and a stopped entry to train on from, if
         any. Waits while another trial trains it; raises Stopped where a stored curve stops."""
-        said = False
+        said, seen, entry = False, object(), None
         while True:
-            entry = self.store.entry(self.key)
+            # state.pt is read only when meta.json changed: a waiter polls every poll_s, and on
+            # an object store each read of the network is a download.
+            meta = self.store.meta(self.key) or {}
+            if (mark := (meta.get("status"), meta.get("epoch"))) != seen:
+                entry, seen = self.store.entry(self.key), mark
             if entry is not None:
                 if (stop := self.rungs.replay(entry.state["curve"])) is not None:
                     row.update(dense_reused=True, images_train=0,
@@ -377,8 +318,10 @@ class SharedDense:
             if self.store.claim(self.key):
                 self.held = True
                 again = self.store.meta(self.key) or {}      # committed while we looked?
-                if (again.get("status"), again.get("epoch")) == (entry and entry.status,
-                                                                 entry and entry.epoch):
+                if (again.get("status"), again.get("epoch")) == seen:
+                    # Nothing was: train on from the stopped entry, or from the start. With
+                    # the claim ours no commit is under way, so a meta.json that its state.pt
+                    # does not match (a commit cut short) is trained over afresh.
                     return entry
                 self._release()
                 continue

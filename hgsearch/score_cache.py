@@ -112,8 +112,7 @@ class ScoreCache:
         return self.criterion(model, x, y, batch_size=batch_size, generator=generator)
 
     def _load(self, rel: str) -> dict[str, Any] | None:
-        # The store's own bytes (folder or URI): DenseStore has no public file access.
-        raw = self.store._io.read(f"{rel}/scores.pt")
+        raw = self.store.read_bytes(f"{rel}/scores.pt")     # a folder or a URI, as the store
         if raw is None:
             return None
         try:
@@ -124,4 +123,4 @@ class ScoreCache:
     def _save(self, rel: str, scores: list[torch.Tensor], gen_state: torch.Tensor) -> None:
         buf = io.BytesIO()
         torch.save({"scores": [s.detach().cpu() for s in scores], "generator": gen_state}, buf)
-        self.store._io.write(f"{rel}/scores.pt", buf.getvalue())   # atomic: renamed into place
+        self.store.write_bytes(f"{rel}/scores.pt", buf.getvalue())

@@ -138,6 +138,65 @@ def test_a_killed_trainers_claim_is_taken_over_and_nothing_is_lost_or_doubled(
     assert trained_epochs == [1, 2, 1, 2] and again["dense_reused"]   # plain's, not again's
 
 
+def _trained_entry(tiny, store):
+    """A 2-epoch trial trained into ``store``: its keys, its dense key and the entry."""
+    keys = {**tiny, "epochs": 2}
+    key = run_trial({**keys, "trial_id": "first"}, log=None, dense_store=store)["dense_key"]
+    return keys, key, store.entry(key)
+
+
+def _in_thread(target) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)   # daemon: a hung one fails, no more
+    thread.start()
+    return thread
+
+
+def test_a_waiter_reads_the_network_only_when_the_entry_changes(
+        tiny, tmp_path, one_thread, trained_epochs):
+    store = DenseStore(tmp_path / "dense", poll_s=0.01)
+    keys, key, entry = _trained_entry(tiny, store)
+    # A stopped entry that another trainer (a live claim) is training on from epoch 1.
+    store.save(key, entry.state, status="stopped", epoch=1, seconds_train=1.0, keys={})
+    trainer = DenseStore(tmp_path / "dense")
+    assert trainer.claim(key)
+    reads, read = [], store._io.read
+    store._io.read = lambda rel: (reads.append(rel) if rel.endswith("state.pt") else None,
+                                  read(rel))[1]
+    rows = {}
+    waiter = _in_thread(lambda: rows.update(run_trial({**keys, "trial_id": "waiter"},
+                                                      log=None, dense_store=store)))
+    deadline = time.monotonic() + 60
+    while not reads and time.monotonic() < deadline:     # the waiter reached the store
+        time.sleep(0.01)
+    time.sleep(0.5)                                        # some 50 polls of the waiter
+    assert waiter.is_alive() and len(reads) == 1           # the stopped entry, read once
+    trainer.save(key, entry.state, status="trained", epoch=2, seconds_train=2.0, keys={})
+    trainer.release(key)
+    waiter.join(60)
+    assert rows["dense_reused"] and trained_epochs == [1, 2]
+    assert len(reads) == 2                                 # and the trained one, once
+
+
+def test_an_entry_whose_commit_was_cut_short_is_trained_over_not_waited_on(
+        tiny, tmp_path, one_thread, trained_epochs):
+    store = DenseStore(tmp_path / "dense", poll_s=0.01)
+    keys, key, entry = _trained_entry(tiny, store)
+    # state.pt of a newer commit under the old meta.json: a trainer died between the two.
+    meta = tmp_path / "dense" / key / "meta.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "status": "stopped",
+                                "epoch": 1}))
+    assert store.entry(key) is None
+    rows = {}
+    retrain = _in_thread(lambda: rows.update(run_trial({**keys, "trial_id": "again"},
+                                                       log=None, dense_store=store)))
+    retrain.join(120)
+    assert not retrain.is_alive(), "the trial kept looking at the damaged entry"
+    assert trained_epochs == [1, 2, 1, 2] and not rows["dense_reused"]
+    assert store.entry(key).status == "trained" and store.holder(key) is None
+    plain = run_trial({**keys, "trial_id": "plain"}, log=None)
+    assert differing(plain, rows) == []
+
+
 def test_a_training_that_crashes_lets_its_claim_go_and_stores_nothing(tiny, tmp_path,
                                                                      monkeypatch):
     def crash(*args, **kwargs):
