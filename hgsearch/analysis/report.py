@@ -184,6 +184,13 @@ def _search_figures(rows: pd.DataFrame, objs: list[tuple[str, str]], keys: list[
     return out
 
 
+def _front_count(on_front: np.ndarray, baseline: np.ndarray) -> str:
+    """How many trials the front holds, saying so when the unpruned baseline is one of them."""
+    n, with_baseline = int(on_front.sum()), bool((on_front & baseline).any())
+    return (f"{n} trial{'s' if n != 1 else ''} on the Pareto front"
+            f"{', the baseline among them' if with_baseline else ''}.")
+
+
 def _curve_figure(curves: pd.DataFrame | None, front_ids: list[str]) -> str:
     palette = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
                "#ff7f0e", "#7f7f7f", "#d62728"]
@@ -268,7 +275,7 @@ def render_report(df: pd.DataFrame, *, objectives: ObjectivesLike = None,
         f"<h1>{escape(title)}</h1>",
         f"<p>{len(df)} trial rows{' of sweep(s) ' + escape(', '.join(sweeps)) if sweeps else ''}"
         f": {escape(left_out(len(rows), rows.attrs.get('excluded', {})))} Objectives: "
-        f"{escape(names)}. {int(on_front.sum())} trials on the Pareto front. Generated {stamp}."
+        f"{escape(names)}. {_front_count(on_front, baseline)} Generated {stamp}."
         f"</p>{skipped_html}",
         "<p class=\"note\">Accuracy is top-1 in %; ratios are fractions of the dense network; "
         "MACs count one multiply-accumulate of a conv or linear layer as one.</p>",

@@ -17,7 +17,7 @@ from hgsearch.analysis.select_trial import select_trial
 from hgsearch.cli import main
 from hgsearch.errors import UserError
 from hgsearch.models import load_model
-from tests.results_fixtures import FEED, write_results
+from tests.results_fixtures import FEED, ROWS, write_results
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +147,9 @@ def test_report_is_self_contained_and_labelled(tmp_path):
     assert "<b>t02</b>" in text and "knee" in text
     front = text[text.index("<h2>Pareto front</h2>"):text.index("<h2>All trials</h2>")]
     assert all(f"t0{i}" in front for i in (0, 1, 2, 3, 4)) and "t05" not in front
+    ok = [(acc, ratio) for acc, ratio, status, _ in ROWS if status == "ok"]
+    n = sum(not any(b != a and b[0] >= a[0] and b[1] <= a[1] for b in ok) for a in ok)
+    assert f"{n} trials on the Pareto front, the baseline among them." in text   # t00 is
     # every trial is in the table of all trials, the failed ones shaded
     trials = text[text.index("<h2>All trials</h2>"):]
     assert all(f"<td>t0{i}</td>" in trials for i in range(8))
@@ -197,6 +200,14 @@ def test_report_with_nothing_to_select_and_three_objectives(tmp_path):
     assert refs.plots == ["params_ratio", "macs_ratio", "val_test", "hypervolume"]
     assert "no model selected" in text and "baselines" in text
     assert "1 failed" in text
+
+
+def test_the_header_counts_the_front_and_says_when_the_baseline_is_on_it(tmp_path):
+    # the pruned trial is better and smaller: it alone is the front, the baseline is not on it
+    df = write_results(tmp_path, [(0.90, 1.0, "ok", True), (0.95, 0.5, "ok", False)],
+                       models=False)
+    text, _ = parse_report(write_report(tmp_path, df))
+    assert "1 trial on the Pareto front." in text and "baseline among them" not in text
 
 
 def test_sweep_json_objectives_are_the_default(tmp_path, capsys):
