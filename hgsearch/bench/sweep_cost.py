@@ -65,23 +65,19 @@ QUICK = CostScale(num_samples=4, synthetic={"synthetic_train_size": 1000,
 
 # --------------------------------------------------------------------------- the two spaces
 
-def _where(key: str) -> str | None:
-    """Where this version reads a switch: a trial key (under fixed), a section, or nowhere."""
-    from hgsearch.search.space import SECTIONS
-
-    if key in config.FIELDS:
-        return "fixed"
-    return "section" if key in SECTIONS else None
+def _where(key: str) -> str:
+    """Where a space file sets a switch: "fixed" for a trial key, else "section"."""
+    return "fixed" if key in config.FIELDS else "section"
 
 
 def plain_space(space: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """A copy of a space file's mapping with every economy off, and what was changed.
 
-    Each switch of ``ECONOMIES`` is set false where this version reads it (under ``fixed``
-    when it is a trial key, else as a section), searched forms of it and its own settings
-    (``early_stop_*``, inapplicable once it is off) removed; a switch this version does not
-    know is left alone (nothing to turn off). Each ``{ladder: [...]}`` becomes ``{choice:
-    [...]}`` under ``search``, its other entries (``when``) kept.
+    Each switch of ``ECONOMIES`` is set false where it is read (under ``fixed`` when it is a
+    trial key, else as a section), searched forms of it and its own settings (``early_stop_*``,
+    inapplicable once it is off) removed. Each
+    ``{ladder: [...]}`` becomes ``{choice: [...]}`` under ``search``, its other entries
+    (``when``) kept.
     """
     out = copy.deepcopy(dict(space))
     fixed = dict(out.get("fixed") or {})
@@ -92,12 +88,8 @@ def plain_space(space: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
             for k in [k for k in section if k == key or str(k).startswith(f"{key}_")]:
                 del section[k]
         where = _where(key)
-        if where == "fixed":
-            fixed[key] = False
-        elif where == "section":
-            out[key] = False
-        changes.append(f"{key}: false ({where})" if where else
-                       f"{key}: not a switch of this version, nothing to turn off")
+        (fixed if where == "fixed" else out)[key] = False
+        changes.append(f"{key}: false ({where})")
     for section in (search, fixed):
         for key, spec in list(section.items()):
             if isinstance(spec, Mapping) and LADDER in spec:
@@ -133,19 +125,17 @@ def variant_space(space: Mapping[str, Any], variant: str, seed: int,
 
 def economies(space: Mapping[str, Any]) -> dict[str, Any]:
     """What a space says of each economy: the ladder (key and values) and each switch's value
-    (a trial key's default when unset; "default" for an unset section; "unknown" when this
-    version has no such switch; a searched switch: its spec)."""
+    (a trial key's default when unset; "default" for an unset section; a searched switch: its
+    spec)."""
     fixed, search = space.get("fixed") or {}, space.get("search") or {}
     ladders = {k: list(v[LADDER]) for sec in (search, fixed) for k, v in sec.items()
                if isinstance(v, Mapping) and LADDER in v}
     out: dict[str, Any] = {"ladder": ladders or None}
     for key in ECONOMIES:
-        where = _where(key)
-        if where == "fixed":
-            value = fixed.get(key, search.get(key, getattr(config.FIELDS[key], "default", None)))
+        if _where(key) == "fixed":
+            out[key] = fixed.get(key, search.get(key, config.FIELDS[key].default))
         else:
-            value = space.get(key)
-        out[key] = "unknown" if where is None else ("default" if value is None else value)
+            out[key] = space.get(key, "default")
     return out
 
 

@@ -15,7 +15,6 @@ import yaml
 from hgsearch import config
 from hgsearch.bench import cost_curves, sweep_cost
 from hgsearch.cli import main
-from hgsearch.search.space import SECTIONS
 from hgsearch.search.space_file import parse_space
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,26 +133,19 @@ SPACE = {
     "sampler": "tpe", "num_samples": 8}
 
 
-@pytest.mark.parametrize("known", [True, False])
-def test_plain_space_turns_every_economy_off(monkeypatch, known):
-    for key in sweep_cost.ECONOMIES:   # as a version with and without the switches reads them
-        if known:
-            monkeypatch.setitem(config.FIELDS, key, object())
-        else:
-            monkeypatch.delitem(config.FIELDS, key, raising=False)
+def test_plain_space_turns_every_economy_off():
     out, changes = sweep_cost.plain_space(SPACE)
     assert out["search"]["prune_ratio"] == {"choice": [0.3, 0.5, 0.7],
                                             "when": {"reg": "exclusive"}}
     assert out["search"]["lam"] == SPACE["search"]["lam"]
     assert not any(k.startswith("early_stop_") for k in {**out["fixed"], **out["search"]})
-    for key in sweep_cost.ECONOMIES:
-        if known:
-            assert out["fixed"][key] is False
-        elif key in SECTIONS:
-            assert out[key] is False and key not in out["fixed"]
-        else:
-            assert key not in out["fixed"] and key not in out
-            assert f"{key}: not a switch of this version, nothing to turn off" in changes
+    assert out["share_dense"] is False and "share_dense" not in out["fixed"]   # a section
+    assert out["fixed"]["early_stop"] is False and "early_stop" not in out["search"]
+    assert changes[:2] == ["share_dense: false (section)", "early_stop: false (fixed)"]
+    assert sweep_cost.economies(out) == {"ladder": None, "share_dense": False,
+                                         "early_stop": False}
+    assert sweep_cost.economies({}) == {"ladder": None, "share_dense": "default",
+                                        "early_stop": config.TrialConfig.early_stop}
     assert SPACE["search"]["prune_ratio"]["ladder"] == [0.3, 0.5, 0.7]   # input untouched
 
 
