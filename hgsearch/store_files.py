@@ -16,8 +16,7 @@ from hgsearch.fileio import write_bytes_atomic
 
 
 class StoreFiles:
-    """Bytes under the store's root: a folder (renamed into place; exclusive creates with
-    O_EXCL) or a pyarrow filesystem (written whole on close; check-then-write creates)."""
+    """Read, write, create-exclusively and delete files by path relative to ``root``."""
 
     def __init__(self, root: str) -> None:
         self.fs, self.root = None, root

@@ -75,9 +75,8 @@ def plain_space(space: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
     Each switch of ``ECONOMIES`` is set false where it is read (under ``fixed`` when it is a
     trial key, else as a section), searched forms of it and its own settings (``early_stop_*``,
-    inapplicable once it is off) removed. Each
-    ``{ladder: [...]}`` becomes ``{choice: [...]}`` under ``search``, its other entries
-    (``when``) kept.
+    inapplicable once it is off) removed. Each ``{ladder: [...]}`` becomes ``{choice: [...]}``
+    under ``search``, its other entries (``when``) kept.
     """
     out = copy.deepcopy(dict(space))
     fixed = dict(out.get("fixed") or {})
