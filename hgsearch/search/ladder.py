@@ -119,12 +119,15 @@ def record(study: optuna.Study, parent: optuna.trial.Trial, ladder: Param,
     return values
 
 
-def drop_stopped(study: optuna.Study) -> list[int]:
-    """Ask no more siblings of a parent whose dense phase was stopped early (told PRUNED):
-    they would share its stopped network and stop at once, spending trials on nothing; the
-    budget goes to new networks instead. Returns the parents whose lists were emptied."""
+def drop_stopped(study: optuna.Study,
+                 row_stopped: Callable[[int], bool] = lambda number: False) -> list[int]:
+    """Ask no more siblings of a parent whose dense phase was stopped early (told PRUNED, or
+    ``row_stopped``: its row says so before Tune has told its end): they would share its
+    stopped network and stop at once, spending trials on nothing; the budget goes to new
+    networks instead. Returns the parents whose lists were emptied."""
     stopped = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))}
-    dropped = [n for n, values in pending(study).items() if values and n in stopped]
+    dropped = [n for n, values in pending(study).items()
+               if values and (n in stopped or row_stopped(n))]
     for number in dropped:
         study.set_user_attr(f"{PENDING}{number}", [])
     return dropped

@@ -75,7 +75,7 @@ class Searcher(OptunaSearch):
             # A queued sibling (a driver killed after enqueueing it) goes first, then one to
             # release; Optuna's ask pops the queue before it samples.
             waiting = self._ot_study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-            ladder.drop_stopped(self._ot_study)
+            ladder.drop_stopped(self._ot_study, self._row_stopped)
             release = None if waiting else ladder.next_release(self._ot_study, self._released)
             if not waiting and release is None \
                     and reconcile.remaining(self._ot_study, self._num_samples) <= 0:
@@ -112,6 +112,11 @@ class Searcher(OptunaSearch):
         row = read_row(self._folder, trial_id_of(number)) or {}
         return row.get("status") in ENDED or reconcile.is_finished(self._ot_study,
                                                                      self._ot_trials[ids[-1]])
+
+    def _row_stopped(self, number: int) -> bool:
+        """Whether parent ``number``'s row says its dense phase was stopped: the worker writes
+        the row before Tune reports the end, and a sibling released meanwhile would stop."""
+        return (read_row(self._folder, trial_id_of(number)) or {}).get("status") == "stopped"
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:

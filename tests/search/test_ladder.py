@@ -11,6 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from hgsearch.results import empty_metrics, write_row
 from hgsearch.search import ladder, reconcile
 from hgsearch.search.records import optuna_storage_url
 from hgsearch.search.searcher import make_searcher
@@ -166,6 +167,26 @@ def test_a_stopped_parent_gives_its_trials_to_new_networks(tmp_path, resumed):
     assert study.trials[0].state == TrialState.PRUNED and parent["trial_id"] == "t0000"
     assert len(study.trials) == 7 and len(ids) == 6             # the budget still exact
     assert [len(g) for g in _ladders(study).values()] == [1, *_group_sizes(6, len(LADDER))]
+
+
+def test_a_parent_whose_row_says_stopped_releases_no_sibling_before_tune_tells_it(tmp_path):
+    """The worker writes its row before Tune reports the trial's end: in between, a sibling
+    released on that row would reuse the stopped network and stop at once."""
+    s = make_searcher(_space(num_samples=3), name="s", folder=tmp_path)
+    parent = s.suggest("a0")
+    assert s.suggest("a1") is None                       # the budget asked, the parent trains
+    write_row(tmp_path, {**parent, **empty_metrics(), "out_dir": str(tmp_path),
+                         "status": "stopped", "stopped_epoch": 1})
+    new = s.suggest("a1")                                # not told yet: the row alone says so
+    assert new is not None and ladder.PARENT not in s.study.trials[-1].user_attrs
+    assert new["trial_id"] == "t0001" and ladder.pending(s.study)[0] == []
+    s.on_trial_complete("a0", {"acc_final": float("nan"), "params_ratio": float("nan"),
+                               "hg_final": True, "hg_status": "stopped"})
+    s.on_trial_complete("a1", OK)
+    _drive(s, "b")
+    study = _load(tmp_path)
+    assert len(study.trials) == 3 and [t.number for t in _ladders(study)[0]] == [0]
+    assert study.trials[0].state == TrialState.PRUNED
 
 
 def test_a_parent_without_the_key_has_no_siblings(tmp_path):
