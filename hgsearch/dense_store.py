@@ -116,7 +116,8 @@ class DenseStore:
                  poll_s: float = 2.0) -> None:
         self.root, self._io = str(root), StoreFiles(str(root))
         self.stale_s, self.heartbeat_s, self.poll_s = stale_s, heartbeat_s, poll_s
-        self._held: dict[str, tuple[str, threading.Event]] = {}   # key -> our token, its beat
+        # key -> our token, the event that ends its heartbeat, the lock a rewrite holds
+        self._held: dict[str, tuple[str, threading.Event, threading.Lock]] = {}
 
     def meta(self, key: str) -> dict[str, Any] | None:
         return _parsed(self._io.read(f"{key}/meta.json")) or None
@@ -189,21 +190,23 @@ class DenseStore:
         token, stop = uuid.uuid4().hex, threading.Event()
         if not self._io.create(f"{key}/claim", self._claim_body(token, 0)):
             return False
-        self._held[key] = (token, stop)
-        threading.Thread(target=self._beat, args=(key, token, stop, threading.current_thread()),
+        self._held[key] = held = (token, stop, threading.Lock())
+        threading.Thread(target=self._beat, args=(key, held, threading.current_thread()),
                          daemon=True, name=f"dense-heartbeat-{key}").start()
         return True
 
     def heartbeat(self, key: str, epoch: int = 0) -> None:
         """Rewrite our claim on ``key`` with the time now and the epoch reached."""
-        if key in self._held:
-            self._rewrite(key, self._held[key][0], epoch)
+        if (held := self._held.get(key)) is not None:
+            self._rewrite(key, held, epoch)
 
     def release(self, key: str) -> None:
         if (held := self._held.pop(key, None)) is not None:
-            held[1].set()
-            if self._claim_info(key).get("token") == held[0]:
-                self._io.delete(f"{key}/claim")
+            token, stop, lock = held
+            with lock:      # a beat under way ends first, and none writes after
+                stop.set()
+                if self._claim_info(key).get("token") == token:
+                    self._io.delete(f"{key}/claim")
 
     def _claim_info(self, key: str) -> dict[str, Any]:
         return _parsed(self._io.read(f"{key}/claim"))
@@ -212,21 +215,31 @@ class DenseStore:
         return json_text({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(),
                           "token": token, "epoch": epoch}).encode()
 
-    def _rewrite(self, key: str, token: str, epoch: int | None = None) -> bool:
-        """Our claim with the time now; False once it is not ours (taken over as stale: this
-        trainer goes on, the network is then paid twice, never wrong)."""
-        info = self._claim_info(key)
-        if info.get("token") != token:
-            return False
-        self._io.write(f"{key}/claim",
-                       self._claim_body(token, info.get("epoch", 0) if epoch is None else epoch))
-        return True
+    def _rewrite(self, key: str, held: tuple[str, threading.Event, threading.Lock],
+                 epoch: int | None = None) -> bool:
+        """Our claim with the time now; False once released or not ours (taken over as stale:
+        this trainer goes on, the network is then paid twice, never wrong)."""
+        token, stop, lock = held
+        with lock:
+            if stop.is_set():
+                return False
+            info = self._claim_info(key)
+            if not info:
+                # Gone a moment (a stale check renames it aside, then puts a fresh one back) or
+                # being written: look again at the next beat rather than stop beating.
+                return True
+            if info.get("token") != token:
+                return False
+            epoch = info.get("epoch", 0) if epoch is None else epoch
+            self._io.write(f"{key}/claim", self._claim_body(token, epoch))
+            return True
 
-    def _beat(self, key: str, token: str, stop: threading.Event,
+    def _beat(self, key: str, held: tuple[str, threading.Event, threading.Lock],
               owner: threading.Thread) -> None:
         # Between epochs too, so a long epoch is not taken for a dead trainer; it ends with the
         # thread that trains, so an abandoned training goes stale.
-        while not stop.wait(self.heartbeat_s) and owner.is_alive() and self._rewrite(key, token):
+        while not held[1].wait(self.heartbeat_s) and owner.is_alive() \
+                and self._rewrite(key, held):
             pass
 
 

@@ -236,6 +236,43 @@ def test_the_heartbeat_keeps_a_claim_fresh_between_epochs(tmp_path):
     store.release("k")
 
 
+def test_a_released_claim_is_not_written_back_by_a_heartbeat_under_way(tmp_path, monkeypatch):
+    """A beat that read the claim (ours) just before the release must not rewrite it after:
+    the claim would outlive its trainer, and waiters would wait for it to go stale."""
+    store = DenseStore(tmp_path, stale_s=60, heartbeat_s=0.05)
+    write = store._io.write
+
+    def slow_beat(rel, data):
+        if threading.current_thread().name.startswith("dense-heartbeat"):
+            time.sleep(0.3)                          # a slow store, in the middle of a beat
+        write(rel, data)
+
+    monkeypatch.setattr(store._io, "write", slow_beat)
+    assert store.claim("k")
+    time.sleep(0.15)
+    store.release("k")
+    time.sleep(0.5)
+    assert not (tmp_path / "k" / "claim").exists() and store.holder("k") is None
+
+
+def test_a_claim_renamed_aside_a_moment_keeps_its_heartbeat(tmp_path):
+    """A stale check renames a claim aside and puts it back when it was fresh after all; the
+    trainer's heartbeat must not take the gap for a takeover and stop for good."""
+    store = DenseStore(tmp_path, stale_s=60, heartbeat_s=0.05)
+    assert store.claim("k")
+    claim = tmp_path / "k" / "claim"
+    aside = claim.with_name(".claim.aside")
+    os.rename(claim, aside)
+    time.sleep(0.3)                                  # beats find no claim meanwhile
+    os.link(aside, claim)
+    aside.unlink()
+    before = store.holder("k")["time"]
+    time.sleep(0.3)
+    assert store.holder("k")["time"] > before        # still beating
+    assert any(t.name == "dense-heartbeat-k" for t in threading.enumerate())
+    store.release("k")
+
+
 def test_a_uri_store_keeps_entries_and_claims(tmp_path):
     store = DenseStore(f"file://{tmp_path}/uri")
     assert store.claim("k") and not store.claim("k")
