@@ -137,7 +137,10 @@ class DenseStore:
             raw = self._io.read(f"{key}/state.pt") if meta else None
             if meta is None or raw is None:
                 return None
-            state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+            try:
+                state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+            except Exception:       # unreadable (damaged, or not ours): trained over
+                return None
             if state.get("epoch") == meta["epoch"] and state.get("status") == meta["status"]:
                 return Entry(meta["status"], int(meta["epoch"]), float(meta["seconds_train"]),
                              state)

@@ -178,15 +178,18 @@ def test_a_waiter_reads_the_network_only_when_the_entry_changes(
     assert len(reads) == 2                                 # and the trained one, once
 
 
+@pytest.mark.parametrize("damage", ["cut-short", "unreadable"])
 def test_an_entry_whose_commit_was_cut_short_is_trained_over_not_waited_on(
-        tiny, tmp_path, one_thread, trained_epochs):
+        tiny, tmp_path, one_thread, trained_epochs, damage):
     store = DenseStore(tmp_path / "dense", poll_s=0.01)
     keys, first, entry = _trained_entry(tiny, store)
     key = first["dense_key"]
-    # state.pt of a newer commit under the old meta.json: a trainer died between the two.
-    meta = tmp_path / "dense" / key / "meta.json"
-    meta.write_text(json.dumps({**json.loads(meta.read_text()), "status": "stopped",
-                                "epoch": 1}))
+    if damage == "cut-short":   # state.pt of a newer commit under the old meta.json
+        meta = tmp_path / "dense" / key / "meta.json"
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "status": "stopped",
+                                    "epoch": 1}))
+    else:                       # a node lost while the file's blocks were still in its cache
+        (tmp_path / "dense" / key / "state.pt").write_bytes(b"")
     assert store.entry(key) is None
     rows = {}
     retrain = _in_thread(lambda: rows.update(run_trial({**keys, "trial_id": "again"},
