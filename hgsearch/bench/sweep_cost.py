@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -34,6 +34,9 @@ from hgsearch import config
 from hgsearch.bench import cost_curves
 from hgsearch.errors import UserError
 from hgsearch.fileio import utc_now, versions
+
+if TYPE_CHECKING:
+    from hgsearch.search.space import Space
 
 FORMAT = "hgsearch-bench-sweep-cost-v1"
 # acc_final at chance for 10 classes (a collapsed trial adds nothing), params_ratio at the dense
@@ -122,20 +125,13 @@ def variant_space(space: Mapping[str, Any], variant: str, seed: int,
     return out, changes
 
 
-def economies(space: Mapping[str, Any]) -> dict[str, Any]:
-    """What a space says of each economy: the ladder (key and values) and each switch's value
-    (a trial key's default when unset; "default" for an unset section; a searched switch: its
-    spec)."""
-    fixed, search = space.get("fixed") or {}, space.get("search") or {}
-    ladders = {k: list(v[LADDER]) for sec in (search, fixed) for k, v in sec.items()
-               if isinstance(v, Mapping) and LADDER in v}
-    out: dict[str, Any] = {"ladder": ladders or None}
-    for key in ECONOMIES:
-        if _where(key) == "fixed":
-            out[key] = fixed.get(key, search.get(key, config.FIELDS[key].default))
-        else:
-            out[key] = space.get(key, "default")
-    return out
+def economies(sp: Space) -> dict[str, Any]:
+    """What a parsed space turns on, as its sweep runs it: the ladder (key and values), shared
+    dense training, and early stopping (its fixed value, or "searched")."""
+    searched = any(p.key == "early_stop" for p in sp.params)
+    early = sp.fixed.get("early_stop", config.FIELDS["early_stop"].default)
+    return {"ladder": {sp.ladder.key: list(sp.ladder.choices)} if sp.ladder else None,
+            "share_dense": sp.share_dense, "early_stop": "searched" if searched else early}
 
 
 # --------------------------------------------------------------------------- the run
@@ -153,6 +149,7 @@ def run_sweep_cost(space: str | Path | None = None, *, seeds: Sequence[int] = (0
 
     path = Path(space) if space is not None else find_default_space()
     raw = config.read_config_file(path)
+    parse_space(raw, source=str(path))      # the file as given first: its own problems, named
     spaces = {(v, s): variant_space(raw, v, s, scale) for s in seeds for v in VARIANTS}
     parsed = {key: parse_space(sp, source=f"{path} ({key[0]})") for key, (sp, _) in
               spaces.items()}                  # every problem before the first sweep starts
@@ -165,14 +162,15 @@ def run_sweep_cost(space: str | Path | None = None, *, seeds: Sequence[int] = (0
     t0 = time.perf_counter()
     report: dict[str, Any] = {
         "format": FORMAT, "started_at": utc_now("seconds"), "space": str(path),
-        "economies": {v: economies(spaces[(v, seeds[0])][0]) for v in VARIANTS},
+        "economies": {v: economies(parsed[(v, seeds[0])]) for v in VARIANTS},
         "changes_plain": spaces[("plain", seeds[0])][1], "seeds": list(seeds),
         "scale": asdict(scale), "objectives": objectives, "reference": ref,
         "machine": machine_info(torch.device("cpu")), "versions": versions(),
         "definition": " ".join(DEFINITION.split()), "sweeps": {}, "per_seed": [],
         "complete": False, "notes": []}
     econ = report["economies"]["economical"]
-    if not econ["ladder"] and True not in (econ[k] for k in ECONOMIES):
+    if not econ["ladder"] and not any(econ[k] is True or econ[k] == "searched"
+                                      for k in ECONOMIES):
         report["notes"].append("the economical space turns no economy on (no ladder, "
                                + ", ".join(f"{k} {econ[k]}" for k in ECONOMIES)
                                + "): both sweeps measure the same method")

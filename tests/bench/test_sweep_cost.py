@@ -142,10 +142,6 @@ def test_plain_space_turns_every_economy_off():
     assert out["share_dense"] is False and "share_dense" not in out["fixed"]   # a section
     assert out["fixed"]["early_stop"] is False and "early_stop" not in out["search"]
     assert changes[:2] == ["share_dense: false (section)", "early_stop: false (fixed)"]
-    assert sweep_cost.economies(out) == {"ladder": None, "share_dense": False,
-                                         "early_stop": False}
-    assert sweep_cost.economies({}) == {"ladder": None, "share_dense": "default",
-                                        "early_stop": config.TrialConfig.early_stop}
     assert SPACE["search"]["prune_ratio"]["ladder"] == [0.3, 0.5, 0.7]   # input untouched
 
 
@@ -169,8 +165,13 @@ def test_the_demo_space_gives_two_valid_spaces():
     for variant in sweep_cost.VARIANTS:
         space, _ = sweep_cost.variant_space(raw, variant, 1)
         assert parse_space(space, source=variant).sampler.seed == 1
-        if variant == "plain":
-            assert sweep_cost.economies(space)["ladder"] is None
+        parsed = parse_space(space, source=variant)
+        # as the sweeps run them: sharing on by default, early stopping by the baseline
+        assert sweep_cost.economies(parsed) == (
+            {"ladder": None, "share_dense": False, "early_stop": False} if variant == "plain"
+            else {"ladder": {"prune_ratio": [0.3, 0.5, 0.7]}, "share_dense": True,
+                  "early_stop": True})
+        assert parsed.share_dense is (variant != "plain")
 
 
 def fake_sweeps(monkeypatch, fail=()):
@@ -196,6 +197,7 @@ def test_report_with_faked_sweeps(tmp_path, monkeypatch):
     assert [space["sampler"]["seed"] for _, space in calls] == [0, 0, 1, 1]
     on_disk = json.loads(path.read_text())          # strict JSON
     assert on_disk["complete"] is True and on_disk["reference"] == REF
+    assert on_disk["economies"]["economical"]["share_dense"] is True and not on_disk["notes"]
     assert on_disk["sweeps"]["economical-s1"]["status"].startswith("failed: RuntimeError")
     [seed0] = on_disk["per_seed"]                   # seed 1 has no economical curve
     assert seed0["seed"] == 0 and seed0["ratio_images"] == pytest.approx(1300 / 2500)
@@ -223,6 +225,21 @@ def test_bad_options_exit_2_in_one_line(tmp_path, capsys, monkeypatch, args, mes
     assert main(["bench", "--suite", "sweep-cost", "--out", str(out), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and not calls
+
+
+@pytest.mark.parametrize("key, value", [("fixed", [1, 2]), ("sampler", 5),
+                                        ("num_samples", "x")])
+def test_a_bad_space_exits_2_in_one_line_before_any_sweep(tmp_path, capsys, monkeypatch,
+                                                           key, value):
+    calls = fake_sweeps(monkeypatch)
+    space, out = tmp_path / "bad.yaml", tmp_path / "out"
+    raw = config.read_config_file(ROOT / "search_spaces" / "demo.yaml")
+    space.write_text(yaml.safe_dump({**raw, key: value}))
+    message = f"{key}:"
+    assert main(["bench", "--suite", "sweep-cost", "--space", str(space), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(space) in err and message in err and len(err.strip().splitlines()) == 1
     assert not out.exists() and not calls
 
 
