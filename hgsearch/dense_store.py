@@ -5,8 +5,9 @@ network, so it is trained once and kept under ``root/<dense_key>/``::
 
     state.pt    the network, generator and RNG states, the train-phase curve (and a stopped
                 entry's optimizer state); loads with weights_only=True
-    meta.json   {"status": "trained"|"stopped", "epoch", "seconds_train", "version", "keys"},
-                written LAST: an entry without it does not exist
+    meta.json   {"status": "trained"|"stopped"|"diverged", "epoch", "seconds_train",
+                "version", "keys"}, written LAST: an entry without it does not exist
+                (a diverged entry's state.pt holds only its curve and error)
     curve.json  the live per-epoch training curve, rewritten after each epoch by the trainer
     claim       who trains it now (host, pid, time); its heartbeat is rewritten while it trains
 
@@ -36,6 +37,7 @@ from hgsearch.config import FIELDS, TrialConfig, dense_keys, inapplicable_keys
 from hgsearch.fileio import json_text, version_of
 from hgsearch.runtime import Runtime
 from hgsearch.store_files import StoreFiles
+from hgsearch.train import Diverged
 
 
 def data_fingerprint(data: Any) -> str:
@@ -285,7 +287,7 @@ class SharedDense:
         entry = self._acquire(row, curve) if self.store is not None else None
         if entry is not None and entry.status == "trained":
             restore(entry.state, model, gen, curve)
-            row.update(dense_reused=True, images_train=0, seconds_train_saved=entry.seconds_train)
+            row.update(dense_reused=True, seconds_train_saved=entry.seconds_train)
             self.log(f"dense network {self.key} reused from the store (trained in "
                      f"{entry.seconds_train:.1f}s)")
             return
@@ -310,8 +312,13 @@ class SharedDense:
             if self.held:
                 self._commit(snapshot(model, gen, curve), "trained", self.cfg.epochs,
                              base + time.perf_counter() - t0)
+        except Diverged as err:
+            if self.held:       # retrained, it would diverge again: its reusers end at once
+                self._commit({"curve": [dict(r) for r in curve], "error": str(err)},
+                             "diverged", err.epoch, base + time.perf_counter() - t0)
+            raise
         finally:
-            self._release()     # failed or diverged: another trial may train it
+            self._release()     # failed: another trial may train it
 
     def _acquire(self, row: dict[str, Any], curve: list[dict]) -> Entry | None:
         """A trained entry to reuse; else the claim, and a stopped entry to train on from, if
@@ -325,10 +332,13 @@ class SharedDense:
                 entry, seen = self.store.entry(self.key), mark
             if entry is not None:
                 if (stop := self.rungs.replay(entry.state["curve"])) is not None:
-                    row.update(dense_reused=True, images_train=0,
-                               seconds_train_saved=entry.seconds_train)
+                    row.update(dense_reused=True, seconds_train_saved=entry.seconds_train)
                     curve[:] = [dict(r) for r in entry.state["curve"] if r["epoch"] <= stop.epoch]
                     raise stop
+                if entry.status == "diverged":
+                    row.update(dense_reused=True, seconds_train_saved=entry.seconds_train)
+                    curve[:] = [dict(r) for r in entry.state["curve"]]
+                    raise Diverged(entry.state["error"], entry.epoch)
                 if entry.status == "trained":
                     return entry
             if self.store.claim(self.key):

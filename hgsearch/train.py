@@ -26,6 +26,10 @@ DIVERGENCE_CHECK_EVERY = 25
 class Diverged(Exception):
     """The training loss became NaN or infinite; the trial ends with status ``diverged``."""
 
+    def __init__(self, message: str, epoch: int = 0) -> None:
+        super().__init__(message)
+        self.epoch = epoch      # the epoch it diverged in
+
 
 def lr_factor(step: int, total: int, schedule: str) -> float:
     """Multiplier of the peak learning rate at ``step`` of ``total``: cosine to 0, or step decay."""
@@ -174,7 +178,7 @@ def _epoch_record(phase: str, epoch: int, lr: float, *, loss: torch.Tensor,
 
 def _check_finite(value: torch.Tensor, phase: str, epoch: int) -> None:
     if not torch.isfinite(value).all():
-        raise Diverged(f"loss became {value.item()} in {phase} epoch {epoch}")
+        raise Diverged(f"loss became {value.item()} in {phase} epoch {epoch}", epoch)
 
 
 @torch.no_grad()

@@ -214,6 +214,31 @@ def test_a_training_that_crashes_lets_its_claim_go_and_stores_nothing(tiny, tmp_
     assert all(not (f / "claim").exists() and not (f / "meta.json").exists() for f in folders)
 
 
+def test_a_network_that_diverged_is_stored_and_not_trained_again(tiny, tmp_path, one_thread,
+                                                                  monkeypatch):
+    trainings, train = [], trial_module.train
+
+    def counting(*args, **kwargs):
+        if kwargs.get("phase") == "train":
+            trainings.append(kwargs.get("start_epoch", 1))
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(trial_module, "train", counting)
+    keys = {**tiny, "epochs": 2, "lr": 1.0e6}
+    plain = run_trial({**keys, "trial_id": "plain"}, log=None)           # no store at all
+    store = DenseStore(tmp_path / "dense")
+    first = run_trial({**keys, "trial_id": "first"}, log=None, dense_store=store)
+    again = run_trial({**keys, "trial_id": "again"}, log=None, dense_store=store)
+    assert len(trainings) == 2                       # the third trained nothing
+    assert plain["status"] == first["status"] == again["status"] == "diverged"
+    assert plain["error"] == again["error"] and "loss became" in again["error"]
+    assert (first["dense_reused"], again["dense_reused"]) == (False, True)
+    assert differing(plain, first) == [] and differing(plain, again) == []
+    assert curve_of(keys["out_dir"], "again") == curve_of(keys["out_dir"], "plain")
+    key = first["dense_key"]
+    assert store.entry(key).status == "diverged" and store.holder(key) is None
+
+
 def test_a_claim_is_exclusive_and_goes_stale_by_heartbeat_age(tmp_path):
     store = DenseStore(tmp_path, stale_s=60, heartbeat_s=0.05)
     assert store.claim("k") and not store.claim("k")       # this process holds it

@@ -120,14 +120,14 @@ def record(study: optuna.Study, parent: optuna.trial.Trial, ladder: Param,
 
 
 def drop_stopped(study: optuna.Study,
-                 row_stopped: Callable[[int], bool] = lambda number: False) -> list[int]:
-    """Ask no more siblings of a parent whose dense phase was stopped early (told PRUNED, or
-    ``row_stopped``: its row says so before Tune has told its end): they would share its
-    stopped network and stop at once, spending trials on nothing; the budget goes to new
-    networks instead. Returns the parents whose lists were emptied."""
+                 dense_ended: Callable[[int], bool] = lambda number: False) -> list[int]:
+    """Ask no more siblings of a parent whose dense phase was stopped early (told PRUNED) or
+    that ``dense_ended`` says ended there (its row: stopped before Tune has told it, or
+    diverged in training): they would share its network and end at once, spending trials on
+    nothing; the budget goes to new networks instead. Returns the parents emptied."""
     stopped = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))}
     dropped = [n for n, values in pending(study).items()
-               if values and (n in stopped or row_stopped(n))]
+               if values and (n in stopped or dense_ended(n))]
     for number in dropped:
         study.set_user_attr(f"{PENDING}{number}", [])
     return dropped

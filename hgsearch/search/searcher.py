@@ -75,7 +75,7 @@ class Searcher(OptunaSearch):
             # A queued sibling (a driver killed after enqueueing it) goes first, then one to
             # release; Optuna's ask pops the queue before it samples.
             waiting = self._ot_study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-            ladder.drop_stopped(self._ot_study, self._row_stopped)
+            ladder.drop_stopped(self._ot_study, self._dense_ended)
             release = None if waiting else ladder.next_release(self._ot_study, self._released)
             if not waiting and release is None \
                     and reconcile.remaining(self._ot_study, self._num_samples) <= 0:
@@ -113,10 +113,13 @@ class Searcher(OptunaSearch):
         return row.get("status") in ENDED or reconcile.is_finished(self._ot_study,
                                                                      self._ot_trials[ids[-1]])
 
-    def _row_stopped(self, number: int) -> bool:
-        """Whether parent ``number``'s row says its dense phase was stopped: the worker writes
-        the row before Tune reports the end, and a sibling released meanwhile would stop."""
-        return (read_row(self._folder, trial_id_of(number)) or {}).get("status") == "stopped"
+    def _dense_ended(self, number: int) -> bool:
+        """Whether parent ``number``'s row says its dense network can give no sibling a point:
+        stopped early (the worker writes the row before Tune reports the end), or diverged in
+        training (no ``acc_dense``; told COMPLETE and infeasible, never PRUNED)."""
+        row = read_row(self._folder, trial_id_of(number)) or {}
+        return row.get("status") == "stopped" or (row.get("status") == "diverged"
+                                                  and row.get("acc_dense") is None)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:

@@ -189,6 +189,23 @@ def test_a_parent_whose_row_says_stopped_releases_no_sibling_before_tune_tells_i
     assert study.trials[0].state == TrialState.PRUNED
 
 
+@pytest.mark.parametrize("where", ["train", "finetune"])
+def test_a_parent_that_diverged_in_training_takes_its_siblings_with_it(tmp_path, where):
+    """Its network is NaN, so every sibling would diverge; diverged in fine-tuning, the network
+    is sound (acc_dense measured) and the other ladder values are still worth a trial."""
+    s = make_searcher(_space(), name="s", folder=tmp_path)
+    parent = s.suggest("a0")
+    dense = {"acc_dense": None} if where == "train" else {"acc_dense": 0.6}
+    write_row(tmp_path, {**parent, **empty_metrics(), **dense, "out_dir": str(tmp_path),
+                         "status": "diverged", "error": f"loss became nan in {where} epoch 1"})
+    s.on_trial_complete("a0", {"acc_final": 0.1, "params_ratio": 1.0, "hg_final": True,
+                               "hg_status": "diverged"})
+    _drive(s, "b")
+    study = _load(tmp_path)
+    siblings = [t.number for t in _ladders(study)[0]][1:]
+    assert len(siblings) == (0 if where == "train" else 2) and len(study.trials) == 7
+
+
 def test_a_parent_without_the_key_has_no_siblings(tmp_path):
     """finetune_lr is inert when finetune_epochs is 0 (config.inapplicable_keys)."""
     space = _space(search={"finetune_epochs": {"choice": [0, 2]},
