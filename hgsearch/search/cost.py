@@ -3,8 +3,11 @@
 One epoch is one pass over the training images, of the dense network (HGSR training) or of a
 pruned one (fine-tuning, counted as a full epoch although a pruned network is cheaper). A plain
 sweep trains every trial's network from scratch; an economical one (``share_dense``) trains
-each dense network once for all the values of its prune ladder. Early stopping saves more, but
-how much depends on the data: the economical figure is the most it can cost.
+each dense network once for all the values of its prune ladder. Where the space leaves a count
+to the sampler (searched ``epochs`` or ``finetune_epochs``, a ladder under ``when``), the cost
+is a range: the least and the most it can be. Two trials drawing equal dense keys cost less;
+early stopping saves a hopeless network's remaining epochs but gives its ladder's trials to new
+networks, so it can move the economical figure either way.
 """
 
 from __future__ import annotations
@@ -13,44 +16,99 @@ import math
 from typing import NamedTuple
 
 from hgsearch import config
-from hgsearch.search.space import Space
+from hgsearch.search.space import Param, Space
+
+Span = tuple[int, int]          # (least, most)
 
 
 class SweepCost(NamedTuple):
     trials: int                  # searched trials (rows), the baseline not counted
-    dense_trainings: int         # dense networks trained, the baseline's included
-    plain_epochs: int            # every trial trains and fine-tunes its own network
-    economical_epochs: int       # each dense network trained once, every trial fine-tuned
+    dense_trainings: Span        # dense networks trained, the baseline's included
+    plain_epochs: Span           # every trial trains and fine-tunes its own network
+    economical_epochs: Span      # each dense network trained once, every trial fine-tuned
 
     @property
-    def ratio(self) -> float:
-        return self.economical_epochs / self.plain_epochs
+    def ratio(self) -> float | None:
+        """economical / plain, when both are one figure."""
+        exact = self.plain_epochs[0] == self.plain_epochs[1] \
+            and self.economical_epochs[0] == self.economical_epochs[1]
+        return self.economical_epochs[0] / self.plain_epochs[0] if exact else None
 
 
 def ladder_length(sp: Space) -> int:
     """Values of the space's prune ladder (1 when it has none)."""
-    return max([len(p.choices) for p in sp.params if p.kind == "ladder"] or [1])
+    return len(sp.ladder.choices) if sp.ladder is not None else 1
+
+
+def _span(sp: Space, name: str) -> Span:
+    """The least and the most a searched trial's integer key ``name`` can be."""
+    param = next((p for p in sp.params if p.key == name), None)
+    fixed = int(sp.fixed.get(name, config.FIELDS[name].default))
+    if param is None:
+        return fixed, fixed
+    values = [int(v) for v in param.choices] if param.choices else [int(param.low),
+                                                                     int(param.high)]
+    if param.when:      # not searched in every trial: those take the fixed value
+        values.append(fixed)
+    return min(values), max(values)
+
+
+def _ladder_sum(param: Param, trials: int) -> Span:
+    """Fine-tuning epochs of ``trials`` trials laddered over finetune_epochs: each network takes
+    every value once; the last, partial group its parent's value and the next ones in file
+    order (ladder.record), which the parent's value decides."""
+    values = [int(v) for v in param.choices]
+    full, rest = divmod(trials, len(values))
+    if not rest:
+        return (full * sum(values),) * 2
+    partial = [own + sum([v for v in values if v != own][:rest - 1]) for own in values]
+    return full * sum(values) + min(partial), full * sum(values) + max(partial)
+
+
+def _times(n: int, span: Span) -> Span:
+    return n * span[0], n * span[1]
+
+
+def _add(*spans: Span) -> Span:
+    return sum(s[0] for s in spans), sum(s[1] for s in spans)
 
 
 def sweep_cost(sp: Space) -> SweepCost:
     """The epochs the sweep of ``sp`` costs, with and without sharing dense training."""
-    def key(name: str) -> int:
-        return int(sp.fixed.get(name, config.FIELDS[name].default))
-
-    epochs, finetune = key("epochs"), key("finetune_epochs")
-    base = 1 if sp.baseline is not None else 0
-    plain = (sp.num_samples + base) * (epochs + finetune)
-    networks = math.ceil(sp.num_samples / ladder_length(sp)) if sp.share_dense \
-        else sp.num_samples
-    economical = (networks + base) * epochs + (sp.num_samples + base) * finetune
-    return SweepCost(trials=sp.num_samples, dense_trainings=networks + base,
+    n, ladder = sp.num_samples, sp.ladder
+    epochs = _span(sp, "epochs")
+    if ladder is not None and ladder.key == "finetune_epochs" and not ladder.when:
+        finetune = _ladder_sum(ladder, n)
+    else:
+        finetune = _times(n, _span(sp, "finetune_epochs"))
+    base = (0, 0)
+    if sp.baseline is not None:
+        both = {k: int(sp.baseline.get(k, sp.fixed.get(k, config.FIELDS[k].default)))
+                for k in ("epochs", "finetune_epochs")}
+        base = (sum(both.values()),) * 2
+    if not sp.share_dense:
+        networks = (n, n)
+    elif ladder is None:
+        networks = (n, n)       # at most: equal dense keys drawn twice train once
+    else:
+        grouped = math.ceil(n / len(ladder.choices))
+        networks = (grouped, n if ladder.when else grouped)
+    plain = _add(_times(n, epochs), finetune, base)
+    economical = _add((networks[0] * epochs[0], networks[1] * epochs[1]), finetune, base)
+    extra = 1 if sp.baseline is not None else 0
+    return SweepCost(trials=n, dense_trainings=(networks[0] + extra, networks[1] + extra),
                      plain_epochs=plain, economical_epochs=economical)
+
+
+def _figure(span: Span) -> str:
+    return f"{span[0]:,}" if span[0] == span[1] else f"{span[0]:,} to {span[1]:,}"
 
 
 def describe_cost(sp: Space) -> str:
     """One line for ``hgsearch validate``."""
     cost = sweep_cost(sp)
     base = " + baseline" if sp.baseline is not None else ""
-    return (f"  cost:       {cost.economical_epochs:,} epochs ({cost.dense_trainings} dense "
-            f"trainings for {cost.trials} trials{base}); without sharing "
-            f"{cost.plain_epochs:,} (x{cost.ratio:.2f}; early stopping saves more)")
+    ratio = f"x{cost.ratio:.2f}; " if cost.ratio is not None else ""
+    return (f"  cost:       {_figure(cost.economical_epochs)} epochs "
+            f"({_figure(cost.dense_trainings)} dense trainings for {cost.trials} trials{base}); "
+            f"without sharing {_figure(cost.plain_epochs)} ({ratio}early stopping changes it)")

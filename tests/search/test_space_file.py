@@ -68,7 +68,7 @@ def test_demo_space_is_small_enough_for_two_cpu_cores():
     # early stopping, so its 6 rows cost 3 dense trainings (the baseline's included).
     assert space.ladder is not None and space.share_dense and space.fixed["early_stop"]
     from hgsearch.search.cost import sweep_cost
-    assert sweep_cost(space).dense_trainings == 3
+    assert sweep_cost(space).dense_trainings == (3, 3)
 
 
 def _mutate(change: dict, base: dict = VALID) -> dict:
