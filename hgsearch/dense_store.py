@@ -69,7 +69,7 @@ def dense_key(cfg: TrialConfig, data: Any, runtime: Runtime, *,
     payload = {"keys": normalized_keys(cfg), "data": fingerprint or data_fingerprint(data),
                "runtime": [runtime.device.type, str(runtime.autocast_dtype),
                            runtime.channels_last],
-               "version": version_of("hgsearch")}
+               "version": version_of("hgsearch"), "torch": torch.__version__}
     return hashlib.sha256(json_text(payload, indent=0).encode()).hexdigest()[:16]
 
 

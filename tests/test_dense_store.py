@@ -392,6 +392,20 @@ def test_the_data_and_the_runtime_are_in_the_key():
     assert dense_key(cfg, other, cpu) != dense_key(cfg, data, cpu)
     bf16 = resolve_runtime("cpu", precision="bf16")
     assert dense_key(cfg, data, bf16) != dense_key(cfg, data, cpu)
+    nhwc = resolve_runtime("cpu", channels_last="on")
+    assert dense_key(cfg, data, nhwc) != dense_key(cfg, data, cpu)
+
+
+def test_the_hgsearch_and_torch_versions_are_in_the_key(monkeypatch):
+    """Other numerics, another network: an upgrade does not reuse what the old one trained."""
+    import hgsearch.dense_store as dense_store
+
+    cfg, data, cpu = make_config({}), _data(), resolve_runtime("cpu")
+    before = dense_key(cfg, data, cpu)
+    monkeypatch.setattr(torch, "__version__", "0.0.1")
+    after_torch = dense_key(cfg, data, cpu)
+    monkeypatch.setattr(dense_store, "version_of", lambda package: "0.0.1")
+    assert len({before, after_torch, dense_key(cfg, data, cpu)}) == 3
 
 
 # --- the sweep's plumbing
