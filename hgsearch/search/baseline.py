@@ -58,3 +58,22 @@ def early_stop_default(fixed: Mapping[str, Any], params: Sequence[Param],
     if baseline is None or "early_stop" in fixed or any(p.key == "early_stop" for p in params):
         return {}
     return {"early_stop": True}
+
+
+def early_stop_notes(fixed: Mapping[str, Any], params: Sequence[Param],
+                     share_dense: bool) -> list[str]:
+    """Advice where early stopping is on but cannot stop a trial: its reference curve (the
+    trial's network without the regularizer, in the dense store) is the baseline's only while
+    no other key that changes the dense network is searched."""
+    if fixed.get("early_stop") is not True and not any(p.key == "early_stop" for p in params):
+        return []
+    if not share_dense:
+        return ["early_stop: share_dense is false, so no dense store holds a reference curve: "
+                "no trial will be stopped"]
+    moved = [p.key for p in params
+             if p.key in config.dense_keys() and config.FIELDS[p.key].metadata["group"] != "hgsr"]
+    if not moved:
+        return []
+    return [f"early_stop: {', '.join(moved)} searched: a trial's reference is the baseline's "
+            "network only where these equal the baseline's; elsewhere none is trained and the "
+            "trial is not stopped"]

@@ -36,7 +36,7 @@ from typing import Any
 
 from hgsearch import config
 from hgsearch.errors import UserError
-from hgsearch.search.baseline import early_stop_default, parse_baseline
+from hgsearch.search.baseline import early_stop_default, early_stop_notes, parse_baseline
 from hgsearch.search.ladder import ladder_notes, parse_ladder
 from hgsearch.search.samplers import parse_sampler, sampler_notes
 from hgsearch.search.space import (
@@ -96,8 +96,7 @@ class _Parser:
     """Collects every problem of a file instead of stopping at the first."""
 
     def __init__(self, source: str) -> None:
-        self.source = source
-        self.problems: list[str] = []
+        self.source, self.problems = source, []
         self.failed: set[str] = set()     # searched keys already reported as wrong
 
     def bad(self, where: str, message: str) -> None:  # one problem, one line
@@ -137,7 +136,8 @@ class _Parser:
                      retries=retries, baseline=baseline, keep_checkpoints=keep is True,
                      share_dense=share is not False,
                      notes=tuple(sampler_notes(sampler, params, num_samples)
-                                 + ladder_notes(params, num_samples, share is not False)))
+                                 + ladder_notes(params, num_samples, share is not False)
+                                 + early_stop_notes(fixed, params, share is not False)))
 
     # ----------------------------------------------------------------- sections
 

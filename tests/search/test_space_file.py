@@ -334,7 +334,8 @@ def test_share_dense_is_read_and_a_ladder_without_it_is_noted():
     data = _mutate({"search.prune_ratio": {"ladder": [0.3, 0.5]}, "share_dense": False})
     space = parse_space(data, source="x")
     assert space.share_dense is False and any("share_dense" in n for n in space.notes)
-    assert parse_space(_mutate({"share_dense": False}), source="x").notes == ()
+    notes = parse_space(_mutate({"share_dense": False}), source="x").notes
+    assert [n.split(":")[0] for n in notes] == ["early_stop"]    # on by default, and inert
 
 
 def test_searched_trials_stop_early_unless_the_file_says_otherwise_the_baseline_never():
@@ -349,3 +350,20 @@ def test_searched_trials_stop_early_unless_the_file_says_otherwise_the_baseline_
                            source="x")
     assert "early_stop" not in searched.fixed and searched.baseline["early_stop"] is False
     assert parse_space(searched.raw, source="again").fixed == searched.fixed   # a resume
+
+
+def test_early_stopping_that_cannot_stop_is_said_by_validate():
+    """Its reference curve lives in the dense store and is the baseline's network: without the
+    store, or with another dense key searched, the rungs have nothing to compare with."""
+    raw = config.read_config_file(REPO / "search_spaces" / "demo.yaml")
+    assert not [n for n in parse_space(raw, source="demo").notes if "early_stop" in n]
+    alone = parse_space({**raw, "share_dense": False}, source="x").notes
+    assert any(n.startswith("early_stop: share_dense is false") for n in alone)
+    searched = copy.deepcopy(raw)
+    searched["fixed"].pop("lr")
+    searched["search"]["lr"] = {"loguniform": [0.01, 0.2]}
+    searched["baseline"] = {"lr": 0.1}
+    assert any(n.startswith("early_stop: lr searched") for n in
+               parse_space(searched, source="x").notes)
+    off = {**raw, "fixed": {**raw["fixed"], "early_stop": False}, "share_dense": False}
+    assert not [n for n in parse_space(off, source="x").notes if "early_stop" in n]
