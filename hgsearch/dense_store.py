@@ -40,6 +40,16 @@ from hgsearch.store_files import StoreFiles
 from hgsearch.train import Diverged
 
 
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")     # "pid:[4026531836]" on Linux
+    except OSError:
+        return ""
+
+
+_PIDNS = _pid_namespace()
+
+
 def data_fingerprint(data: Any) -> str:
     """sha256 of the loaded split tensors, the class names and the normalization (hex)."""
     h = hashlib.sha256()
@@ -180,7 +190,9 @@ class DenseStore:
     def _stale(self, info: dict[str, Any]) -> bool:
         if time.time() - float(info.get("time", 0)) > self.stale_s:
             return True
-        if info.get("host") == socket.gethostname():
+        # The PID is this machine's only in this PID namespace: containers sharing a host
+        # name but not their processes (--network host) would see live trainers as dead.
+        if info.get("host") == socket.gethostname() and info.get("pidns", _PIDNS) == _PIDNS:
             try:
                 os.kill(int(info["pid"]), 0)
             except ProcessLookupError:
@@ -217,8 +229,8 @@ class DenseStore:
         return _parsed(self._io.read(f"{key}/claim"))
 
     def _claim_body(self, token: str, epoch: int) -> bytes:
-        return json_text({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(),
-                          "token": token, "epoch": epoch}).encode()
+        return json_text({"host": socket.gethostname(), "pid": os.getpid(), "pidns": _PIDNS,
+                          "time": time.time(), "token": token, "epoch": epoch}).encode()
 
     def _rewrite(self, key: str, held: tuple[str, threading.Event, threading.Lock],
                  epoch: int | None = None) -> bool:

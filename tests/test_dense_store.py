@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -253,6 +254,21 @@ def test_a_claim_is_exclusive_and_goes_stale_by_heartbeat_age(tmp_path):
     fresh = {**old, "time": time.time()}
     (tmp_path / "k" / "claim").write_text(json.dumps(fresh))
     assert store.holder("k")["host"] == "elsewhere" and not store.claim("k")
+
+
+def test_a_dead_pid_means_a_dead_trainer_only_in_our_pid_namespace(tmp_path):
+    store = DenseStore(tmp_path, stale_s=60)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()                                      # a PID no process of ours has now
+    ours = os.readlink("/proc/self/ns/pid")
+    claim = {"host": socket.gethostname(), "pid": gone.pid, "time": time.time(), "token": "x"}
+    (tmp_path / "k").mkdir()
+    (tmp_path / "k" / "claim").write_text(json.dumps({**claim, "pidns": "pid:[1]"}))
+    assert store.holder("k")["pid"] == gone.pid      # another container's live trainer
+    (tmp_path / "k" / "claim").write_text(json.dumps({**claim, "pidns": ours}))
+    assert store.holder("k") is None                 # ours, and dead: taken over
+    assert store.claim("k") and json.loads((tmp_path / "k" / "claim").read_text())["pidns"] == ours
+    store.release("k")
 
 
 def test_the_heartbeat_keeps_a_claim_fresh_between_epochs(tmp_path):
