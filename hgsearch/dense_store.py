@@ -6,7 +6,7 @@ network, so it is trained once and kept under ``root/<dense_key>/``::
     state.pt    the network, generator and RNG states, the train-phase curve (and a stopped
                 entry's optimizer state); loads with weights_only=True
     meta.json   {"status": "trained"|"stopped"|"diverged", "epoch", "seconds_train",
-                "version", "keys"}, written LAST: an entry without it does not exist
+                "commit", "version", "keys"}, written LAST: an entry without it does not exist
                 (a diverged entry's state.pt holds only its curve and error)
     curve.json  the live per-epoch training curve, rewritten after each epoch by the trainer
     claim       who trains it now (host, pid, time); its heartbeat is rewritten while it trains
@@ -165,8 +165,10 @@ class DenseStore:
         torch.save({**state, "status": status, "epoch": epoch}, buf)
         self._io.write(f"{key}/state.pt", buf.getvalue())
         self.write_curve(key, state["curve"])
+        # commit: a new id each save, so a waiter tells a retraining's commit from the one
+        # it replaced even when both say (trained, epochs).
         meta = {"status": status, "epoch": epoch, "seconds_train": seconds_train,
-                "version": version_of("hgsearch"), "keys": keys}
+                "commit": uuid.uuid4().hex, "version": version_of("hgsearch"), "keys": keys}
         self._io.write(f"{key}/meta.json", json_text(meta).encode())
 
     def curve(self, key: str) -> list[dict]:
@@ -220,10 +222,16 @@ class DenseStore:
     def release(self, key: str) -> None:
         if (held := self._held.pop(key, None)) is not None:
             token, stop, lock = held
-            with lock:      # a beat under way ends first, and none writes after
-                stop.set()
+            stop.set()      # no beat starts now
+            # One under way ends first, so that none writes the claim back after; a store
+            # write that hangs is not waited for forever.
+            ours = lock.acquire(timeout=max(60.0, 2 * self.heartbeat_s))
+            try:
                 if self._claim_info(key).get("token") == token:
                     self._io.delete(f"{key}/claim")
+            finally:
+                if ours:
+                    lock.release()
 
     def _claim_info(self, key: str) -> dict[str, Any]:
         return _parsed(self._io.read(f"{key}/claim"))
@@ -258,6 +266,11 @@ class DenseStore:
         while not held[1].wait(self.heartbeat_s) and owner.is_alive() \
                 and self._rewrite(key, held):
             pass
+
+
+def _mark(meta: dict[str, Any]) -> tuple:
+    """What tells one commit of an entry from another."""
+    return meta.get("status"), meta.get("epoch"), meta.get("commit")
 
 
 def _parsed(raw: bytes | None) -> dict[str, Any]:
@@ -340,7 +353,7 @@ class SharedDense:
             # state.pt is read only when meta.json changed: a waiter polls every poll_s, and on
             # an object store each read of the network is a download.
             meta = self.store.meta(self.key) or {}
-            if (mark := (meta.get("status"), meta.get("epoch"))) != seen:
+            if (mark := _mark(meta)) != seen:
                 entry, seen = self.store.entry(self.key), mark
             if entry is not None:
                 if (stop := self.rungs.replay(entry.state["curve"])) is not None:
@@ -356,7 +369,7 @@ class SharedDense:
             if self.store.claim(self.key):
                 self.held = True
                 again = self.store.meta(self.key) or {}      # committed while we looked?
-                if (again.get("status"), again.get("epoch")) == seen:
+                if _mark(again) == seen:
                     # Nothing was: train on from the stopped entry, or from the start. With
                     # the claim ours no commit is under way, so a meta.json that its state.pt
                     # does not match (a commit cut short) is trained over afresh.

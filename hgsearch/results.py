@@ -75,7 +75,8 @@ METRIC_TYPES: dict[str, pa.DataType] = {
     # Images processed HERE (the sweep-cost benchmark): forward + backward in training and
     # fine-tuning (finetune_between included), forwards in scoring (loss_increase: samples x
     # (filters + 1) per round; other criteria: samples) and BatchNorm recalibration. Evaluation
-    # forwards are not counted. 0 for a reused training.
+    # forwards are not counted. A reused training adds nothing (0, or what this trial trained
+    # itself before a resume found the network stored).
     "images_train": pa.int64(),
     "images_finetune": pa.int64(),
     "images_score": pa.int64(),

@@ -202,6 +202,50 @@ def test_an_entry_whose_commit_was_cut_short_is_trained_over_not_waited_on(
     assert differing(first, rows) == []          # as the first, fresh training
 
 
+def test_a_trial_waiting_on_the_retraining_of_a_damaged_entry_reuses_it(
+        tiny, tmp_path, one_thread, trained_epochs):
+    """The retraining commits the same (trained, epochs) as the entry it replaces: the waiter
+    must still see that it changed, or it trains the network a third time."""
+    store = DenseStore(tmp_path / "dense", poll_s=0.01)
+    keys, first, _ = _trained_entry(tiny, store)
+    (tmp_path / "dense" / first["dense_key"] / "state.pt").write_bytes(b"")
+    rows = {}
+    retrainer = DenseStore(tmp_path / "dense", poll_s=0.01)
+    claimed = threading.Event()
+    claim = retrainer.claim
+    retrainer.claim = lambda key: (ok := claim(key), ok and claimed.set())[0]
+    trainer = _in_thread(lambda: rows.update(a=run_trial({**keys, "trial_id": "a"}, log=None,
+                                                         dense_store=retrainer)))
+    assert claimed.wait(60)                          # "a" retrains; "b" comes while it does
+    waiter = _in_thread(lambda: rows.update(b=run_trial({**keys, "trial_id": "b"}, log=None,
+                                                        dense_store=store)))
+    trainer.join(120)
+    waiter.join(120)
+    assert trained_epochs == [1, 2, 1, 2]            # the first training and one retraining
+    assert (rows["a"]["dense_reused"], rows["b"]["dense_reused"]) == (False, True)
+    assert differing(first, rows["b"]) == []
+
+
+def test_a_reuser_keeps_the_images_it_trained_itself_before_a_resume(tiny, tmp_path,
+                                                                     one_thread):
+    """A trial resumed from its own checkpoint (epoch 1 trained, its row says so) that finds
+    the network stored meanwhile reuses it: the images it trained were still processed."""
+    from hgsearch.data import load_dataset
+    from hgsearch.dense_store import SharedDense
+    from hgsearch.models import build_model
+
+    store = DenseStore(tmp_path / "dense")
+    keys, first, _ = _trained_entry(tiny, store)
+    cfg = make_config({**keys, "trial_id": "resumed"})
+    data = load_dataset(cfg)
+    shared = SharedDense(store, cfg, data, resolve_runtime("cpu"), log=lambda _m: None)
+    row = {"seconds_train": 1.0, "images_train": first["images_train"] // 2}
+    shared.run(lambda **_: pytest.fail("trained although stored"),
+               model=build_model(cfg.arch, data.num_classes), gen=torch.Generator(), curve=[],
+               row=row, first=2, opt_state=None, every=lambda *_: None, epoch_images=250)
+    assert row["dense_reused"] and row["images_train"] == first["images_train"] // 2 > 0
+
+
 def test_a_training_that_crashes_lets_its_claim_go_and_stores_nothing(tiny, tmp_path,
                                                                      monkeypatch):
     def crash(*args, **kwargs):
