@@ -4,14 +4,16 @@ One epoch is one pass over the training images, of the dense network (HGSR train
 pruned one (fine-tuning, counted as a full epoch although a pruned network is cheaper). A plain
 sweep trains every trial's network from scratch; an economical one (``share_dense``) trains
 each dense network once for all the values of its prune ladder. Where the space leaves a count
-to the sampler (searched ``epochs`` or ``finetune_epochs``, a ladder under ``when``), the cost
-is a range: the least and the most it can be. Two trials drawing equal dense keys cost less;
-early stopping saves a hopeless network's remaining epochs but gives its ladder's trials to new
-networks, so it can move the economical figure either way.
+to the sampler (searched ``epochs`` or ``finetune_epochs``, a ladder that some trials go
+without), the cost is a range: the least and the most it can be, counting every network drawn
+as new (two trials drawing equal dense keys train once, and cost less). A network that
+diverges or is stopped early gives its ladder's trials to new networks, and early stopping
+saves a hopeless network's remaining epochs: both move the economical figure either way.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import NamedTuple
 
@@ -65,6 +67,31 @@ def _ladder_sum(param: Param, trials: int) -> Span:
     return full * sum(values) + min(partial), full * sum(values) + max(partial)
 
 
+def _candidates(sp: Space, p: Param) -> list:
+    """Values of ``p`` that decide which keys apply: its choices or bounds (and 0 inside
+    them), and the fixed value where it is searched only under a condition."""
+    values = list(p.choices) if p.choices else [p.low, p.high] + (
+        [0] if p.low <= 0 <= p.high else [])
+    return values + ([sp.fixed.get(p.key, config.FIELDS[p.key].default)] if p.when else [])
+
+
+def ladder_may_be_off(sp: Space, limit: int = 4096) -> bool:
+    """Whether a trial can go without the ladder key (its ``when`` fails, or the keys drawn
+    before it make it inapplicable, ``config.inapplicable_keys``): its network then has no
+    siblings. Decided over the deciding values of those keys; past ``limit`` combinations,
+    assumed so."""
+    ladder = sp.ladder
+    if ladder is None or ladder.when:
+        return ladder is not None
+    before = list(itertools.takewhile(lambda p: p is not ladder, sp.params))
+    options = [_candidates(sp, p) for p in before]
+    if math.prod(len(o) for o in options) > limit:
+        return True
+    return any(ladder.key in config.inapplicable_keys(
+        {**sp.fixed, **{p.key: v for p, v in zip(before, combo)}})
+        for combo in itertools.product(*options))
+
+
 def _times(n: int, span: Span) -> Span:
     return n * span[0], n * span[1]
 
@@ -77,7 +104,8 @@ def sweep_cost(sp: Space) -> SweepCost:
     """The epochs the sweep of ``sp`` costs, with and without sharing dense training."""
     n, ladder = sp.num_samples, sp.ladder
     epochs = _span(sp, "epochs")
-    if ladder is not None and ladder.key == "finetune_epochs" and not ladder.when:
+    off = ladder_may_be_off(sp)
+    if ladder is not None and ladder.key == "finetune_epochs" and not off:
         finetune = _ladder_sum(ladder, n)
     else:
         finetune = _times(n, _span(sp, "finetune_epochs"))
@@ -92,7 +120,7 @@ def sweep_cost(sp: Space) -> SweepCost:
         networks = (n, n)       # at most: equal dense keys drawn twice train once
     else:
         grouped = math.ceil(n / len(ladder.choices))
-        networks = (grouped, n if ladder.when else grouped)
+        networks = (grouped, n if off else grouped)
     plain = _add(_times(n, epochs), finetune, base)
     economical = _add((networks[0] * epochs[0], networks[1] * epochs[1]), finetune, base)
     extra = 1 if sp.baseline is not None else 0
@@ -111,4 +139,5 @@ def describe_cost(sp: Space) -> str:
     ratio = f"x{cost.ratio:.2f}; " if cost.ratio is not None else ""
     return (f"  cost:       {_figure(cost.economical_epochs)} epochs "
             f"({_figure(cost.dense_trainings)} dense trainings for {cost.trials} trials{base}); "
-            f"without sharing {_figure(cost.plain_epochs)} ({ratio}early stopping changes it)")
+            f"without sharing {_figure(cost.plain_epochs)} ({ratio}stopped or diverged "
+            "networks change it)")

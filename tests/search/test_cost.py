@@ -8,6 +8,7 @@ import itertools
 
 import pytest
 
+from hgsearch import config
 from hgsearch.search.cost import sweep_cost
 from hgsearch.search.space_file import parse_space
 from tests.search.test_space_file import VALID
@@ -107,15 +108,32 @@ def test_a_finetune_ladder_counts_each_networks_values(num_samples):
                                  7 * num_samples + max(finetunes) + base)
 
 
+CONDITIONAL = {
+    # under when: only trials with reg=l1 have the ladder
+    "when": {"reg": {"choice": ["l1", "group_l12"]},
+             "prune_ratio": {"ladder": [0.3, 0.5, 0.7], "when": {"reg": "l1"}}},
+    # inapplicable: prune_scope means nothing with prune_ratio=0 (config.inapplicable_keys)
+    "inapplicable": {"prune_ratio": {"choice": [0.5, 0.0]},
+                     "prune_scope": {"ladder": ["global", "layer"]}},
+}
+
+
 @pytest.mark.parametrize("num_samples", range(1, 7))
-def test_a_conditional_ladder_trains_between_one_network_per_group_and_one_per_trial(
-        num_samples):
-    sp = _space_with(num_samples, search={
-        "reg": {"choice": ["l1", "group_l12"]},
-        "prune_ratio": {"ladder": [0.3, 0.5, 0.7], "when": {"reg": "l1"}}})
-    networks = {len(_groups(num_samples, 3, lambda i, d=draw: d[i]))
+@pytest.mark.parametrize("how", list(CONDITIONAL))
+def test_a_ladder_some_trials_lack_trains_between_one_network_per_group_and_one_per_trial(
+        num_samples, how):
+    sp = _space_with(num_samples, search=CONDITIONAL[how])
+    assert "prune_scope" in config.inapplicable_keys({"prune_ratio": 0.0})
+    size = len(sp.ladder.choices)
+    networks = {len(_groups(num_samples, size, lambda i, d=draw: d[i]))
                 for draw in itertools.product([True, False], repeat=num_samples)}
     cost = sweep_cost(sp)
     assert cost.dense_trainings == (min(networks) + 1, max(networks) + 1)
     assert cost.economical_epochs == (7 * min(networks) + 3 * num_samples + 10,
                                       7 * max(networks) + 3 * num_samples + 10)
+
+
+def test_a_ladder_every_trial_has_is_one_figure():
+    sp = _space_with(6, search={"prune_ratio": {"choice": [0.5, 0.7]},
+                                "prune_scope": {"ladder": ["global", "layer"]}})
+    assert sweep_cost(sp).dense_trainings == (4, 4)         # 3 networks + the baseline
