@@ -60,20 +60,25 @@ def early_stop_default(fixed: Mapping[str, Any], params: Sequence[Param],
     return {"early_stop": True}
 
 
-def early_stop_notes(fixed: Mapping[str, Any], params: Sequence[Param],
-                     share_dense: bool) -> list[str]:
-    """Advice where early stopping is on but cannot stop a trial: its reference curve (the
-    trial's network without the regularizer, in the dense store) is the baseline's only while
-    no other key that changes the dense network is searched."""
+def early_stop_notes(fixed: Mapping[str, Any], params: Sequence[Param], share_dense: bool,
+                     baseline: Mapping[str, Any] | None) -> list[str]:
+    """Advice where early stopping is on but may stop nothing: a trial's reference curve is
+    its own network without the regularizer, in the dense store; the baseline trains it only
+    while the keys that change the dense network, the regularizer's aside, equal its own."""
     if fixed.get("early_stop") is not True and not any(p.key == "early_stop" for p in params):
         return []
     if not share_dense:
         return ["early_stop: share_dense is false, so no dense store holds a reference curve: "
                 "no trial will be stopped"]
-    moved = [p.key for p in params
-             if p.key in config.dense_keys() and config.FIELDS[p.key].metadata["group"] != "hgsr"]
-    if not moved:
+    dense = [k for k in config.dense_keys() if config.FIELDS[k].metadata["group"] != "hgsr"]
+    differ = [p.key for p in params if p.key in dense] + [
+        k for k, v in (baseline or {}).items()
+        if k in dense and v != fixed.get(k, config.FIELDS[k].default)]
+    if baseline is not None and not differ:
         return []
-    return [f"early_stop: {', '.join(moved)} searched: a trial's reference is the baseline's "
-            "network only where these equal the baseline's; elsewhere none is trained and the "
-            "trial is not stopped"]
+    who = "no baseline trains it" if baseline is None else (
+        f"{', '.join(differ)} differ between trials and the baseline (searched or set for it), "
+        "so the baseline trains it only where they are equal")
+    return [f"early_stop: a trial's reference is its network without the regularizer, and "
+            f"{who}; elsewhere only an unregularized trial with the same keys does, and "
+            "without one the trial is not stopped"]

@@ -130,14 +130,14 @@ class _Parser:
         self.cross_checks(fixed, params)
         if self.problems:
             return None
+        shared = share is not False
         return Space(source=self.source, raw=_plain(dict(data)), fixed=fixed,
                      params=tuple(params), objectives=tuple(objectives), sampler=sampler,
                      num_samples=num_samples, max_concurrent=max_concurrent, cpu=cpu, gpu=gpu,
                      retries=retries, baseline=baseline, keep_checkpoints=keep is True,
-                     share_dense=share is not False,
-                     notes=tuple(sampler_notes(sampler, params, num_samples)
-                                 + ladder_notes(params, num_samples, share is not False)
-                                 + early_stop_notes(fixed, params, share is not False)))
+                     share_dense=shared, notes=(*sampler_notes(sampler, params, num_samples),
+                                                *ladder_notes(params, num_samples, shared),
+                                                *early_stop_notes(fixed, params, shared, baseline)))
 
     # ----------------------------------------------------------------- sections
 

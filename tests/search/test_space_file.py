@@ -352,18 +352,25 @@ def test_searched_trials_stop_early_unless_the_file_says_otherwise_the_baseline_
     assert parse_space(searched.raw, source="again").fixed == searched.fixed   # a resume
 
 
-def test_early_stopping_that_cannot_stop_is_said_by_validate():
+def test_early_stopping_that_may_stop_nothing_is_said_by_validate():
     """Its reference curve lives in the dense store and is the baseline's network: without the
-    store, or with another dense key searched, the rungs have nothing to compare with."""
+    store, without a baseline, or where a dense key differs from the baseline's, a trial's
+    rungs may have nothing to compare with."""
     raw = config.read_config_file(REPO / "search_spaces" / "demo.yaml")
-    assert not [n for n in parse_space(raw, source="demo").notes if "early_stop" in n]
-    alone = parse_space({**raw, "share_dense": False}, source="x").notes
-    assert any(n.startswith("early_stop: share_dense is false") for n in alone)
+
+    def notes(**changes):
+        return [n for n in parse_space({**raw, **changes}, source="x").notes
+                if n.startswith("early_stop")]
+
+    assert notes() == []
+    assert "share_dense is false" in notes(share_dense=False)[0]
     searched = copy.deepcopy(raw)
     searched["fixed"].pop("lr")
     searched["search"]["lr"] = {"loguniform": [0.01, 0.2]}
-    searched["baseline"] = {"lr": 0.1}
-    assert any(n.startswith("early_stop: lr searched") for n in
-               parse_space(searched, source="x").notes)
-    off = {**raw, "fixed": {**raw["fixed"], "early_stop": False}, "share_dense": False}
-    assert not [n for n in parse_space(off, source="x").notes if "early_stop" in n]
+    assert "lr differ between trials and the baseline" in notes(
+        fixed=searched["fixed"], search=searched["search"], baseline={"lr": 0.1})[0]
+    assert "lr differ" in notes(baseline={"lr": 0.2})[0]       # the baseline's own lr
+    assert notes(baseline={"lr": 0.1}) == []                   # the fixed value: no matter
+    alone = notes(baseline=False, fixed={**raw["fixed"], "early_stop": True})
+    assert "no baseline trains it" in alone[0]
+    assert notes(fixed={**raw["fixed"], "early_stop": False}, share_dense=False) == []
