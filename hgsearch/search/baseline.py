@@ -71,14 +71,17 @@ def early_stop_notes(fixed: Mapping[str, Any], params: Sequence[Param], share_de
         return ["early_stop: share_dense is false, so no dense store holds a reference curve: "
                 "no trial will be stopped"]
     dense = [k for k in config.dense_keys() if config.FIELDS[k].metadata["group"] != "hgsr"]
-    differ = [p.key for p in params if p.key in dense] + [
+    differ = list(dict.fromkeys([p.key for p in params if p.key in dense] + [
         k for k, v in (baseline or {}).items()
-        if k in dense and v != fixed.get(k, config.FIELDS[k].default)]
+        if k in dense and v != fixed.get(k, config.FIELDS[k].default)]))
     if baseline is not None and not differ:
         return []
-    who = "no baseline trains it" if baseline is None else (
-        f"{', '.join(differ)} differ between trials and the baseline (searched or set for it), "
-        "so the baseline trains it only where they are equal")
-    return [f"early_stop: a trial's reference is its network without the regularizer, and "
-            f"{who}; elsewhere only an unregularized trial with the same keys does, and "
-            "without one the trial is not stopped"]
+    head = "early_stop: a trial's reference is its network without the regularizer"
+    tail = "only an unregularized trial with the same keys trains it; without one the trial is " \
+        "not stopped"
+    if baseline is None:
+        return [f"{head}, and with no baseline {tail}"]
+    keys = ", ".join(differ)
+    return [f"{head}; {keys} {'differs' if len(differ) == 1 else 'differ'} between trials and "
+            f"the baseline (searched or set for it), so it is the baseline's network only in "
+            f"trials with the baseline's {keys}; in others {tail}"]

@@ -367,10 +367,11 @@ def test_early_stopping_that_may_stop_nothing_is_said_by_validate():
     searched = copy.deepcopy(raw)
     searched["fixed"].pop("lr")
     searched["search"]["lr"] = {"loguniform": [0.01, 0.2]}
-    assert "lr differ between trials and the baseline" in notes(
+    assert "; lr differs between trials and the baseline" in notes(
         fixed=searched["fixed"], search=searched["search"], baseline={"lr": 0.1})[0]
-    assert "lr differ" in notes(baseline={"lr": 0.2})[0]       # the baseline's own lr
+    assert "; lr differs" in notes(baseline={"lr": 0.2})[0]    # the baseline's own lr
+    assert "; lr, batch_size differ" in notes(baseline={"lr": 0.2, "batch_size": 64})[0]
     assert notes(baseline={"lr": 0.1}) == []                   # the fixed value: no matter
     alone = notes(baseline=False, fixed={**raw["fixed"], "early_stop": True})
-    assert "no baseline trains it" in alone[0]
+    assert "with no baseline only an unregularized trial" in alone[0]
     assert notes(fixed={**raw["fixed"], "early_stop": False}, share_dense=False) == []
