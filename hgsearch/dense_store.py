@@ -13,7 +13,9 @@ network, so it is trained once and kept under ``root/<dense_key>/``::
 
 ``root`` is a folder (shared by every node) or a pyarrow URI (``s3://bucket/path``). In a folder
 claims are O_CREAT|O_EXCL files and files are renamed into place; on a URI a claim is
-check-then-write: a race can only make two trials train one network (paid twice, never wrong).
+check-then-write. A race can only make two trials train one network (paid twice, never wrong):
+there, or in a folder when a claim judged stale is renewed at that moment and a third trial
+creates one while the stale check has it renamed aside (store_files.remove_if).
 """
 
 from __future__ import annotations
