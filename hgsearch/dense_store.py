@@ -224,9 +224,8 @@ class DenseStore:
     def release(self, key: str) -> None:
         if (held := self._held.pop(key, None)) is not None:
             token, stop, lock = held
-            stop.set()      # no beat starts now
-            # One under way ends first, so that none writes the claim back after; a store
-            # write that hangs is not waited for forever.
+            stop.set()      # no beat starts now; one under way ends first (so none writes
+            # the claim back after), though a store write that hangs is not waited for forever
             ours = lock.acquire(timeout=max(60.0, 2 * self.heartbeat_s))
             try:
                 if self._claim_info(key).get("token") == token:
@@ -268,6 +267,11 @@ class DenseStore:
         while not held[1].wait(self.heartbeat_s) and owner.is_alive() \
                 and self._rewrite(key, held):
             pass
+
+
+def _reused(row: dict[str, Any], entry: Entry) -> None:
+    """``row``'s network came from ``entry``; images_train stays what this trial trained."""
+    row.update(dense_reused=True, seconds_train_saved=entry.seconds_train)
 
 
 def _mark(meta: dict[str, Any]) -> tuple:
@@ -314,7 +318,7 @@ class SharedDense:
         entry = self._acquire(row, curve) if self.store is not None else None
         if entry is not None and entry.status == "trained":
             restore(entry.state, model, gen, curve)
-            row.update(dense_reused=True, seconds_train_saved=entry.seconds_train)
+            _reused(row, entry)
             self.log(f"dense network {self.key} reused from the store (trained in "
                      f"{entry.seconds_train:.1f}s)")
             return
@@ -359,11 +363,11 @@ class SharedDense:
                 entry, seen = self.store.entry(self.key), mark
             if entry is not None:
                 if (stop := self.rungs.replay(entry.state["curve"])) is not None:
-                    row.update(dense_reused=True, seconds_train_saved=entry.seconds_train)
+                    _reused(row, entry)
                     curve[:] = [dict(r) for r in entry.state["curve"] if r["epoch"] <= stop.epoch]
                     raise stop
                 if entry.status == "diverged":
-                    row.update(dense_reused=True, seconds_train_saved=entry.seconds_train)
+                    _reused(row, entry)
                     curve[:] = [dict(r) for r in entry.state["curve"]]
                     raise Diverged(entry.state["error"], entry.epoch)
                 if entry.status == "trained":

@@ -37,11 +37,6 @@ class SweepCost(NamedTuple):
         return self.economical_epochs[0] / self.plain_epochs[0] if exact else None
 
 
-def ladder_length(sp: Space) -> int:
-    """Values of the space's prune ladder (1 when it has none)."""
-    return len(sp.ladder.choices) if sp.ladder is not None else 1
-
-
 def _span(sp: Space, name: str) -> Span:
     """The least and the most a searched trial's integer key ``name`` can be."""
     param = next((p for p in sp.params if p.key == name), None)

@@ -119,8 +119,7 @@ def record(study: optuna.Study, parent: optuna.trial.Trial, ladder: Param,
     return values
 
 
-def drop_stopped(study: optuna.Study,
-                 dense_ended: Callable[[int], bool] = lambda number: False) -> list[int]:
+def drop_ended(study: optuna.Study, dense_ended: Callable[[int], bool]) -> list[int]:
     """Ask no more siblings of a parent whose dense phase was stopped early (told PRUNED) or
     that ``dense_ended`` says ended there (its row: stopped before Tune has told it, or
     diverged in training): they would share its network and end at once, spending trials on

@@ -75,7 +75,7 @@ class Searcher(OptunaSearch):
             # A queued sibling (a driver killed after enqueueing it) goes first, then one to
             # release; Optuna's ask pops the queue before it samples.
             waiting = self._ot_study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-            ladder.drop_stopped(self._ot_study, self._dense_ended)
+            ladder.drop_ended(self._ot_study, self._dense_ended)
             release = None if waiting else ladder.next_release(self._ot_study, self._released)
             if not waiting and release is None \
                     and reconcile.remaining(self._ot_study, self._num_samples) <= 0:
