@@ -164,8 +164,8 @@ def test_the_demo_space_gives_two_valid_spaces():
     raw = config.read_config_file(ROOT / "search_spaces" / "demo.yaml")
     for variant in sweep_cost.VARIANTS:
         space, _ = sweep_cost.variant_space(raw, variant, 1)
-        assert parse_space(space, source=variant).sampler.seed == 1
         parsed = parse_space(space, source=variant)
+        assert parsed.sampler.seed == 1
         # as the sweeps run them: sharing on by default, early stopping by the baseline
         assert sweep_cost.economies(parsed) == (
             {"ladder": None, "share_dense": False, "early_stop": False} if variant == "plain"
