@@ -31,11 +31,15 @@ class Diverged(Exception):
         self.epoch = epoch      # the epoch it diverged in
 
 
-def lr_factor(step: int, total: int, schedule: str) -> float:
-    """Multiplier of the peak learning rate at ``step`` of ``total``: cosine to 0, or step decay."""
+def lr_factor(step: int, total: int, schedule: str, warmup: int = 0) -> float:
+    """Multiplier of the peak learning rate at ``step`` of ``total``: a linear ramp over the first
+    ``warmup`` steps ((step + 1) / warmup), then cosine to 0 or step decay over the rest."""
+    if step < warmup:
+        return (step + 1) / warmup
+    total -= warmup
     if total <= 0:
         return 1.0
-    progress = min(step / total, 1.0)
+    progress = min((step - warmup) / total, 1.0)
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     if schedule == "step":  # x0.1 at 50% and again at 75% (He et al. 2016's CIFAR schedule)
@@ -73,13 +77,17 @@ class SGDSettings:
     weight_decay: float = 5e-4
     schedule: str = "cosine"
     batch_size: int = 128
+    warmup_epochs: int = 0   # linear ramp before the schedule (dense training only)
 
 
-def sgd_settings(cfg: TrialConfig, epochs: int, lr: float) -> SGDSettings:
-    """A trial's SGD recipe: ``cfg``'s momentum, Nesterov, weight decay, schedule, batch size."""
+def sgd_settings(cfg: TrialConfig, epochs: int, lr: float, *, dense: bool = False
+                 ) -> SGDSettings:
+    """A trial's SGD recipe: ``cfg``'s momentum, Nesterov, weight decay, schedule, batch size;
+    ``cfg.warmup_epochs`` for the ``dense`` training only (fine-tuning starts trained)."""
     return SGDSettings(epochs=epochs, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                        weight_decay=cfg.weight_decay, schedule=cfg.schedule,
-                       batch_size=cfg.batch_size)
+                       batch_size=cfg.batch_size,
+                       warmup_epochs=cfg.warmup_epochs if dense else 0)
 
 
 def sgd_optimizer(model: nn.Module, settings: SGDSettings) -> torch.optim.SGD:
@@ -117,6 +125,7 @@ def train(model: nn.Module, train_data, *, settings: SGDSettings, runtime: Runti
         optimizer.load_state_dict(optimizer_state)
     steps_per_epoch = max(len(train_data) // settings.batch_size, 1)
     total_steps = steps_per_epoch * settings.epochs
+    warmup_steps = steps_per_epoch * settings.warmup_epochs
     step = steps_per_epoch * (start_epoch - 1)
     curve = [] if curve is None else curve
     new: list[dict] = []
@@ -128,7 +137,8 @@ def train(model: nn.Module, train_data, *, settings: SGDSettings, runtime: Runti
         seen = 0
         for x, y in train_data.train_batches(settings.batch_size, generator=generator):
             for group in optimizer.param_groups:
-                group["lr"] = settings.lr * lr_factor(step, total_steps, settings.schedule)
+                group["lr"] = settings.lr * lr_factor(step, total_steps, settings.schedule,
+                                                       warmup_steps)
             with runtime.autocast():
                 logits = forward(x)
                 loss = F.cross_entropy(logits.float(), y)

@@ -226,7 +226,8 @@ def train_dense(trial: _Trial, model: ResNet, penalty: Callable | None, prox: Ca
               f"lam={cfg.lam:g} solver={cfg.reg_solver}")
     t0 = time.perf_counter()
     run = functools.partial(
-        train, model, trial.splits["train"], settings=sgd_settings(cfg, cfg.epochs, cfg.lr),
+        train, model, trial.splits["train"],
+        settings=sgd_settings(cfg, cfg.epochs, cfg.lr, dense=True),
         runtime=trial.runtime, generator=trial.gen, penalty=penalty, after_step=prox,
         evaluate_each_epoch=lambda: trial.accuracy(model, "val"), phase="train", log=trial.log,
         step_model=torch.compile(model) if cfg.compile else None, curve=trial.curve)

@@ -188,7 +188,8 @@ def _train_dense(cfg: Any, splits: dict[str, Any], num_classes: int, runtime: An
     model = runtime.prepare(build_model(cfg.arch, num_classes))
     penalty, prox = hgsr_hooks(cfg, model)
     t1 = time.perf_counter()
-    train(model, splits["train"], settings=sgd_settings(cfg, cfg.epochs, cfg.lr),
+    train(model, splits["train"],
+          settings=sgd_settings(cfg, cfg.epochs, cfg.lr, dense=True),
           runtime=runtime, generator=gen, penalty=penalty, after_step=prox, log=None)
     train_s = time.perf_counter() - t1
     free = runtime.prepare(prune_model(model, nonzero_keep(model)))   # what HGSR zeroed, gone
