@@ -89,3 +89,24 @@ def test_warmup_must_end_before_the_training_does():
         make_config({"warmup_epochs": 5, "epochs": 5})
     assert err.value.problems == ["warmup_epochs=5: must be less than epochs=5"]
     make_config({"warmup_epochs": 4, "epochs": 5})
+
+
+def test_the_command_refuses_a_warmup_as_long_as_the_training(tmp_path, capsys):
+    from hgsearch.cli import main
+
+    out = tmp_path / "results"
+    assert main(["trial", "--set", "warmup_epochs=5", "epochs=5", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "hgsearch: error: warmup_epochs=5: must be less than epochs=5"]
+    assert not out.exists()
+
+
+def test_validate_finds_a_searched_epochs_too_short_for_the_warmup(tmp_path, capsys):
+    from hgsearch.cli import main
+
+    space = tmp_path / "s.yaml"
+    space.write_text("fixed: {warmup_epochs: 4}\nsearch:\n  epochs: {int: [2, 10]}\n"
+                     "baseline: {epochs: 10}\nobjectives: {acc_final: max}\nnum_samples: 2\n")
+    assert main(["validate", str(space)]) == 2
+    assert "search.epochs: at epochs=2: warmup_epochs=4: must be less than epochs=2" in (
+        capsys.readouterr().err)
