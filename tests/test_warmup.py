@@ -40,24 +40,42 @@ def test_step_decay_counts_from_the_end_of_the_warmup():
         1.0, 1.0, 1.0, 0.1, 0.1, 0.01]
 
 
+class _ThreeBatches:
+    """Training data of 12 images in batches of 4: 3 steps an epoch."""
+
+    def __len__(self) -> int:
+        return 12
+
+    def train_batches(self, batch_size, generator=None):
+        for _ in range(3):
+            yield torch.randn(4, 4), torch.randint(0, 2, (4,))
+
+
 def test_train_sets_the_ramp_step_by_step():
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 2)
 
-    class Data:  # 3 batches per epoch
-        def __len__(self) -> int:
-            return 12
-
-        def train_batches(self, batch_size, generator=None):
-            for _ in range(3):
-                yield torch.randn(4, 4), torch.randint(0, 2, (4,))
-
     seen: list[float] = []
     settings = SGDSettings(epochs=4, lr=0.2, batch_size=4, warmup_epochs=1)
-    train(model, Data(), settings=settings, runtime=resolve_runtime("cpu"),
+    train(model, _ThreeBatches(), settings=settings, runtime=resolve_runtime("cpu"),
           generator=torch.Generator(),
           after_step=lambda m, opt: seen.append(opt.param_groups[0]["lr"]))
     assert seen == pytest.approx([0.2 * f for f in reference_lrs(12, 3)], abs=1e-12)
+
+
+def test_a_resumed_training_goes_on_with_the_ramp_where_it_was():
+    # Resuming at epoch 2 of a 2-epoch warmup: the second epoch's steps at the same rates.
+    def rates(start_epoch: int) -> list[float]:
+        seen: list[float] = []
+        train(torch.nn.Linear(4, 2), _ThreeBatches(), runtime=resolve_runtime("cpu"),
+              settings=SGDSettings(epochs=4, lr=0.2, batch_size=4, warmup_epochs=2),
+              generator=torch.Generator(), start_epoch=start_epoch,
+              after_step=lambda m, opt: seen.append(opt.param_groups[0]["lr"]))
+        return seen
+
+    whole = rates(1)
+    assert whole == pytest.approx([0.2 * f for f in reference_lrs(12, 6)], abs=1e-12)
+    assert rates(2) == whole[3:]
 
 
 def test_only_the_dense_training_warms_up():
