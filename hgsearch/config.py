@@ -91,7 +91,7 @@ class TrialConfig:
                                lo=0.0, hi=1.0, group="train")
     schedule: str = _key("cosine", "learning-rate schedule: cosine to 0, or x0.1 at 50% and 75%",
                          choices=("cosine", "step"), group="train")
-    warmup_epochs: int = _key(0, "epochs of linear lr warmup from lr / steps to lr before the "
+    warmup_epochs: int = _key(0, "epochs of linear lr ramp (lr x step / ramp steps) before the "
                               "schedule (dense training only)", lo=0, hi=10_000, group="train")
     eval_batch_size: int = _key(512, "images per forward in evaluation and scoring",
                                 lo=1, hi=65_536, group="train")
@@ -289,7 +289,7 @@ def problems_of(values: Mapping[str, Any]) -> list[str]:
                         "(at most 128, not starting with '.' or '-')")
     if problem := data_dir_problem(merged["dataset"], merged["data_dir"]):
         problems.append(problem)
-    if merged["warmup_epochs"] and merged["warmup_epochs"] >= merged["epochs"]:
+    if merged["warmup_epochs"] >= merged["epochs"]:   # epochs >= 1: no warmup always passes
         problems.append(f"warmup_epochs={merged['warmup_epochs']}: must be less than "
                         f"epochs={merged['epochs']}")
     if merged["min_channels"] % merged["round_to"] and merged["round_to"] > 1:
