@@ -21,6 +21,7 @@ REGS = ("none", "l1", "group_lasso", "exclusive", "group_l12")
 # Filter-scoring criteria (hgsearch.pruning.criteria.CRITERIA has one object per name).
 SCORE_METHODS = ("loss_increase", "l1_norm", "bn_scale", "taylor", "random")
 
+MIN_IMAGE_SIZE = 16   # below it a ResNet's last stage sees 2x2, a synthetic ring a few pixels
 # Names that become file names (trial ids, sweep names): no separators, no dot-files.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -51,9 +52,10 @@ class TrialConfig:
                         group="run")
     device: str = _key("auto", "auto: CUDA when present (the GPU Ray assigned), else CPU",
                        choices=("auto", "cpu", "cuda"), group="run")
-    precision: str = _key("auto", "auto: bf16 autocast on CUDA, fp32 on CPU",
-                          choices=("auto", "fp32", "bf16"), group="run")
-    channels_last: str = _key("auto", "memory format; auto: on for CUDA, off for CPU",
+    precision: str = _key("auto", "auto: bf16 autocast on CUDA, fp32 on CPU; bf16_if_native: "
+                          "also bf16 on a CPU with AVX512-BF16 or AMX",
+                          choices=("auto", "fp32", "bf16", "bf16_if_native"), group="run")
+    channels_last: str = _key("auto", "memory format; auto: on for CUDA and with bf16, else off",
                               choices=("auto", "on", "off"), group="run")
     # A compiled forward computes in another order: not the same network to the last bit.
     compile: bool = _key(False, "torch.compile the training model", group="run", dense=True)
@@ -66,8 +68,8 @@ class TrialConfig:
     # dense False: where the files are does not matter, the data fingerprint covers what they hold
     data_dir: str = _key("", "folder holding the dataset in its official layout (not synthetic)",
                          group="data", dense=False)
-    image_size: int = _key(32, "side in pixels images are resized to (imagefolder only)",
-                           lo=8, hi=512, group="data")
+    image_size: int = _key(32, "side in pixels: imagefolder images are resized to it, synthetic "
+                           "ones drawn at it", lo=MIN_IMAGE_SIZE, hi=512, group="data")
     val_fraction: float = _key(0.1, "share of the training data held out for validation",
                                lo=0.01, hi=0.5, group="data")
     data_seed: int = _key(0, "seed of the synthetic data and of the validation split",
@@ -340,7 +342,6 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-
 def compose_config(*, config_file: str | Path | None = None, assignments: Sequence[str] = (),
                    out_dir: str | None = None) -> TrialConfig:
     """The config of ``hgsearch trial``: a YAML file, then ``KEY=VALUE`` items, then ``out_dir``.
@@ -370,7 +371,8 @@ INAPPLICABLE_RULES: tuple[tuple[Any, tuple[str, ...], str], ...] = (
     (lambda c: c["reg_levels"] == 1, ("reg_outer",), "reg_levels=1: flat groups, no outer"),
     (lambda c: c["prune_ratio"] == 0, _PRUNE_KEYS, "prune_ratio=0: nothing is scored or pruned"),
     (lambda c: c["finetune_epochs"] == 0, ("finetune_lr",), "finetune_epochs=0: no fine-tuning"),
-    (lambda c: c["dataset"] != "imagefolder", ("image_size",), "only imagefolder is resized"),
+    (lambda c: c["dataset"] not in ("imagefolder", "synthetic"), ("image_size",),
+     "only imagefolder is resized and synthetic drawn at a size"),
     (lambda c: c["dataset"] != "synthetic", ("synthetic_train_size", "synthetic_test_size"),
      "the data is read, not generated"),
     (lambda c: c["dataset"] == "synthetic", ("data_dir",), "synthetic data is generated"),

@@ -82,6 +82,7 @@ METRIC_TYPES: dict[str, pa.DataType] = {
     "images_score": pa.int64(),
     "device": pa.string(),
     "device_name": pa.string(),
+    "numerics": pa.string(),          # what ran: "fp32" or "bf16" autocast, "+nhwc" channels_last
     "hostname": pa.string(),
     "started_at": pa.string(),        # ISO 8601, UTC
     "finished_at": pa.string(),

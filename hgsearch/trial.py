@@ -44,7 +44,7 @@ from hgsearch.pruning import prune, prune_model
 from hgsearch.regularizers import hgsr_loss
 from hgsearch.results import empty_metrics, write_curve, write_row
 from hgsearch.results_layout import ResultsFolder
-from hgsearch.runtime import Runtime, resolve_runtime
+from hgsearch.runtime import Runtime, emulated_bf16_warning, resolve_runtime
 from hgsearch.score_cache import ScoreCache, score_images
 from hgsearch.train import Diverged, evaluate, recalibrate_bn, sgd_settings, train
 
@@ -78,7 +78,10 @@ def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, An
     curve: list[dict] = []
     start = time.perf_counter()
     runtime = resolve_runtime(cfg.device, cfg.precision, cfg.channels_last)
-    row.update(device=str(runtime.device), device_name=_device_name(runtime.device))
+    row.update(device=str(runtime.device), device_name=_device_name(runtime.device),
+               numerics=runtime.numerics)
+    if warning := emulated_bf16_warning(runtime):
+        log(warning)
 
     t0 = time.perf_counter()
     data = load_dataset(cfg)  # UserError for a bad folder: raised before anything is written
