@@ -21,7 +21,6 @@ REGS = ("none", "l1", "group_lasso", "exclusive", "group_l12")
 # Filter-scoring criteria (hgsearch.pruning.criteria.CRITERIA has one object per name).
 SCORE_METHODS = ("loss_increase", "l1_norm", "bn_scale", "taylor", "random")
 
-MIN_IMAGE_SIZE = 16   # below it a ResNet's last stage sees 2x2, a synthetic ring a few pixels
 # Names that become file names (trial ids, sweep names): no separators, no dot-files.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -68,8 +67,8 @@ class TrialConfig:
     # dense False: where the files are does not matter, the data fingerprint covers what they hold
     data_dir: str = _key("", "folder holding the dataset in its official layout (not synthetic)",
                          group="data", dense=False)
-    image_size: int = _key(32, "side in pixels: imagefolder images are resized to it, synthetic "
-                           "ones drawn at it", lo=MIN_IMAGE_SIZE, hi=512, group="data")
+    image_size: int = _key(32, "side in pixels images are resized to (imagefolder only)",
+                           lo=8, hi=512, group="data")
     val_fraction: float = _key(0.1, "share of the training data held out for validation",
                                lo=0.01, hi=0.5, group="data")
     data_seed: int = _key(0, "seed of the synthetic data and of the validation split",
@@ -371,8 +370,7 @@ INAPPLICABLE_RULES: tuple[tuple[Any, tuple[str, ...], str], ...] = (
     (lambda c: c["reg_levels"] == 1, ("reg_outer",), "reg_levels=1: flat groups, no outer"),
     (lambda c: c["prune_ratio"] == 0, _PRUNE_KEYS, "prune_ratio=0: nothing is scored or pruned"),
     (lambda c: c["finetune_epochs"] == 0, ("finetune_lr",), "finetune_epochs=0: no fine-tuning"),
-    (lambda c: c["dataset"] not in ("imagefolder", "synthetic"), ("image_size",),
-     "only imagefolder is resized and synthetic drawn at a size"),
+    (lambda c: c["dataset"] != "imagefolder", ("image_size",), "only imagefolder is resized"),
     (lambda c: c["dataset"] != "synthetic", ("synthetic_train_size", "synthetic_test_size"),
      "the data is read, not generated"),
     (lambda c: c["dataset"] == "synthetic", ("data_dir",), "synthetic data is generated"),

@@ -28,8 +28,7 @@ from hgsearch.fileio import atomic_path, json_safe, utc_now, write_json_atomic
 from hgsearch.results_layout import ResultsFolder
 
 SELECTED = ResultsFolder(".").selected.name    # the folder's name, as pages link to it
-# Side of the square images each dataset's pipeline feeds the network (imagefolder and
-# synthetic: the image_size key, which rows of versions before synthetic had it lack: 32).
+# Side of the square images each dataset's pipeline feeds the network (imagefolder: its key).
 INPUT_SIZE = {"synthetic": 32, "cifar10": 32, "cifar100": 32, "tinyimagenet": 64}
 METRICS = (
     "status", "acc_dense", "acc_pruned", "acc_final", "test_acc_final",
@@ -50,8 +49,7 @@ UNITS = {
 def input_size(row: pd.Series) -> int:
     """Image side the trial's network was trained on (METHOD.md part 4 datasets)."""
     dataset = str(row.get("dataset", ""))
-    if dataset == "imagefolder" or (dataset == "synthetic" and "image_size" in row.index
-                                    and pd.notna(row["image_size"])):
+    if dataset == "imagefolder":
         return int(row["image_size"])
     if dataset not in INPUT_SIZE:
         raise UserError(f"dataset={dataset!r} of the selected trial: expected one of "

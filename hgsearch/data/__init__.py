@@ -5,8 +5,7 @@
 
 Layouts read (``dataset`` key):
 
-- ``synthetic``: generated from ``data_seed`` at ``image_size`` (see ``synthetic.py``), nothing
-  read.
+- ``synthetic``: generated from ``data_seed`` (see ``synthetic.py``), nothing read.
 - ``cifar10`` / ``cifar100``: the official python pickles, ``data_dir/cifar-10-batches-py/`` or
   ``data_dir/cifar-100-python/``, or ``data_dir`` being that folder itself.
 - ``tinyimagenet``: ``tiny-imagenet-200/`` (wnids.txt, train/<wnid>/images/, val/images/ with
@@ -45,11 +44,8 @@ def load_dataset(cfg: TrialConfig) -> DataSplits:
 
 def _read(cfg: TrialConfig) -> Loaded:
     if cfg.dataset == "synthetic":
-        size = cfg.image_size
-        train = make_synthetic(cfg.synthetic_train_size, seed=cfg.data_seed, split="train",
-                               size=size)
-        test = make_synthetic(cfg.synthetic_test_size, seed=cfg.data_seed, split="test",
-                              size=size)
+        train = make_synthetic(cfg.synthetic_train_size, seed=cfg.data_seed, split="train")
+        test = make_synthetic(cfg.synthetic_test_size, seed=cfg.data_seed, split="test")
         return Loaded(list(SYNTHETIC_CLASSES), *map(torch.from_numpy, (*train, *test)))
     if problem := data_dir_problem(cfg.dataset, cfg.data_dir):
         raise UserError(problem)

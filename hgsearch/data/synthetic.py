@@ -1,4 +1,4 @@
-"""The embedded dataset: 10 classes of RGB shapes and textures, generated from a seed.
+"""The embedded dataset: 10 classes of 32x32 RGB shapes and textures, generated from a seed.
 
 Each image holds one class-specific pattern - a shape (disk, ring, square frame, triangle, plus)
 or a textured disk (horizontal, vertical or diagonal stripes, chequers, dots) - at a random
@@ -9,23 +9,15 @@ carry no class information: a pixel threshold and the mean colour do at chance a
 function of the pixels little better (tests/data/test_data.py checks all three); a CNN must learn
 local oriented structure. The textures are learned first, the shapes later. Vectorized over the
 batch (numpy): 6000 images in about half a second of CPU time.
-
-Images are 32x32 by default; ``size`` draws them at another side with every length (position,
-radius, line width, texture period, blob) scaled by ``size / 32``, except that no texture period
-goes below ``_MIN_PERIOD`` pixels, where stripes would alias into other patterns. The random
-draws are the same at every size, so ``size=32`` is the dataset as it always was.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from hgsearch.config import MIN_IMAGE_SIZE
-
 CLASSES = ["disk", "ring", "frame", "triangle", "plus",                  # shapes
            "hstripes", "vstripes", "dstripes", "checker", "dots"]          # textured patches
-SIZE = 32                 # the default side; the lengths below are in its pixels
-_MIN_PERIOD = 2.5         # pixels; the Nyquist limit is 2
+SIZE = 32
 _SPLIT_STREAM = {"train": 0, "test": 1}  # independent streams: test does not move with train size
 _CHUNK = 1024
 # Orientation of the oriented classes (radians, +-17 degrees of jitter); the others: any angle.
@@ -38,39 +30,33 @@ _NOISE = (0.01, 0.07)    # std of the per-pixel Gaussian noise, same units
 _BLOBS = 1               # class-independent soft blobs per image
 
 
-def make_synthetic(n: int, *, seed: int, split: str,
-                   size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` images (n, 3, size, size) uint8 and labels (n,) int64, balanced over the 10
-    classes."""
-    if size < MIN_IMAGE_SIZE:
-        raise ValueError(f"size={size}: synthetic images are at least {MIN_IMAGE_SIZE} pixels")
+def make_synthetic(n: int, *, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` images (n, 3, 32, 32) uint8 and labels (n,) int64, balanced over the 10 classes."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, _SPLIT_STREAM[split]]))
     labels = rng.permutation(np.arange(n) % len(CLASSES))
-    images = np.empty((n, 3, size, size), np.uint8)
+    images = np.empty((n, 3, SIZE, SIZE), np.uint8)
     # Chunks keep the float temporaries small (cache-friendly, bounded memory for any n).
     for start in range(0, n, _CHUNK):
-        images[start:start + _CHUNK] = _render(rng, labels[start:start + _CHUNK], size)
+        images[start:start + _CHUNK] = _render(rng, labels[start:start + _CHUNK])
     return images, labels.astype(np.int64)
 
 
-def _render(rng: np.random.Generator, labels: np.ndarray, size: int) -> np.ndarray:
+def _render(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
     """One image per label, (n, 3, H, W) uint8."""
     n = len(labels)
-    k = np.float32(size / SIZE)   # lengths below are in 32x32 pixels
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5  # pixel centres, (H, W)
+    y, x = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) + 0.5  # pixel centres, (H, W)
 
     def draw(lo: float, hi: float, shape: tuple[int, ...] = (1, 1)) -> np.ndarray:
         return rng.uniform(lo, hi, (n, *shape)).astype(np.float32)
 
     # Pattern geometry per image, (n, 1, 1) to broadcast over (n, H, W).
-    cx, cy = draw(10, 22) * k, draw(10, 22) * k
+    cx, cy = draw(10, 22), draw(10, 22)
     textured = (labels >= 5)[:, None, None]
     # Textured patches are a little larger than shapes, so that several periods fit in.
-    radius = draw(8, 12) * np.where(textured, 1.15, 1).astype(np.float32) * k
-    half_width = draw(1.2, 2.2) * k   # of rings, frames and bars, pixels
+    radius = draw(8, 12) * np.where(textured, 1.15, 1).astype(np.float32)
+    half_width = draw(1.2, 2.2)   # of rings, frames and bars, pixels
     # Period (pixels): fine for the stripes, coarse for chequers and dots.
-    period = np.where(labels[:, None, None] >= 8, draw(5, 7), draw(3.5, 5)) * k
-    period = np.maximum(period, np.float32(_MIN_PERIOD))
+    period = np.where(labels[:, None, None] >= 8, draw(5, 7), draw(3.5, 5))
     phase = draw(0, 2 * np.pi, (2, 1, 1))
     angle = draw(0, 2 * np.pi)
     jitter = draw(-0.3, 0.3)
@@ -82,7 +68,7 @@ def _render(rng: np.random.Generator, labels: np.ndarray, size: int) -> np.ndarr
     u, v = dx * cos + dy * sin, -dx * sin + dy * cos  # (n, H, W) pattern coordinates
     rho = np.sqrt(u * u + v * v)
 
-    sdf = np.empty((n, size, size), np.float32)  # signed distance in pixels, positive inside
+    sdf = np.empty((n, SIZE, SIZE), np.float32)  # signed distance in pixels, positive inside
     for c in range(len(CLASSES)):
         m = labels == c
         sdf[m] = _pattern(c, u[m], v[m], rho[m], radius[m], half_width[m], period[m], phase[m])
@@ -95,10 +81,10 @@ def _render(rng: np.random.Generator, labels: np.ndarray, size: int) -> np.ndarr
     direction /= np.linalg.norm(direction, axis=1, keepdims=True)
     fg = np.clip(bg + draw(*_CONTRAST, (1, 1, 1)) * direction, 0, 1)
     slope = draw(-0.25, 0.25, (3, 2, 1, 1))  # a colour gradient across the background
-    gx, gy = (x[0] - size / 2) / size, (y[:, :1] - size / 2) / size  # (W,) and (H, 1)
+    gx, gy = (x[0] - SIZE / 2) / SIZE, (y[:, :1] - SIZE / 2) / SIZE  # (W,) and (H, 1)
     background = (bg + slope[:, :, 0] * gx) + slope[:, :, 1] * gy  # (n, 3, H, W)
     img = background + alpha * (fg - background)
-    _add_clutter(rng, img, x[0], y[:, 0], blobs=_BLOBS, scale=k)
+    _add_clutter(rng, img, x[0], y[:, 0], blobs=_BLOBS)
     img += rng.standard_normal(img.shape, dtype=np.float32) * draw(*_NOISE, (1, 1, 1))
     img *= 255
     img += 0.5
@@ -136,12 +122,12 @@ def _pattern(c: int, u: np.ndarray, v: np.ndarray, rho: np.ndarray, r: np.ndarra
 
 
 def _add_clutter(rng: np.random.Generator, img: np.ndarray, x: np.ndarray, y: np.ndarray, *,
-                 blobs: int, scale: np.float32) -> None:
+                 blobs: int) -> None:
     """Blend soft round blobs of random colour and place into img, the same for every class."""
     n = img.shape[0]
     for _ in range(blobs):
-        bx, by = rng.uniform(0, SIZE, (2, n, 1, 1)).astype(np.float32) * scale
-        s = rng.uniform(1.0, 2.5, (n, 1, 1)).astype(np.float32) * scale
+        bx, by = rng.uniform(0, SIZE, (2, n, 1, 1)).astype(np.float32)
+        s = rng.uniform(1.0, 2.5, (n, 1, 1)).astype(np.float32)
         strength = rng.uniform(0, 0.8, (n, 1, 1)).astype(np.float32)
         colour = rng.uniform(0, 1, (n, 3, 1, 1)).astype(np.float32)
         # A Gaussian is separable: (n, 1, W) times (n, H, 1) instead of an exp over every pixel.
