@@ -165,6 +165,7 @@ def test_a_real_row_holds_null_for_keys_that_do_not_apply(real_trial):
     assert pd.isna(df.reg_outer[0])                  # reg_levels=1: flat groups
     assert pd.isna(df.image_size[0]) and pd.isna(df.data_dir[0])    # synthetic data
     assert df.reg_levels[0] == 1 and df.reg[0] == "group_l12" and df.lam[0] == row["lam"]
+    assert df.numerics[0] == "fp32"     # precision auto on a CPU: no autocast, default layout
 
 
 def test_results_folder_names_the_files_the_writers_write(tmp_path):
