@@ -13,7 +13,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)
+# In fp32 (a CPU without native bf16) the sweep alone took 10.5 min on a 2-core Zen 3 VM, and
+# make test-slow runs another test file beside it.
+@pytest.mark.timeout(2700)
 def test_the_demo_front_holds_a_half_size_model_within_two_points(tmp_path):
     result = run_sweep(REPO / "search_spaces" / "demo.yaml", name="demo", results=tmp_path,
                        num_cpus=2, log=lambda _line: None)
