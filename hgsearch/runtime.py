@@ -30,8 +30,8 @@ class Runtime:
     @property
     def numerics(self) -> str:
         """"fp32" or "bf16" (autocast), with "+nhwc" for channels_last: a row's ``numerics``."""
-        dtype = "fp32" if self.autocast_dtype is None else str(self.autocast_dtype).split(".")[-1]
-        return dtype.replace("bfloat16", "bf16") + ("+nhwc" if self.channels_last else "")
+        dtype = "bf16" if self.autocast_dtype == torch.bfloat16 else "fp32"   # the only two
+        return dtype + ("+nhwc" if self.channels_last else "")
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
