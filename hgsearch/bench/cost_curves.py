@@ -8,7 +8,10 @@ not searched, so it adds no volume, but its compute counts) against the compute 
 - images: ``images_train + images_finetune + images_score`` of every row, each trial's images
   spread evenly over its run, so a point at time T also counts the part of the work that trials
   still running at T had done (a trial without ``started_at`` counts once it finished);
-- wall seconds: T less the earliest ``started_at`` of the sweep (Ray's start is not counted).
+- wall seconds: T less the earliest ``started_at`` of the sweep (Ray's start is not counted);
+- dense trainings: the rows finished so far that trained a network (``images_train`` above 0:
+  the baseline, each plain trial, a ladder's first trial, a trial stopped early), which is what
+  the economical sweep saves; a reused network adds none.
 
 Rows of a version that does not count images (no such columns, or a row other than ``failed``
 without them) give no image axis; the wall-time one remains.
@@ -41,6 +44,7 @@ class Curve:
     hv: list[float]
     images: list[float] | None
     wall_s: list[float] | None
+    trainings: list[int] | None = None
 
     @property
     def final_hv(self) -> float:
@@ -117,10 +121,12 @@ def cost_curve(rows: pd.DataFrame, objectives: Any,
     else:
         notes.append("no started_at / finished_at: no wall-time axis")
     per_row, why = images_per_row(rows)
-    images = None
+    images = trainings = None
     if per_row is None:
         notes.append(f"no image axis: {why}")
     else:
+        trained = pd.to_numeric(rows["images_train"], errors="coerce").fillna(0).to_numpy() > 0
+        trainings = np.cumsum(trained[pos]).astype(int).tolist()
         images, span = [], finish - start
         for i, t in enumerate(t_done):
             done = np.zeros(len(rows))
@@ -131,18 +137,20 @@ def cost_curve(rows: pd.DataFrame, objectives: Any,
             images.append(float((per_row * np.maximum(done, part)).sum()))
     ids = rows["trial_id"].astype(str).to_numpy()[pos] if "trial_id" in rows else pos.astype(str)
     return Curve(trial_ids=[str(i) for i in ids], hv=[float(v) for v in hv], images=images,
-                 wall_s=wall), notes
+                 wall_s=wall, trainings=trainings), notes
 
 
 def reach(curve: Curve, target: float) -> dict[str, Any]:
     """The compute at the first point whose hypervolume reaches ``target`` (within rounding):
-    ``{"reached", "trials", "images", "wall_s"}``; not reached: None for each figure."""
+    ``{"reached", "trials", "images", "wall_s", "trainings"}``; not reached: None for each
+    figure."""
     for i, value in enumerate(curve.hv):
         if value >= target * (1.0 - REL_TOL):
             return {"reached": True, "trials": i + 1,
-                    "images": None if curve.images is None else curve.images[i],
-                    "wall_s": None if curve.wall_s is None else curve.wall_s[i]}
-    return {"reached": False, "trials": None, "images": None, "wall_s": None}
+                    **{axis: None if getattr(curve, axis) is None else getattr(curve, axis)[i]
+                       for axis in ("images", "wall_s", "trainings")}}
+    return {"reached": False, "trials": None, "images": None, "wall_s": None,
+            "trainings": None}
 
 
 def compare(plain: Curve, economical: Curve) -> dict[str, Any]:
@@ -151,11 +159,15 @@ def compare(plain: Curve, economical: Curve) -> dict[str, Any]:
     out: dict[str, Any] = {"plain_hv": plain.final_hv, "economical_hv": economical.final_hv}
     if plain.final_hv <= 0.0:   # nothing to reach: a ratio would mean nothing
         out.update(reached=None, note="the plain sweep has no volume above the reference")
-        got = {"trials": None, "images": None, "wall_s": None}
+        got = {"trials": None, "images": None, "wall_s": None, "trainings": None}
     else:
         got = reach(economical, plain.final_hv)
         out["reached"] = got["reached"]
     out["reach_trials"] = got["trials"]
+    # Dense trainings (the baseline's included): what the ratio is made of (README, "Why not
+    # a third").
+    out["reach_trainings"] = got["trainings"]
+    out["plain_trainings"] = plain.trainings[-1] if plain.trainings else None
     for axis in ("images", "wall_s"):
         total = plain.total(axis)
         out[f"plain_{axis}"] = total

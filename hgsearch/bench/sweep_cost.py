@@ -260,13 +260,20 @@ def format_sweep_cost(report: Mapping[str, Any]) -> list[str]:
     lines = [f"Hypervolume against reference ({ref}); compute to reach the plain sweep's final "
              "hypervolume.", "",
              "| seed | plain HV | economical HV | plain images | economical images to reach | "
-             "ratio images | plain wall | economical wall to reach | ratio wall |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "ratio images | plain wall | economical wall to reach | ratio wall | "
+             "dense trainings to reach (plain's) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
 
     def ratio(value: Any, reached: Any) -> str:
         if reached is False:
             return "not reached"
         return "-" if value is None else f"{value:.2f}"
+
+    def trainings(s: Mapping[str, Any]) -> str:
+        plain = s.get("plain_trainings")
+        got = s.get("reach_trainings")
+        got = "not reached" if s.get("reached") is False else "-" if got is None else str(got)
+        return got if plain is None else f"{got} ({plain})"
 
     for s in report.get("per_seed", []):
         reached = s.get("reached")
@@ -275,7 +282,8 @@ def format_sweep_cost(report: Mapping[str, Any]) -> list[str]:
         lines.append(f"| {s['seed']} | {s['plain_hv']:.4f} | {s['economical_hv']:.4f} | "
                      f"{_num(s['plain_images'], 'images')} | {reach['images']} | "
                      f"{ratio(s['ratio_images'], reached)} | {_num(s['plain_wall_s'], 'wall')}"
-                     f" | {reach['wall_s']} | {ratio(s['ratio_wall_s'], reached)} |")
+                     f" | {reach['wall_s']} | {ratio(s['ratio_wall_s'], reached)} | "
+                     f"{trainings(s)} |")
     m = report.get("summary")
     if m:
         def fmt(v: Any, spec: str) -> str:
@@ -283,7 +291,7 @@ def format_sweep_cost(report: Mapping[str, Any]) -> list[str]:
 
         lines.append(f"| mean ({m['reached']} of {m['seeds']} reached) | "
                      f"{fmt(m['plain_hv'], '.4f')} | {fmt(m['economical_hv'], '.4f')} | | | "
-                     f"{fmt(m['ratio_images'], '.2f')} | | | {fmt(m['ratio_wall_s'], '.2f')} |")
+                     f"{fmt(m['ratio_images'], '.2f')} | | | {fmt(m['ratio_wall_s'], '.2f')} | |")
     return lines
 
 

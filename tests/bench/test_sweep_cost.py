@@ -70,6 +70,7 @@ def test_curves_by_hand():
     # At t=50 the baseline is done (500) and t0000 half way (500); t0001 starts at 100.
     assert plain.images == pytest.approx([1000, 1500, 2500])
     assert plain.wall_s == pytest.approx([50, 100, 200])
+    assert plain.trainings == [1, 2, 3]          # the baseline and each trial trained a network
 
     econ, _ = cost_curves.cost_curve(economical_rows(), OBJ, REF)
     assert econ.trial_ids == ["t0000", "t0002", "t0001", "t0003"]
@@ -77,6 +78,8 @@ def test_curves_by_hand():
     # t=40: t0000 400 + half of t0001's 800; t=60: + t0002 100 + 3/4 of 800; the failed row 0.
     assert econ.images == pytest.approx([800, 1100, 1300, 1300])
     assert econ.wall_s == pytest.approx([40, 60, 80, 90])
+    # t0002 trained until it was stopped; t0001 reused a network; the failed t0003 trained none
+    assert econ.trainings == [1, 2, 2, 2]
 
 
 def test_reach_ratio_by_hand():
@@ -89,6 +92,9 @@ def test_reach_ratio_by_hand():
     assert got["reach_images"] == pytest.approx(1300) and got["plain_images"] == 2500
     assert got["ratio_images"] == pytest.approx(1300 / 2500)
     assert got["ratio_wall_s"] == pytest.approx(80 / 200)
+    assert got["reach_trainings"] == 2 and got["plain_trainings"] == 3
+    lines = sweep_cost.format_sweep_cost({"reference": REF, "per_seed": [{"seed": 0, **got}]})
+    assert lines[4].endswith("| 0.40 | 2 (3) |")
 
 
 def test_not_reached():
@@ -104,6 +110,7 @@ def test_not_reached():
     report = {"reference": REF, "per_seed": [{"seed": 0, **got}], "summary": summary}
     lines = sweep_cost.format_sweep_cost(report)
     assert "not reached" in lines[4] and lines[5].startswith("| mean (1 of 2 reached)")
+    assert lines[4].endswith("| not reached (3) |") and got["reach_trainings"] is None
 
 
 def test_no_usable_trial_and_no_plain_volume():
