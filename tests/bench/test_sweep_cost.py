@@ -93,8 +93,24 @@ def test_reach_ratio_by_hand():
     assert got["ratio_images"] == pytest.approx(1300 / 2500)
     assert got["ratio_wall_s"] == pytest.approx(80 / 200)
     assert got["reach_trainings"] == 2 and got["plain_trainings"] == 3
+    # A third of the plain images (833) buys the economical sweep its first point only (800);
+    # a third of the plain wall time (66.7 s), its first (40 s) and the stopped t0002 (60 s).
+    assert got["hv_share_at_third_images"] == pytest.approx(HV_ONE / HV_TWO)
+    assert got["hv_share_at_third_wall_s"] == pytest.approx(HV_ONE / HV_TWO)
     lines = sweep_cost.format_sweep_cost({"reference": REF, "per_seed": [{"seed": 0, **got}]})
+    assert f"| 0.52 | {HV_ONE / HV_TWO:.3f} | 3.3 min |" in lines[4]
     assert lines[4].endswith("| 0.40 | 2 (3) |")
+
+
+def test_hv_within_a_budget():
+    econ, _ = cost_curves.cost_curve(economical_rows(), OBJ, REF)     # images 800 .. 1300
+    assert cost_curves.hv_within(econ, "images", 799) == 0.0          # before the first point
+    assert cost_curves.hv_within(econ, "images", 800) == pytest.approx(HV_ONE)
+    assert cost_curves.hv_within(econ, "images", 1299) == pytest.approx(HV_ONE)
+    assert cost_curves.hv_within(econ, "images", 1e9) == pytest.approx(HV_TWO)
+    assert cost_curves.hv_within(econ, "wall_s", 80) == pytest.approx(HV_TWO)
+    no_images, _ = cost_curves.cost_curve(plain_rows().drop(columns=["images_score"]), OBJ, REF)
+    assert cost_curves.hv_within(no_images, "images", 1e9) is None
 
 
 def test_not_reached():
@@ -111,6 +127,7 @@ def test_not_reached():
     lines = sweep_cost.format_sweep_cost(report)
     assert "not reached" in lines[4] and lines[5].startswith("| mean (1 of 2 reached)")
     assert lines[4].endswith("| not reached (3) |") and got["reach_trainings"] is None
+    assert got["hv_share_at_third_images"] == pytest.approx(HV_ONE / HV_TWO)   # still a figure
 
 
 def test_no_usable_trial_and_no_plain_volume():
