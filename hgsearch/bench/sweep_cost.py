@@ -14,11 +14,11 @@ other, each a real ``run_sweep`` under the report's folder; the economical one g
 Per seed the report gives both final hypervolumes against a FIXED reference point
 (``REFERENCE``), and the compute (images and wall seconds, ``cost_curves``) the economical sweep
 needed to first reach the plain sweep's final hypervolume, as a ratio of the plain sweep's total
-(the issue's target: at most 1/3), with the dense trainings each sweep had finished by then, and
-the economical sweep's hypervolume with a third of the plain compute as a share of the plain
-one's (a figure also where it never reached). The JSON report, its Markdown table (``.txt``) and
-the plot (``.png``, matplotlib) are rewritten after each sweep, so a run cut short keeps what it
-finished.
+(the issue's target: at most 1/3), with the dense trainings the economical sweep had finished by
+then (the plain sweep's: in all), and the economical sweep's hypervolume with a third of the
+plain compute as a share of the plain one's (a figure also where it never reached). The JSON
+report, its Markdown table (``.txt``) and the plot (``.png``, matplotlib) are rewritten after
+each sweep, so a run cut short keeps what it finished.
 """
 
 from __future__ import annotations
