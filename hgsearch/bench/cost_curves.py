@@ -36,6 +36,8 @@ IMAGE_COLUMNS = ("images_train", "images_finetune", "images_score")
 REL_TOL = 1e-9
 # The economical sweep's target share of the plain compute (at most a third).
 TARGET = 1.0 / 3.0
+# What ``reach`` tells of the point that reached (all None when none did).
+REACH_FIGURES = ("trials", "images", "wall_s", "trainings")
 
 
 @dataclass(frozen=True)
@@ -150,9 +152,8 @@ def reach(curve: Curve, target: float) -> dict[str, Any]:
         if value >= target * (1.0 - REL_TOL):
             return {"reached": True, "trials": i + 1,
                     **{axis: None if getattr(curve, axis) is None else getattr(curve, axis)[i]
-                       for axis in ("images", "wall_s", "trainings")}}
-    return {"reached": False, "trials": None, "images": None, "wall_s": None,
-            "trainings": None}
+                       for axis in REACH_FIGURES[1:]}}
+    return {"reached": False, **dict.fromkeys(REACH_FIGURES)}
 
 
 def hv_within(curve: Curve, axis: str, budget: float) -> float | None:
@@ -173,7 +174,7 @@ def compare(plain: Curve, economical: Curve) -> dict[str, Any]:
     out: dict[str, Any] = {"plain_hv": plain.final_hv, "economical_hv": economical.final_hv}
     if plain.final_hv <= 0.0:   # nothing to reach: a ratio would mean nothing
         out.update(reached=None, note="the plain sweep has no volume above the reference")
-        got = {"trials": None, "images": None, "wall_s": None, "trainings": None}
+        got = dict.fromkeys(REACH_FIGURES)
     else:
         got = reach(economical, plain.final_hv)
         out["reached"] = got["reached"]
