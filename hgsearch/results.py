@@ -89,7 +89,7 @@ METRIC_TYPES: dict[str, pa.DataType] = {
     "versions": pa.string(),          # "hgsearch=..., torch=..., ..."
 }
 
-# Columns a sweep adds to each row (search/sweep.py); null in rows of a plain `hgsearch trial`.
+# Columns a sweep adds to each row (search/worker.py); null in rows of a plain `hgsearch trial`.
 SWEEP_TYPES: dict[str, pa.DataType] = {
     "sweep": pa.string(),             # the sweep's name
     "is_baseline": pa.bool_(),        # the unregularized, unpruned reference trial

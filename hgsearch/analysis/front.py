@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from hgsearch.errors import UserError
-from hgsearch.search.space import DIRECTIONS
+from hgsearch.objectives import DIRECTIONS
 
 Objectives = list[tuple[str, str]]
 ObjectivesLike = Sequence[tuple[str, str]] | Mapping[str, str] | str | None

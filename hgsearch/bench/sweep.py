@@ -15,9 +15,9 @@ from hgsearch.bench.harness import Benchmark, Scale, Target
 def bench_sweep(scale: Scale, runtime: Any) -> dict[str, Any]:
     """A sweep of N equal trials against N trials run alone, divided by the concurrency."""
     try:
-        from hgsearch.sweep import run_sweep
+        from hgsearch.search.driver import run_sweep
     except ImportError as err:
-        return {"status": f"skipped: hgsearch.sweep cannot be imported ({err})"}
+        return {"status": f"skipped: hgsearch.search cannot be imported ({err})"}
     import torch
     import yaml
 

@@ -17,13 +17,13 @@ stopped early (told PRUNED) loses its pending siblings: the trials go to new net
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
-
-import optuna
-from optuna.trial import TrialState
+from typing import TYPE_CHECKING, Any
 
 from hgsearch import config
 from hgsearch.search.space import LADDER_GROUPS, Param, key_problem
+
+if TYPE_CHECKING:   # Optuna is imported where a study runs: `hgsearch validate` never loads it
+    import optuna
 
 PENDING = "ladder_pending:"          # study user attr prefix; + the parent's number
 PARENT, VALUE = "ladder_parent", "ladder_value"     # a sibling's user attrs
@@ -124,6 +124,8 @@ def drop_ended(study: optuna.Study, dense_ended: Callable[[int], bool]) -> list[
     that ``dense_ended`` says ended there (its row: stopped before Tune has told it, or
     diverged in training): they would share its network and end at once, spending trials on
     nothing; the budget goes to new networks instead. Returns the parents emptied."""
+    from optuna.trial import TrialState
+
     stopped = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))}
     dropped = [n for n, values in pending(study).items()
                if values and (n in stopped or dense_ended(n))]

@@ -10,13 +10,26 @@ from __future__ import annotations
 import importlib.util
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from hgsearch.errors import UserError
-from hgsearch.search.space import Param, SamplerSpec
+
+if TYPE_CHECKING:   # space.py imports this module: the arrow runs one way
+    from hgsearch.search.space import Param
 
 BUILT_IN = ("tpe", "nsga2", "nsga3", "random", "gp")
 SAMPLER_KEYS = ("name", "seed", "options", "fetch")
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """A space file's ``sampler:`` section, validated; ``make_sampler`` builds the sampler."""
+
+    name: str = "tpe"
+    seed: int | None = 0
+    options: tuple[tuple[str, Any], ...] = ()
+    fetch: bool = False          # the file allows code fetched from OptunaHub (name: auto)
 
 
 def sampler_names() -> dict[str, str | None]:

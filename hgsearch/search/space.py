@@ -13,6 +13,7 @@ from typing import Any
 
 from hgsearch import config
 from hgsearch.errors import UserError
+from hgsearch.search.samplers import SamplerSpec, make_sampler
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice", "ladder")
 MODIFIERS = ("when", "log", "step")
@@ -20,9 +21,6 @@ SECTIONS = ("fixed", "search", "objectives", "sampler", "num_samples", "max_conc
             "resources", "retries", "baseline", "keep_checkpoints", "share_dense")
 # Groups whose keys act after the dense training: one of them may be a ladder (ladder.py).
 LADDER_GROUPS = ("prune", "finetune")
-# An objective's direction as written (Optuna spells them out in full; a sweep.json may hold
-# either spelling) -> "max" | "min". The one table: analysis.front parses objectives with it.
-DIRECTIONS = {"max": "max", "maximize": "max", "min": "min", "minimize": "min"}
 
 # The sweep sets these per trial; a space may not.
 SET_BY_SWEEP = ("trial_id", "out_dir")
@@ -52,14 +50,6 @@ class Param:
         for key, values in self.when:
             text += f" when {key} = {' or '.join(str(v) for v in values)}"
         return text
-
-
-@dataclass(frozen=True)
-class SamplerSpec:
-    name: str = "tpe"
-    seed: int | None = 0
-    options: tuple[tuple[str, Any], ...] = ()
-    fetch: bool = False          # the file allows code fetched from OptunaHub (name: auto)
 
 
 @dataclass(frozen=True)
@@ -130,8 +120,6 @@ class Space:
 
     def make_sampler(self) -> Any:
         """A fresh Optuna sampler as the file describes it."""
-        from hgsearch.search.samplers import make_sampler
-
         return make_sampler(self.sampler.name, seed=self.sampler.seed,
                             options=dict(self.sampler.options), fetch=self.sampler.fetch)
 

@@ -36,11 +36,11 @@ from typing import Any
 
 from hgsearch import config
 from hgsearch.errors import UserError
+from hgsearch.objectives import DIRECTIONS
 from hgsearch.search.baseline import early_stop_default, early_stop_notes, parse_baseline
 from hgsearch.search.ladder import ladder_notes, parse_ladder
 from hgsearch.search.samplers import parse_sampler, sampler_notes
 from hgsearch.search.space import (
-    DIRECTIONS,
     DISTRIBUTIONS,
     MODIFIERS,
     SECTIONS,

@@ -31,7 +31,7 @@ from hgsearch.bench.gpu.worker import wait_for
 from hgsearch.cli import main
 from hgsearch.metrics import count_params
 from hgsearch.models import build_model, default_widths
-from hgsearch.space import parse_space
+from hgsearch.search.space_file import parse_space
 
 ROOT = Path(__file__).resolve().parents[2]
 T = bench_gpu.TINY

@@ -89,7 +89,7 @@ def node_loss_run_trial(config: dict, *, extra: dict | None = None, log: Any = p
 
 
 def main(argv: list[str]) -> int:
-    from hgsearch.sweep import run_sweep
+    from hgsearch.search.driver import run_sweep
 
     space, name, runner, storage = argv
     result = run_sweep(space, name=name, results="/tmp/results", address=os.environ["GCS"],

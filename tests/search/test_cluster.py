@@ -24,14 +24,9 @@ from optuna.trial import TrialState
 from ray.cluster_utils import Cluster
 
 from hgsearch.results import load_curves, load_results
-from hgsearch.sweep import (
-    SINK_NAMESPACE,
-    _checkpoints_possible,
-    _FileSink,
-    _sink_name,
-    run_sweep,
-    send_files,
-)
+from hgsearch.search.cluster import checkpoints_possible
+from hgsearch.search.driver import run_sweep
+from hgsearch.search.sink import SINK_NAMESPACE, FileSink, send_files, sink_name
 from hgsearch.trial import run_trial
 
 REPO = Path(__file__).resolve().parents[2]
@@ -185,8 +180,8 @@ def test_trial_files_travel_from_a_worker_node_to_the_drivers_folder(cluster_swe
     result, _, _, cluster = cluster_sweep
     head = cluster.head_node.node_id
     driver_disk = tmp_path / "driver"
-    sink = _FileSink.options(
-        name=_sink_name(result.folder), namespace=SINK_NAMESPACE,
+    sink = FileSink.options(
+        name=sink_name(result.folder), namespace=SINK_NAMESPACE,
         scheduling_strategy=NodeAffinitySchedulingStrategy(head, soft=False),
     ).remote(str(driver_disk))
     try:
@@ -218,7 +213,7 @@ def _send_from_node(folder: str, trial_id: str) -> tuple[str, list[str]]:
 def test_checkpoints_only_where_every_node_reaches_the_storage(storage, elsewhere, expected,
                                                                warned):
     lines: list[str] = []
-    assert _checkpoints_possible(storage, elsewhere=elsewhere, log=lines.append) is expected
+    assert checkpoints_possible(storage, elsewhere=elsewhere, log=lines.append) is expected
     assert bool(lines) is warned
     assert all("10.0.0.7" in line and "HGSEARCH_STORAGE" in line for line in lines)
 

@@ -10,14 +10,9 @@ import yaml
 from hgsearch import config
 from hgsearch.cli import main
 from hgsearch.errors import UserError
-from hgsearch.space import (
-    BASELINE_VALUES,
-    find_default_space,
-    load_space,
-    parse_space,
-    sampler_names,
-    space_problems,
-)
+from hgsearch.search.baseline import BASELINE_VALUES
+from hgsearch.search.samplers import sampler_names
+from hgsearch.search.space_file import find_default_space, load_space, parse_space, space_problems
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "search_spaces").glob("*.yaml"))

@@ -26,9 +26,12 @@ from hgsearch.cli import main
 from hgsearch.errors import UserError
 from hgsearch.fileio import VERSIONED
 from hgsearch.results import empty_metrics, load_curves, load_results, write_row
+from hgsearch.search.driver import run_sweep
 from hgsearch.search.reconcile import settle
-from hgsearch.space import parse_space
-from hgsearch.sweep import _make_searcher, optuna_storage_url, report_of, run_sweep
+from hgsearch.search.records import optuna_storage_url
+from hgsearch.search.searcher import make_searcher
+from hgsearch.search.space_file import parse_space
+from hgsearch.search.worker import report_of
 from hgsearch.trackers import make_trackers
 from hgsearch.trial import run_trial
 
@@ -204,7 +207,7 @@ def _study(tmp_path: Path, name: str = "s") -> optuna.Study:
 
 def test_searcher_keeps_baseline_out_of_optuna_and_fails_nan(tmp_path):
     space = parse_space(yaml.safe_load(_space(tmp_path / "s.yaml").read_text()), source="s")
-    searcher = _make_searcher(space, name="s", folder=tmp_path)
+    searcher = make_searcher(space, name="s", folder=tmp_path)
     assert searcher.suggest("ray-a") == {**space.baseline, "trial_id": "baseline"}
     first, second = searcher.suggest("ray-b"), searcher.suggest("ray-c")
     assert (first["trial_id"], second["trial_id"]) == ("t0000", "t0001")
@@ -227,12 +230,12 @@ def test_restored_searcher_adopts_what_the_dead_driver_asked_after_its_last_save
     """Tune pickles the searcher with the experiment; a driver killed after asking Optuna for
     t0001 but before saving leaves t0001 RUNNING: the restored searcher hands it out again."""
     space = parse_space(yaml.safe_load(_space(tmp_path / "s.yaml").read_text()), source="s")
-    searcher = _make_searcher(space, name="s", folder=tmp_path)
+    searcher = make_searcher(space, name="s", folder=tmp_path)
     searcher.suggest("ray-a")
     searcher.suggest("ray-b")
     searcher.save(str(tmp_path / "searcher.pkl"))       # Tune's last save
     lost = searcher.suggest("ray-c")                    # then the driver dies
-    restored = _make_searcher(space, name="s", folder=tmp_path)
+    restored = make_searcher(space, name="s", folder=tmp_path)
     restored.restore(str(tmp_path / "searcher.pkl"))
     assert restored.suggest("ray-d") == lost            # adopted: same trial_id and params
     assert restored.suggest("ray-e") == "FINISHED"      # num_samples 2: the study holds them

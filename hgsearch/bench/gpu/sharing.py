@@ -3,7 +3,7 @@
 Each process (worker.py) builds its own network and device-resident data, warms up, and waits;
 all start on one signal and train whole epochs through the same window of ``share_seconds``.
 A process with a share 1/N of a GPU caps its caching allocator to 1/N of the device, as
-sweep.py does for ``resources: {gpu: 1/N}``; Ray's fractions are bookkeeping only, so the
+search/worker.py does for ``resources: {gpu: 1/N}``; Ray's fractions are bookkeeping only, so the
 processes time-share the GPU exactly as here.
 """
 
@@ -48,7 +48,7 @@ def bench_sharing(scale: Any, runtime: Any, log: Any) -> dict[str, Any]:
     settings = {"arch": scale.arch, "batch": scale.share_batch, "counts": list(scale.share_counts),
                 "steps_per_epoch": scale.share_steps, "window_s": scale.share_seconds,
                 "runtime": "the trial's defaults (bf16 + channels_last on CUDA), eager",
-                "memory_fraction": "1/N per process on CUDA (sweep.py), none for N = 1",
+                "memory_fraction": "1/N per process on CUDA (search/worker.py), none for N = 1",
                 "peak_memory": "torch.cuda.max_memory_reserved" if cuda
                                else "the process's max RSS",
                 "device_memory": "device memory in use with all N processes alive, less before "

@@ -43,7 +43,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     runtime = resolve_runtime(spec["device"])  # the trial's defaults: bf16 + channels_last on CUDA
     cuda = runtime.device.type == "cuda"
     if cuda and spec["memory_fraction"] < 1:
-        # what sweep.py does for a fractional GPU: cap the caching allocator to the share
+        # what search/worker.py does for a fractional GPU: cap the caching allocator to the share
         torch.cuda.set_per_process_memory_fraction(spec["memory_fraction"])
     epoch = epoch_runner(spec["arch"], spec["batch"], spec["steps"], runtime)
     epoch()   # warm-up
