@@ -2,7 +2,8 @@
 
     space.py       Space, Param: a validated search space (define-by-run ``suggest``)
     space_file.py  a search-space YAML file -> Space, every problem one line
-    samplers.py    Optuna samplers by name; the ``sampler:`` section
+    space_params.py  its ``search:`` section: each searched key's distribution and condition
+    samplers.py    Optuna samplers by name; the ``sampler:`` section (SamplerSpec)
     baseline.py    the baseline trial's keys (METHOD.md part 4)
     ladder.py      prune ladders: sibling trials pending in the study, released when trained
     cost.py        what a sweep costs in epochs, with and without shared dense training
