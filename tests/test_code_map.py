@@ -1,4 +1,5 @@
-"""The README's map of the package names files that exist and say what the map says they hold."""
+"""The code map (docs/development.md, "Where things are") names files that exist and say what
+the map says they hold, and leaves no module of the package out."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _map_lines() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    block = text.split("### Where things are", 1)[1].split("```", 2)[1]
+    text = (ROOT / "docs" / "development.md").read_text()
+    block = text.split("## Where things are", 1)[1].split("```", 2)[1]
     return [line for line in block.splitlines() if "hgsearch/" in line]
 
 
