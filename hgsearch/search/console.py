@@ -26,6 +26,7 @@ Log = Callable[[str], None]
 
 LIVE_EVERY_S = 2.0       # a terminal's table: redrawn this often
 PLAIN_EVERY_S = 30.0     # plain lines: one per trial at most this often, phase changes aside
+READ_EVERY_S = 1.0       # plain lines: the status files are read at most this often
 
 
 class Board(Protocol):
@@ -57,6 +58,7 @@ class PlainBoard:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.folder, self.log, self.every, self.clock = Path(folder), log, every, clock
         self.shown: dict[str, tuple[str, float]] = {}   # trial -> (what it said, when)
+        self.read_at = -float("inf")
 
     def start(self) -> None:
         pass
@@ -66,6 +68,9 @@ class PlainBoard:
 
     def refresh(self, running: Mapping[str, float], *, force: bool = False) -> None:
         now = self.clock()
+        if not force and now - self.read_at < READ_EVERY_S:
+            return          # Tune's loop steps many times a second: the files are read once
+        self.read_at = now
         for trial_id in list(self.shown):
             if trial_id not in running:
                 del self.shown[trial_id]

@@ -96,8 +96,10 @@ def test_plain_lines_at_phase_changes_and_at_most_every_interval(tmp_path):
     assert out[1:] == ["  t0001 running: train epoch 1/3, val 62.5% | 10s",
                        "  t0001 running: train epoch 2/3, val 62.5% | 40s",
                        "  t0001 running: score | 41s"]
+    clock.now += 1
     board.refresh({})                        # ended: forgotten, then a new run starts afresh
     StatusLog(tmp_path, "t0001", lambda line: None)
+    clock.now += 1
     board.refresh({"t0001": clock.now})
     assert out[-1] == "  t0001 running: starting | 0s"
     assert not any("\x1b" in line or "\r" in line for line in out)
