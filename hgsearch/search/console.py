@@ -129,7 +129,7 @@ class LiveBoard:
             rows.append((trial_id, status.phase, epoch, val, duration(now - since),
                          quiet + status.line))
         if not rows:
-            rows.append(("-", "waiting for trials to start", "", "", "", ""))
+            rows.append(("-", "no trial running", "", "", "", ""))
         # expand, and ratio on the last column: without them rich drops the first column
         # (rather than cutting the last) when the rows are wider than the terminal.
         table = Table(box=None, pad_edge=False, show_edge=False, expand=True,
