@@ -30,3 +30,8 @@ def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'hgsearch' has no attribute {name!r}")
     return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    # Without this, dir() and tab completion list only what is imported yet, not the lazy API.
+    return sorted({*globals(), *_EXPORTS})

@@ -11,7 +11,7 @@ scaled to ``(x / 255 - mean) / std`` per channel as float32 in NCHW layout.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,11 +127,13 @@ def image_files(paths: Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def predict(model: str | Path, images: Sequence[str | Path], *,
-            batch_size: int = 64) -> list[Prediction]:
+def predict(model: str | Path, images: Sequence[str | Path], *, batch_size: int = 64,
+            on_unreadable: Callable[[Path, str], None] | None = None) -> list[Prediction]:
     """The most probable class of each image (files, or folders of them) under ``model``.
 
-    ``model`` is a ``.pt`` file (PyTorch on CPU) or a ``.onnx`` file (onnxruntime on CPU).
+    ``model`` is a ``.pt`` file (PyTorch on CPU) or a ``.onnx`` file (onnxruntime on CPU). An
+    image that cannot be decoded raises a UserError naming it, unless ``on_unreadable`` is
+    given: then it is called with the file and the one-line reason, and the image is skipped.
     """
     path = Path(model)
     if not path.is_file():
@@ -142,8 +144,10 @@ def predict(model: str | Path, images: Sequence[str | Path], *,
     files = image_files(images)
     out: list[Prediction] = []
     for start in range(0, len(files), batch_size):
-        chunk = files[start:start + batch_size]
-        logits = _logits(runner, load_images(chunk, pre), onnx=path.suffix == ".onnx")
+        chunk, x = _readable(files[start:start + batch_size], pre, on_unreadable)
+        if not chunk:
+            continue
+        logits = _logits(runner, x, onnx=path.suffix == ".onnx")
         z = logits - logits.max(axis=1, keepdims=True)
         prob = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
         for f, p in zip(chunk, prob):
@@ -151,6 +155,27 @@ def predict(model: str | Path, images: Sequence[str | Path], *,
             out.append(Prediction(str(f), k, classes[k] if k < len(classes) else str(k),
                                   float(p[k])))
     return out
+
+
+def _readable(files: list[Path], pre: Mapping[str, Any],
+              on_unreadable: Callable[[Path, str], None] | None) -> tuple[list[Path], np.ndarray]:
+    """The files of a batch that decode, and their input; the others go to ``on_unreadable``."""
+    try:
+        return files, load_images(files, pre)
+    except UserError:
+        if on_unreadable is None:
+            raise
+    # One file spoilt the batch: decode them one by one (only then; a clean batch is decoded
+    # by the thread pool in one go) to name each unreadable one and keep the rest.
+    kept, arrays = [], []
+    for f in files:
+        try:
+            arrays.append(load_images([f], pre))
+        except UserError as err:
+            on_unreadable(f, str(err))
+            continue
+        kept.append(f)
+    return kept, np.concatenate(arrays) if arrays else np.empty((0,))
 
 
 def _logits(runner: Any, x: np.ndarray, *, onnx: bool) -> np.ndarray:

@@ -6,7 +6,8 @@ write the same layout; ``select``, ``report`` and the benchmarks add theirs::
     trials/<trial_id>.parquet    one row per trial (hgsearch.results)
     curves/<trial_id>.parquet    one row per epoch
     models/<trial_id>.pt         the compact network (hgsearch.models.save_model)
-    logs/<trial_id>.log          a sweep trial's log
+    logs/<trial_id>.log          a sweep trial's log, written as the trial runs
+    logs/<trial_id>.status.json  while a sweep trial runs: its phase, epoch, validation accuracy
     selected/                    hgsearch select: model.pt arch.json model.onnx model_card.json
     report/index.html            hgsearch report
     bench/                       hgsearch bench

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from hgsearch.analysis.select_trial import select_trial
 from hgsearch.cli import main
 from hgsearch.data.device import DeviceData
 from hgsearch.data.synthetic import make_synthetic
+from hgsearch.errors import UserError
 from hgsearch.models import build_model, load_model, save_model
 from hgsearch.predict import load_images, predict
 from tests.data_fixtures import write_imagefolder
@@ -129,3 +131,44 @@ def test_user_errors_are_one_line_exit_2(tmp_path, capsys, what):
     assert main(["predict", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_an_unreadable_image_is_named_and_the_rest_classified(shipped, tmp_path, capsys):
+    selected, images, _ = shipped
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for src in sorted(images.iterdir())[:3]:
+        (folder / src.name).write_bytes(src.read_bytes())
+    (folder / "img01b.png").write_bytes(b"not a png")         # sorts among the good ones
+    assert main(["predict", str(selected / "model.pt"), str(images)]) == 0
+    whole = dict(line.split("\t")[:2] for line in capsys.readouterr().out.splitlines())
+    assert main(["predict", str(selected / "model.pt"), str(folder)]) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert len(lines) == 3          # each good image once, classified as on its own
+    for line in lines:
+        file, label = line.split("\t")[:2]
+        assert whole[str(images / Path(file).name)] == label
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "img01b.png" in err[0] and "not a readable image" in err[0], err
+
+
+def test_the_library_call_still_raises_without_on_unreadable(shipped, tmp_path):
+    selected, images, _ = shipped
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(UserError, match="bad.png"):
+        predict(selected / "model.pt", [images, bad])
+    seen = []
+    out = predict(selected / "model.pt", [images, bad], batch_size=5,
+                  on_unreadable=lambda f, reason: seen.append(f))
+    assert len(out) == 12 and seen == [bad]
+
+
+def test_no_readable_image_among_several_is_exit_2(shipped, tmp_path, capsys):
+    selected, _, _ = shipped
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"junk")
+    assert main(["predict", str(selected / "model.pt"), str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none of the 2 images is readable" in err[0], err

@@ -34,6 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(a folder: a local SQLite store, no server; or a tracking URI)")
     p.add_argument("--tensorboard", metavar="DIR", help="also write each trial's per-epoch "
                    "curves as TensorBoard event files under DIR")
+    p.add_argument("--progress-every", type=float, metavar="SECONDS",
+                   help="how often the running trials' phase, epoch and accuracy are shown: "
+                   "the table's refresh in a terminal (default 2); otherwise (a pipe, a file) "
+                   "the most often a running trial gets a line besides one at each phase "
+                   "change (default 30)")
+    p.add_argument("--plain", action="store_true", help="plain lines even in a terminal (no "
+                   "table redrawn in place)")
     p.set_defaults(func=sweep_command)
 
     p = subparsers.add_parser(
@@ -44,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def sweep_command(args: argparse.Namespace) -> int:
     """Run or resume the sweep; exit 1 when it stopped with trials not ended."""
+    if args.progress_every is not None and not args.progress_every > 0:
+        raise UserError(f"--progress-every {args.progress_every:g}: expected seconds > 0")
     from hgsearch.search.driver import run_sweep  # Ray and Optuna load only for this command
     from hgsearch.trackers import make_trackers
 
@@ -51,7 +60,8 @@ def sweep_command(args: argparse.Namespace) -> int:
                        num_samples=args.num_samples, max_concurrent=args.max_concurrent,
                        address=args.address, resume=args.resume,
                        storage=args.storage,
-                       trackers=make_trackers(mlflow=args.mlflow, tensorboard=args.tensorboard))
+                       trackers=make_trackers(mlflow=args.mlflow, tensorboard=args.tensorboard),
+                       live=False if args.plain else None, progress_every=args.progress_every)
     return 0 if result.complete else 1
 
 

@@ -27,6 +27,7 @@ from hgsearch.search.cluster import (
     other_hosts,
     ray_session,
 )
+from hgsearch.search.console import Board, logs_note, make_board
 from hgsearch.search.progress import SESSIONS, Progress, Session, Tracker, track_all
 from hgsearch.search.records import (
     ENDED,
@@ -56,12 +57,18 @@ def run_sweep(space: str | Path | None = None, *, name: str | None = None,
               max_concurrent: int | None = None, address: str | None = None,
               storage: str | None = None, resume: bool = False, num_cpus: int | None = None,
               log: Log = print, runner: str = "hgsearch.trial:run_trial",
-              trackers: Sequence[Tracker] = ()) -> SweepResult:
+              trackers: Sequence[Tracker] = (), live: bool | None = None,
+              progress_every: float | None = None) -> SweepResult:
     """Run (or with ``resume`` continue) the sweep ``results/name`` of a search-space file.
 
     ``num_cpus`` caps a locally started Ray (default: all cores). ``runner`` names the
     ``module:function`` each trial calls (tests substitute a stand-in). ``trackers`` get
     ``log_trial`` once per trial after its row is written, and ``close`` at the end.
+
+    While trials run, their phase, epoch and validation accuracy are shown (``console.py``):
+    with ``live`` (default: ``log`` is ``print`` and stdout a terminal) as a table redrawn every
+    ``progress_every`` seconds (default 2), else as lines through ``log``, one per running trial
+    at each phase change and at most every ``progress_every`` seconds (default 30) besides.
 
     ``storage`` (default: the environment variable HGSEARCH_STORAGE) is where Tune keeps trial
     checkpoints: a folder every node shares or a URI pyarrow accepts (``s3://bucket/path``).
@@ -73,6 +80,7 @@ def run_sweep(space: str | Path | None = None, *, name: str | None = None,
         if value is not None and value < 1:
             raise UserError(f"{flag} {value}: expected an integer >= 1")
     check_name(name)
+    given_storage = storage
     storage = storage or os.environ.get(STORAGE_ENV) or None
     if resume:
         if num_samples is not None or max_concurrent is not None:
@@ -98,6 +106,9 @@ def run_sweep(space: str | Path | None = None, *, name: str | None = None,
             raise UserError(f"{folder}: sweep {name!r} exists; continue it with --name {name} "
                             "--resume, or choose another --name")
         recorded = {}
+    source = ("--storage" if given_storage else STORAGE_ENV if os.environ.get(STORAGE_ENV)
+              else f"{folder / 'sweep.json'}: storage")
+    storage = check_storage(storage, source=source)
     _check_folders(sp, local=address is None, log=log)
 
     created = not folder.exists()
@@ -110,7 +121,8 @@ def run_sweep(space: str | Path | None = None, *, name: str | None = None,
             with _sink(folder, on=bool(elsewhere)):
                 return _run(sp, name=name, folder=folder, recorded=recorded, address=address,
                             storage=storage, checkpoints=checkpoints, resume=resume, log=log,
-                            runner=runner, trackers=trackers)
+                            runner=runner, trackers=trackers,
+                            board=make_board(folder, log=log, live=live, every=progress_every))
     finally:
         held.close()
         if not (folder / "sweep.json").exists():     # refused before anything was recorded
@@ -121,7 +133,7 @@ def run_sweep(space: str | Path | None = None, *, name: str | None = None,
 
 def _run(sp: Space, *, name: str, folder: Path, recorded: dict, address: str | None,
          storage: str | None, checkpoints: bool, resume: bool, log: Log, runner: str,
-         trackers: Sequence[Tracker]) -> SweepResult:
+         trackers: Sequence[Tracker], board: Board) -> SweepResult:
     import optuna
 
     from hgsearch.results import load_results
@@ -142,13 +154,14 @@ def _run(sp: Space, *, name: str, folder: Path, recorded: dict, address: str | N
         + (" + baseline" if sp.baseline is not None else "")
         + f", {sp.max_concurrent} at a time; objectives "
         + ", ".join(f"{m} {d}" for m, d in sp.objectives) + f"; results in {folder}")
+    log(logs_note(folder))
     if resume:
         rows = load_results(folder)
         done = int(rows["status"].isin(ENDED).sum()) if len(rows) else 0
         log(f"resuming: {done} trial(s) already recorded")
 
     SESSIONS[str(folder)] = Session(log=log, trackers=tuple(trackers),
-                                    keep_checkpoints=sp.keep_checkpoints)
+                                    keep_checkpoints=sp.keep_checkpoints, board=board)
     optuna.logging.set_verbosity(optuna.logging.WARNING)   # our progress lines say it better
     try:
         progress = Progress(objectives=sp.metrics, total=total, concurrent=sp.max_concurrent,
@@ -166,7 +179,11 @@ def _run(sp: Space, *, name: str, folder: Path, recorded: dict, address: str | N
             tuner = restore_or_create(sp, name=name, folder=folder, searcher=searcher,
                                       progress=progress, runner=runner, storage=storage,
                                       checkpoints=checkpoints, log=log)
-            grid = tuner.fit()
+            board.start()
+            try:
+                grid = tuner.fit()
+            finally:
+                board.stop()
         study = searcher.study
         if grid.num_terminated + grid.num_errors == len(grid) \
                 and reconcile.remaining(study, sp.num_samples) <= 0:
@@ -198,6 +215,37 @@ def _all_ended(sp: Space, folder: Path, study: Any) -> bool:
     ids = [trial_id_of(t.number) for t in study.get_trials(deepcopy=False)]
     ids += [BASELINE_ID] if sp.baseline is not None else []
     return all((read_row(folder, i) or {}).get("status") in ENDED for i in ids)
+
+
+def check_storage(storage: str | None, *, source: str = "--storage") -> str | None:
+    """``storage`` as Tune will be given it (a local folder made absolute), or a UserError.
+
+    A URI is parsed by the very call Ray makes with it (``pyarrow.fs.FileSystem.from_uri``),
+    which creates nothing: a scheme pyarrow does not know, or a bucket it cannot resolve, is
+    refused here instead of failing inside Tune after the sweep folder is written. A local folder
+    may not exist yet (Tune creates it), but it may not be a file, nor lie under one.
+    """
+    if not storage:
+        return None
+    if "://" not in storage:
+        path = Path(storage).expanduser().resolve()
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not existing.is_dir():
+            raise UserError(f"{source} {storage}: {existing} is a file, not a folder; expected "
+                            "a folder (created if missing) or a URI such as s3://bucket/path")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise UserError(f"{source} {storage}: the folder {existing} is not writable")
+        return str(path)
+    import pyarrow.fs
+
+    try:
+        pyarrow.fs.FileSystem.from_uri(storage)
+    except (ValueError, OSError) as err:      # ArrowInvalid is a ValueError
+        reason = " ".join((str(err).splitlines() or [err.__class__.__name__])[0].split())
+        raise UserError(f"{source} {storage}: not a storage Ray can use ({reason[:200]}); "
+                        "expected a folder or a URI pyarrow reads, such as s3://bucket/path or "
+                        "gs://bucket/path") from None
+    return storage
 
 
 def _check_same_space(path: Path, recorded: Mapping[str, Any], folder: Path) -> None:

@@ -1,10 +1,12 @@
-"""The driver's view of trials ending: progress lines, failed rows, trackers, checkpoints.
+"""The driver's view of trials running and ending: progress lines, failed rows, trackers.
 
 ``Progress`` is a Tune callback. When a trial ends it makes sure the trial has exactly one
 row (a ``failed`` row when the worker wrote none: reconcile R7), hands the row to the sweep's
 trackers once, deletes the trial's checkpoints (unless the space keeps them) and prints one
 line with the objectives, done/total, elapsed time and an ETA. A ``stopped`` trial (its dense
 phase stopped early) has ended like any other: it counts as done, with its epoch in the line.
+Meanwhile, at every step of Tune's loop, the session's board (``console.py``) shows the running
+trials' phase, epoch and validation accuracy.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from ray import tune
 from hgsearch.results import write_row
 from hgsearch.results_layout import ResultsFolder
 from hgsearch.search import reconcile
+from hgsearch.search.console import Board, duration
 from hgsearch.search.records import DONE, TRACKED_DIR, finite, read_row, row_ids
+from hgsearch.search.trial_status import status_path
 
 Log = Callable[[str], None]
 
@@ -43,6 +47,7 @@ class Session:
     trackers: Sequence[Tracker] = ()
     keep_checkpoints: bool = False
     errors: list[str] = field(default_factory=list)
+    board: Board | None = None      # the running trials' display; None: none
 
 
 # Tune pickles callbacks with the experiment (and restores them on --resume), so the caller's
@@ -102,6 +107,15 @@ class Progress(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **_: Any) -> None:
         self.started[trial.trial_id] = time.monotonic()
 
+    def on_step_end(self, iteration: int, trials: list, **_: Any) -> None:
+        self._show_running(trials)
+
+    def _show_running(self, trials: list, *, force: bool = False) -> None:
+        board = session(self.folder).board
+        if board is not None:
+            board.refresh({_name(t): self.started.get(t.trial_id, self.start)
+                           for t in trials if t.status == "RUNNING"}, force=force)
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **_: Any) -> None:
         trial_id = _name(trial)
         row = read_row(self.folder, trial_id)
@@ -111,7 +125,7 @@ class Progress(tune.Callback):
         self._ended(trial)
         figures = "  ".join(f"{m} {_fmt(row.get(m))}" for m in self.objectives)
         seconds = row.get("seconds_total")
-        took = f" ({_duration(seconds)})" if finite(seconds) else ""
+        took = f" ({duration(seconds)})" if finite(seconds) else ""
         status = row["status"]
         if status == "stopped":     # early stopping: objectives null, the epoch says more
             status += f" at epoch {_fmt(row.get('stopped_epoch'))}"
@@ -144,7 +158,9 @@ class Progress(tune.Callback):
         return row
 
     def _ended(self, trial: Any) -> None:
-        """The row is written: hand it to the trackers, then drop the trial's checkpoints."""
+        """The row is written: hand it to the trackers, then drop the trial's checkpoints (and
+        its status file: the row says how it ended)."""
+        status_path(self.folder, _name(trial)).unlink(missing_ok=True)
         track(self.folder, _name(trial))
         if not session(self.folder).keep_checkpoints:
             delete_checkpoints(trial)
@@ -155,8 +171,10 @@ class Progress(tune.Callback):
         self.durations.append(now - self.started.pop(trial.trial_id, self.start))
         # Trials run `concurrent` at a time, each taking about the mean so far.
         eta = sum(self.durations) / len(self.durations) * (self.total - done) / self.concurrent
-        self.log(f"[{done}/{self.total}] {text} | {_duration(now - self.start)} elapsed, "
-                 f"ETA {_duration(eta)}")
+        self.log(f"[{done}/{self.total}] {text} | {duration(now - self.start)} elapsed, "
+                 f"ETA {duration(eta)}")
+        # Tune still lists the trial as running during this callback: left out by hand.
+        self._show_running([t for t in trials if t is not trial], force=True)
 
     def _error(self, trial: Any) -> str:
         row = read_row(self.folder, _name(trial)) or {}
@@ -196,12 +214,3 @@ def _name(trial: Any) -> str:
 
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if finite(value) else "-"
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"

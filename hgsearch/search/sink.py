@@ -8,6 +8,7 @@ row is in the folder when the driver hears of it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,13 @@ def send_files(folder: Path | str, trial_id: str, *, row: bool = False) -> list[
             ray.get(sink.put.remote(name, path.read_bytes()))
             sent.append(name)
     return sent
+
+
+def status_sender(folder: Path | str) -> Callable[[str, bytes], None] | None:
+    """What sends a running trial's status file to the sweep's sink as it changes (without
+    waiting: a trial's calls reach the sink in order, before its row); None without a sink."""
+    try:
+        sink = ray.get_actor(sink_name(folder), namespace=SINK_NAMESPACE)
+    except ValueError:
+        return None
+    return lambda name, data: sink.put.remote(name, data)

@@ -28,7 +28,8 @@ from hgsearch.results import empty_metrics, write_row
 from hgsearch.results_layout import ResultsFolder
 from hgsearch.search.baseline import BASELINE_ID
 from hgsearch.search.records import DONE, finite, now, read_row
-from hgsearch.search.sink import send_files
+from hgsearch.search.sink import send_files, status_sender
+from hgsearch.search.trial_status import StatusLog
 
 
 @dataclass(frozen=True)
@@ -93,9 +94,12 @@ def trainable(keys: dict, settings: WorkerSettings) -> None:
         log_path = ResultsFolder(folder).log(trial_id)
         log_path.parent.mkdir(parents=True, exist_ok=True)   # another node: not there yet
         with open(log_path, "a", buffering=1) as log_file:
+            # Each line goes to the log, and where the trial is to its status file, which the
+            # sweep's console shows while the trial runs (trial_status.py).
+            log = StatusLog(folder, trial_id, lambda line: print(line, file=log_file),
+                            publish=status_sender(folder))
             try:
-                row = run_trial(keys, extra=extra, log=lambda line: print(line, file=log_file),
-                                **options)
+                row = run_trial(keys, extra=extra, log=log, **options)
             except UserError as err:
                 # A bad setting or missing data fails every attempt alike: record it instead of
                 # letting Tune retry it; the sweep goes on and Optuna is told FAIL.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 
@@ -66,13 +69,59 @@ def test_missing_config_file(tmp_path):
     assert result.returncode == 2 and "nope.yaml: no such config file" in result.stderr
 
 
-def test_keys_lists_every_key(capsys):
+def _key_entries(out: str) -> list[str]:
+    """The key names of ``hgsearch keys``'s output: lines not indented, not header or group."""
+    from hgsearch.config import FIELDS
+
+    names = [line.split()[0] for line in out.splitlines()
+             if line and not line[0].isspace() and line.split()[0] in FIELDS]
+    return names
+
+
+def test_keys_lists_every_key_once_in_lines_of_100_columns_at_most(capsys):
     from hgsearch.config import FIELDS
 
     assert main(["keys"]) == 0
     out = capsys.readouterr().out
-    assert all(line.split()[0] in FIELDS for line in out.strip().splitlines())
-    assert len(out.strip().splitlines()) == len(FIELDS)
+    lines = out.splitlines()
+    assert lines[0].split() == ["KEY", "TYPE", "DEFAULT", "MEANING"]
+    assert sorted(_key_entries(out)) == sorted(FIELDS)
+    assert max(len(line) for line in lines) <= 100
+    # every word of every meaning is printed (wrapped, not cut)
+    text = " ".join(out.split())
+    for field in FIELDS.values():
+        assert " ".join(field.metadata["help"].split()) in text, field.name
+    groups = {f.metadata["group"] for f in FIELDS.values()}
+    assert {line.strip("[]") for line in lines if line.startswith("[")} == groups
+
+
+def test_keys_filter_by_word_and_group(capsys):
+    from hgsearch.config import FIELDS
+
+    assert main(["keys", "lam"]) == 0
+    assert sorted(_key_entries(capsys.readouterr().out)) == sorted(k for k in FIELDS
+                                                                   if "lam" in k)
+    assert main(["keys", "--group", "hgsr"]) == 0
+    hgsr = [k for k, f in FIELDS.items() if f.metadata["group"] == "hgsr"]
+    assert _key_entries(capsys.readouterr().out) == hgsr and "lam" in hgsr
+    assert main(["keys", "hgsr", "epochs"]) == 0     # a group word, or part of a name
+    assert set(_key_entries(capsys.readouterr().out)) == {*hgsr, *(k for k in FIELDS
+                                                                   if "epochs" in k)}
+    for args, fragment in ((["keys", "nosuchkey"], "no trial key matches nosuchkey"),
+                           (["keys", "--group", "nope"], "--group nope: no such group")):
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and fragment in err[0], err
+
+
+def test_dir_of_the_package_lists_the_lazy_api():
+    result = subprocess.run([sys.executable, "-c", "import hgsearch; print(' '.join(dir("
+                             "hgsearch)))"], capture_output=True, text=True, check=True)
+    names = result.stdout.split()
+    assert {"load_results", "run_trial", "load_model", "make_config", "__version__"} <= set(names)
+    import hgsearch
+
+    assert all(hasattr(hgsearch, name) for name in hgsearch.__all__)
 
 
 @pytest.mark.parametrize("dataset", ["tinyimagenet", "imagefolder", "cifar10", "cifar100"])

@@ -60,3 +60,18 @@ def fake_ladder_run_trial(config: dict, *, extra: dict | None = None, log=print)
     tune.report({"acc_final": math.nan, "params_ratio": math.nan, "hg_final": False,
                  "hg_phase": "trained", "hg_epoch": 1})
     return fake_run_trial(config, extra=extra, log=log)
+
+
+def fake_epochs_run_trial(config: dict, *, extra: dict | None = None, log=print,
+                          checkpoint=None) -> dict:
+    """fake_run_trial after logging its epochs as ``train.train`` does: ``[train] epoch k/3
+    ... val X% ...`` each FAKE_EPOCH_SLEEP seconds (default 1), then a silent ``[score]``
+    phase of the same length, as filter scoring is."""
+    seconds = float(os.environ.get("FAKE_EPOCH_SLEEP", "1"))
+    for epoch in (1, 2, 3):
+        time.sleep(seconds)
+        log(f"[train] epoch {epoch}/3  loss 2.0000  train 50.0%  val {10 * epoch + 0.5:.1f}%  "
+            f"100 img/s  {seconds:.1f}s")
+    log(f"[score] scoring filters on {config.get('score_samples', 64)} training images")
+    time.sleep(seconds)
+    return fake_run_trial(config, extra=extra, log=log, checkpoint=None)
