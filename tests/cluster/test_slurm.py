@@ -208,6 +208,8 @@ def test_resume_after_scancel_finishes_the_sweep_with_every_row_once(cluster):
     rows = load_results(folder)
     assert sorted(rows.trial_id) == ["t0000", "t0001", "t0002", "t0003"], rows.trial_id
     assert (rows.status == "ok").all()
+    # Four configs, not three: the restored sampler draws nothing an orphan drew already.
+    assert rows.lam.nunique() == 4, rows[["trial_id", "lam"]]
     for name, data in before.items():            # the rows written before the cancel: kept
         assert (folder / "trials" / name).read_bytes() == data
     curves = load_curves(folder)
