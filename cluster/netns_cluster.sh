@@ -27,7 +27,7 @@
 # whatever runs in them was started here), then deletes the namespaces; a failed `up` does so
 # itself. STATE/cluster.env records names and addresses; STATE/disk/NODE/node.log each node's
 # log. Settings: SUBNET (its first three octets), PYTHON (default: python3 on PATH), RAY=0 (no
-# store, no Ray: the hosts only), SLURM=1 (a Slurm cluster on the hosts, below).
+# S3 server, no Ray: the hosts only), SLURM=1 (a Slurm cluster on the hosts, below).
 # Names: every host's /etc/hosts lists the hosts (hgs-NODE), as a cluster's DNS would.
 # Slurm (SLURM=1; Debian's slurm-wlm and munge): slurmctld on the head, slurmd on each worker
 # (node hgs-wN, 1 CPU, partition `main`), munged on each of them as user munge with the key the
