@@ -26,7 +26,16 @@
 # Teardown: `down` signals every process inside the namespaces it recorded (`ip netns pids`:
 # whatever runs in them was started here), then deletes the namespaces; a failed `up` does so
 # itself. STATE/cluster.env records names and addresses; STATE/disk/NODE/node.log each node's
-# log. Settings: SUBNET (its first three octets), PYTHON (default: python3 on PATH).
+# log. Settings: SUBNET (its first three octets), PYTHON (default: python3 on PATH), RAY=0 (no
+# S3 server, no Ray: the hosts only), SLURM=1 (a Slurm cluster on the hosts, below).
+# Names: every host's /etc/hosts lists the hosts (hgs-NODE), as a cluster's DNS would.
+# Slurm (SLURM=1; Debian's slurm-wlm and munge): slurmctld on the head, slurmd on each worker
+# (node hgs-wN, 1 CPU, partition `main`), munged on each of them as user munge with the key the
+# head made (mungekey), copied to each host's /etc/munge as a provisioning step would; each
+# host's /etc/slurm and /etc/munge are folders on its own disk (one slurm.conf, the head's,
+# copied); its munge socket, Slurm state, spool and logs are under its /tmp/munge, /tmp/slurm.
+# No cgroups (proctrack/linuxproc, task/none), no accounting. These hosts share /home
+# (STATE/home; HOME=/home/hgs), as a Slurm cluster's hosts share their home over NFS.
 set -euo pipefail
 
 self=$(readlink -f "${BASH_SOURCE[0]}")
@@ -63,7 +72,7 @@ up() {
     echo "NODES=\"$nodes\""; echo "WORKERS=$workers"
     echo "ADDR_head=$prefix.2"; echo "ADDR_store=$prefix.3"; echo "ADDR_client=$prefix.4"
     for i in $(seq "$workers"); do echo "ADDR_w$i=$prefix.$((10 + i))"; done
-    echo "GCS=$prefix.2:6379"; echo "STORE_URL=http://$prefix.3:9000"
+    echo "GCS=$prefix.2:6379"; echo "STORE_URL=http://$prefix.3:9000"; echo "SLURM=${SLURM:-0}"
   } > "$state/cluster.env"
   load "$state"
   trap 'rc=$?; if ((rc)); then echo "$0: up failed; tearing down" >&2; down_loaded; fi' EXIT
@@ -83,6 +92,10 @@ up() {
     mkdir -p "$state/disk/$node"
     chmod 700 "$state/disk/$node"
   done
+  for node in $NODES; do echo "$(addr_of "$node") hgs-$node"; done |
+    cat <(echo "127.0.0.1 localhost") - > "$state/hosts"
+  if [[ $SLURM == 1 ]]; then slurm_up; fi
+  if [[ ${RAY:-1} != 1 ]]; then trap - EXIT INT TERM; return 0; fi
   # One token for the cluster, copied to every host's own disk as a provisioning step would.
   (umask 077 && "$python" -c 'import secrets; print(secrets.token_hex(32))' > "$state/token")
   for node in $NODES; do
@@ -123,7 +136,12 @@ make_ns() {  # name: a namespace with loopback up and IPv6 off (no link-local ch
 
 start() {  # node, command...: a daemon on the node, in a session of its own
   local node=$1; shift
-  setsid bash "$self" exec "$state" "$node" "$@" > "$state/disk/$node/node.log" 2>&1 < /dev/null &
+  start_logged "$node" node.log "$@"
+}
+
+start_logged() {  # node, log file (a path on its disk), command...
+  local node=$1 log=$2; shift 2
+  setsid bash "$self" exec "$state" "$node" "$@" > "$state/disk/$node/$log" 2>&1 < /dev/null &
 }
 
 wait_port() {  # node, port: until something listens there (60 s at most)
@@ -133,6 +151,106 @@ wait_port() {  # node, port: until something listens there (60 s at most)
     sleep 0.5
   done
   echo "$0: nothing listens on $1:$2 after 60 s; see $state/disk/$1/node.log" >&2
+  return 1
+}
+
+# ---------------------------------------------------------------------------------- Slurm
+
+slurm_up() {  # munged on every Slurm host, slurmctld on the head, slurmd on the workers
+  local cmd node i hosts=(head) nodelist
+  for cmd in slurmctld slurmd munged mungekey sinfo; do
+    command -v "$cmd" > /dev/null || { echo "$0: $cmd is missing (slurm-wlm, munge)" >&2; return 1; }
+  done
+  for i in $(seq "$WORKERS"); do hosts+=("w$i"); nodelist+=${nodelist:+,}hgs-w$i; done
+  install -d -m 755 "$state/home" "$state/home/hgs"
+  for node in "${hosts[@]}"; do
+    local disk=$state/disk/$node
+    chmod 711 "$disk"          # munged (user munge) reaches its socket under the host's /tmp
+    mkdir -p "$disk/etc/slurm" "$disk/slurm/state" "$disk/slurm/spool"
+    install -d -o munge -g munge -m 700 "$disk/etc/munge"
+    install -d -o munge -g munge -m 711 "$disk/munge"
+    install -d -o munge -g munge -m 700 "$disk/munge/lib" "$disk/munge/log"
+    install -d -o munge -g munge -m 755 "$disk/munge/run"
+  done
+  # The head makes the key and the configuration; each worker gets a copy of both.
+  local key=$state/disk/head/etc/munge/munge.key conf=$state/disk/head/etc/slurm/slurm.conf
+  mungekey --create --keyfile="$key"
+  chown munge:munge "$key"; chmod 400 "$key"
+  slurm_conf "$nodelist" > "$conf"
+  # slurmd loads a cgroup plugin whatever else is set; v1 named, it checks no mount (a host's
+  # /sys, fresh from `ip netns exec`, has none) and nothing uses it.
+  printf 'CgroupPlugin=cgroup/v1\nCgroupAutomount=no\n' > "${conf%/*}/cgroup.conf"
+  for node in "${hosts[@]:1}"; do
+    install -o munge -g munge -m 400 "$key" "$state/disk/$node/etc/munge/munge.key"
+    install -m 644 -t "$state/disk/$node/etc/slurm" "$conf" "${conf%/*}/cgroup.conf"
+  done
+  for node in "${hosts[@]}"; do
+    start_logged "$node" munge/munged.out setpriv --reuid=munge --regid=munge --init-groups \
+      munged --foreground --socket=/tmp/munge/run/munge.socket.2 \
+      --pid-file=/tmp/munge/run/munged.pid --log-file=/tmp/munge/log/munged.log \
+      --seed-file=/tmp/munge/lib/munged.seed
+  done
+  for node in "${hosts[@]}"; do wait_file "$node" munge/run/munge.socket.2; done
+  start_logged head slurm/slurmctld.out slurmctld -D -i
+  wait_port head 6817
+  for node in "${hosts[@]:1}"; do start_logged "$node" slurm/slurmd.out slurmd -D; done
+  for node in "${hosts[@]:1}"; do wait_port "$node" 6818; done
+  # Every node registered and idle, as the controller sees it.
+  bash "$self" exec "$state" head bash -c '
+    for i in $(seq 120); do
+      [[ $(sinfo -h -N -t idle -o %N | sort -u | wc -l) == "$1" ]] && exit 0
+      sleep 0.5
+    done
+    sinfo -N >&2; echo "Slurm nodes not idle after 60 s" >&2; exit 1' _ "$WORKERS"
+}
+
+slurm_conf() {  # NODELIST: the cluster's slurm.conf (Slurm 22.05)
+  local i
+  cat <<EOF
+# Made by cluster/netns_cluster.sh: the controller on hgs-head, one CPU per worker node.
+ClusterName=hgs$ID
+SlurmctldHost=hgs-head($ADDR_head)
+SlurmctldPort=6817
+SlurmdPort=6818
+SlurmUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=/tmp/munge/run/munge.socket.2
+StateSaveLocation=/tmp/slurm/state
+SlurmdSpoolDir=/tmp/slurm/spool
+SlurmctldPidFile=/tmp/slurm/slurmctld.pid
+SlurmdPidFile=/tmp/slurm/slurmd.pid
+SlurmctldLogFile=/tmp/slurm/slurmctld.log
+SlurmdLogFile=/tmp/slurm/slurmd.log
+# No cgroups in a container: a step's processes are tracked by ancestry; tasks are not bound.
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+MpiDefault=none
+SwitchType=switch/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+ReturnToService=2
+# The node has the CPUs named here, whatever the machine has.
+SlurmdParameters=config_overrides
+KillWait=10
+MinJobAge=3600
+NodeName=DEFAULT CPUs=1 RealMemory=1000 State=UNKNOWN
+EOF
+  for i in $(seq "$WORKERS"); do echo "NodeName=hgs-w$i NodeAddr=$(addr_of "w$i")"; done
+  echo "PartitionName=main Nodes=$1 Default=YES MaxTime=INFINITE State=UP"
+}
+
+wait_file() {  # node, path on its disk: until it is there (60 s at most)
+  local i
+  for i in $(seq 120); do
+    if [[ -e $state/disk/$1/$2 ]]; then return 0; fi
+    sleep 0.5
+  done
+  echo "$0: no $2 on $1 after 60 s" >&2
   return 1
 }
 
@@ -153,6 +271,15 @@ inside() {  # STATE NODE CMD... (in the new mount namespace): the host's own dis
   for k in "$REPO" "$PYPREFIX"; do
     if [[ $k/ == /tmp/* ]]; then keep+=("$k"); mkdir -p "$disk/.code$k"; mount --bind "$k" "$disk/.code$k"; fi
   done
+  # The cluster's names; with Slurm, the shared home and the host's own /etc/slurm, /etc/munge
+  # (bound before /tmp changes: STATE may be under /tmp).
+  if [[ -f $state/hosts ]]; then mount --bind "$state/hosts" /etc/hosts; fi
+  local home=/tmp/home
+  if [[ ${SLURM:-0} == 1 && -d $disk/etc/slurm ]]; then
+    mount --bind "$state/home" /home
+    home=/home/hgs
+    for k in slurm munge; do mount --bind "$disk/etc/$k" "/etc/$k"; done
+  fi
   mount --rbind "$disk" /tmp
   for k in "${keep[@]}"; do mkdir -p "$k"; mount --bind "/tmp/.code$k" "$k"; done
   # The holding place would be a second, writable way in: gone once the code is in place.
@@ -171,7 +298,7 @@ inside() {  # STATE NODE CMD... (in the new mount namespace): the host's own dis
   local token=()
   [[ ! -f /tmp/ray-token ]] || token=(RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=/tmp/ray-token)
   cd /tmp/work
-  exec env -i PATH="$PYPREFIX/bin:/usr/sbin:/usr/bin:/sbin:/bin" HOME=/tmp/home TMPDIR=/tmp \
+  exec env -i PATH="$PYPREFIX/bin:/usr/sbin:/usr/bin:/sbin:/bin" HOME="$home" TMPDIR=/tmp \
     LANG=C.UTF-8 PYTHONPATH="$REPO" PYTHONDONTWRITEBYTECODE=1 OMP_NUM_THREADS=1 \
     RAY_USAGE_STATS_ENABLED=0 RAY_health_check_period_ms=1000 \
     RAY_health_check_timeout_ms=5000 RAY_health_check_failure_threshold=5 \

@@ -61,6 +61,13 @@ class Searcher(OptunaSearch):
     def study(self) -> optuna.Study:
         return self._ot_study
 
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        # The sampler comes back with its random state as of Tune's last save; the trials asked
+        # after that save (orphans now, R4) drew from that state, so it would propose their
+        # values again. Optuna reseeds a sampler copied for parallel jobs for the same reason.
+        self._ot_study.sampler.reseed_rng()
+
     def suggest(self, trial_id: str) -> dict | str | None:
         if self._baseline is not None and self._baseline_trial is None:
             self._baseline_trial = trial_id

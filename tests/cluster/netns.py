@@ -1,7 +1,8 @@
 """A Ray cluster of separate hosts on this machine, for tests: cluster/netns_cluster.sh from Python.
 
 Each host (head, w1, w2, store, client) is a network namespace with its own address and a disk
-of its own (``disk(node)`` from here; ``/tmp`` on the host). ``leftovers()`` is measured from
+of its own (``disk(node)`` from here; ``/tmp`` on the host); with Slurm, the head and the workers
+also share a home (``home()``). ``leftovers()`` is measured from
 outside: namespaces by name, processes by the inode of their network namespace, mounts in this
 namespace's mount table.
 """
@@ -9,6 +10,7 @@ namespace's mount table.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -42,11 +44,29 @@ def unavailable() -> str | None:
     return None
 
 
-class NetnsCluster:
-    """One cluster, recorded in the folder ``state``."""
+def slurm_unavailable() -> str | None:
+    """Why a Slurm cluster cannot be made on the namespace hosts, or None if it can."""
+    missing = [tool for tool in ("slurmctld", "slurmd", "sbatch", "munged", "mungekey")
+               if shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+               is None]
+    if missing:
+        return (f"{', '.join(missing)} missing: install Debian's slurm-wlm and munge "
+                "(apt-get install slurm-wlm munge)")
+    try:
+        pwd.getpwnam("munge")
+    except KeyError:
+        return "no user `munge` (the munge package makes it)"
+    return None
 
-    def __init__(self, state: Path, workers: int = 2) -> None:
+
+class NetnsCluster:
+    """One cluster, recorded in the folder ``state``: Ray on the hosts (``ray``), Slurm on the
+    head and the workers (``slurm``), or both."""
+
+    def __init__(self, state: Path, workers: int = 2, ray: bool = True,
+                 slurm: bool = False) -> None:
         self.state, self.workers = Path(state), workers
+        self.ray, self.slurm = ray, slurm
         self.env: dict[str, str] = {}
         self.netns: dict[str, int] = {}      # namespace name -> inode, for leftovers()
 
@@ -109,6 +129,10 @@ class NetnsCluster:
         """The host's disk, as this (root) namespace sees it; the host sees it as /tmp."""
         return self.state / "disk" / node
 
+    def home(self) -> Path:
+        """The home the Slurm hosts share (their /home/hgs, HOME there), from here."""
+        return self.state / "home" / "hgs"
+
     def namespaces(self) -> list[str]:
         out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                              check=True).stdout
@@ -160,7 +184,8 @@ class NetnsCluster:
 
     def _script(self, command: str, *args: str, timeout: float) -> None:
         # The hosts run this interpreter's Python (and its packages: Ray, moto).
-        env = {**os.environ, "PYTHON": sys.executable}
+        env = {**os.environ, "PYTHON": sys.executable, "RAY": str(int(self.ray)),
+               "SLURM": str(int(self.slurm))}
         done = subprocess.run(["bash", str(SCRIPT), command, str(self.state), *args],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               timeout=timeout, env=env)
