@@ -129,8 +129,8 @@ def bench_streaming(scale: Scale, runtime: Any) -> dict[str, Any]:
 
 def _detail(f: dict[str, float]) -> str:
     return (f"wait {1e3 * f['wait_s']:.3g} ms vs ResNet-50 step {f['step_s']:.3g} s; workers "
-            f"decode {f['loader_images_per_s']:.0f} img/s, the step takes "
-            f"{f['step_images_per_s']:.0f} img/s")
+            f"decode {f['loader_images_per_s']:.3g} img/s, the step takes "
+            f"{f['step_images_per_s']:.3g} img/s")
 
 
 BENCHMARK = Benchmark("streaming", Target("stream_share_of_step", "<=", 0.10), bench_streaming,
