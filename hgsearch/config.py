@@ -79,6 +79,18 @@ class TrialConfig:
                                     lo=10, hi=1_000_000, group="data")
     cache_dir: str = _key("", "decoded-image cache; empty: $HGSEARCH_CACHE or ~/.cache/hgsearch",
                           group="data", dense=False)
+    # dense False: which path ran is in the data fingerprint (streaming hashes its files and recipe)
+    data_path: str = _key("auto", "memory: decoded images held on the device (airbench style); "
+                          "stream: decoded per batch by worker processes (torchvision's recipe, "
+                          "imagefolder only); auto: memory when the decoded data fits "
+                          "data_memory_gb", choices=("auto", "memory", "stream"), group="data",
+                          dense=False)
+    data_memory_gb: float = _key(0.0, "memory budget (GB) of the decoded data on data_path=auto; "
+                                 "0: half of the available memory (and of a GPU's free memory)",
+                                 lo=0.0, hi=1e6, group="data", dense=False)
+    data_workers: int = _key(0, "decoding processes of data_path=stream; 0: one per CPU core "
+                             "this process may use, at most 16", lo=0, hi=256, group="data",
+                             dense=False)
 
     # --- model and training
     arch: str = _key("resnet20", "network", choices=ARCHS, group="train")

@@ -53,7 +53,10 @@ _PIDNS = _pid_namespace()
 
 
 def data_fingerprint(data: Any) -> str:
-    """sha256 of the loaded split tensors, the class names and the normalization (hex)."""
+    """sha256 of the loaded split tensors, the class names and the normalization (hex); the
+    streaming path's data (files, not tensors) gives its own."""
+    if hasattr(data, "fingerprint"):
+        return data.fingerprint()
     h = hashlib.sha256()
     for name in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y"):
         t = getattr(data, name).contiguous()

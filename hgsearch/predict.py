@@ -3,8 +3,9 @@
 ``hgsearch predict MODEL IMAGES...`` and ``predict(model, images)`` read ``model.pt`` (PyTorch, as
 trials and ``hgsearch select`` write it) or ``model.onnx`` (onnxruntime, from ``hgsearch
 select``). Both files carry the preprocessing (``preprocessing_of``): each image is decoded to RGB
-with its EXIF orientation, its shorter side resized to ``image_size`` (bilinear, antialiased) and
-the centre square cropped, exactly by the function the data loaders use (``data/images.py``), then
+with its EXIF orientation, its shorter side resized (to ``image_size``, or for an imagefolder
+model to round(image_size / 0.875)) (bilinear, antialiased) and the centre ``image_size`` square
+cropped, exactly by the function the data loaders use (``data/images.py``), then
 scaled to ``(x / 255 - mean) / std`` per channel as float32 in NCHW layout.
 """
 
@@ -20,16 +21,16 @@ import numpy as np
 
 from hgsearch.errors import UserError
 
-RESIZE_RULE = ("shorter side scaled to image_size (bilinear, antialiased), centre image_size x "
-               "image_size square cropped; an image already that size is not resampled; EXIF "
-               "orientation applied, converted to RGB")
 INPUT_RANGE = "(x / 255 - mean) / std per channel, x the 0..255 RGB value"
 
 
 def preprocessing_of(*, image_size: int, mean: Sequence[float] | None,
                      std: Sequence[float] | None, dataset: str | None = None) -> dict[str, Any]:
     """The preprocessing record that model_card.json, arch.json and the ONNX metadata carry."""
-    return {"image_size": int(image_size), "resize": RESIZE_RULE, "channel_order": "RGB",
+    from hgsearch.data.images import resize_rule
+
+    return {"image_size": int(image_size), "resize": resize_rule(int(image_size), dataset),
+            "channel_order": "RGB",
             "layout": "NCHW", "input_dtype": "float32", "input_range": INPUT_RANGE,
             "mean": None if mean is None else [float(v) for v in mean],
             "std": None if std is None else [float(v) for v in std], "dataset": dataset}
@@ -98,9 +99,11 @@ def load_images(files: Sequence[Path], preprocessing: Mapping[str, Any]) -> np.n
     import torch
 
     from hgsearch.data.device import DeviceData
-    from hgsearch.data.images import decode_images
+    from hgsearch.data.images import decode_images, eval_resize
 
-    x = torch.from_numpy(decode_images(list(files), size=int(preprocessing["image_size"])))
+    size = int(preprocessing["image_size"])
+    resize = eval_resize(size, preprocessing.get("dataset") or "")
+    x = torch.from_numpy(decode_images(list(files), size=size, resize=resize))
     data = DeviceData(x, torch.zeros(len(x), dtype=torch.int64), device="cpu",
                       mean=tuple(preprocessing["mean"]), std=tuple(preprocessing["std"]))
     return data.normalize(data.x).numpy()

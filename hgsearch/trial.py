@@ -25,7 +25,7 @@ import torch
 
 from hgsearch.checkpoint import PHASES, Checkpointer
 from hgsearch.config import TrialConfig, make_config
-from hgsearch.data import DeviceData, load_dataset
+from hgsearch.data import load_dataset
 from hgsearch.dense_store import DenseStore, SharedDense
 from hgsearch.early_stop import Stopped
 from hgsearch.errors import UserError
@@ -127,10 +127,7 @@ class _Trial:
         self.cfg, self.data, self.runtime, self.log = cfg, data, runtime, log
         self.row, self.curve, self.checkpoint = row, curve, checkpoint
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.splits = {name: DeviceData(getattr(data, f"{name}_x"), getattr(data, f"{name}_y"),
-                                        mean=data.mean, std=data.std, device=runtime.device,
-                                        channels_last=runtime.channels_last)
-                       for name in ("train", "val", "test")}
+        self.splits = data.device_splits(runtime)   # in memory or streamed: one interface
         self.size = (data.image_size, data.image_size)
         self.shared = SharedDense(store, cfg, data, runtime, log)
         n = len(self.splits["train"])   # an epoch trains on n images less the partial batch

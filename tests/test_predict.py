@@ -98,7 +98,8 @@ def test_non_square_images_are_resized_as_the_loader_does(tmp_path):
     data = load_dataset(cfg)
     files = sorted(p for p in (tmp_path / "data" / "val").rglob("*")
                    if p.suffix.lower() in (".png", ".jpg", ".jpeg") and p.name[0] != ".")
-    pre = {"image_size": 24, "mean": list(data.mean), "std": list(data.std)}
+    pre = {"image_size": 24, "mean": list(data.mean), "std": list(data.std),
+           "dataset": "imagefolder"}   # resized to round(24 / 0.875) before the crop
     got = load_images([wide], pre)
     split = DeviceData(data.test_x, data.test_y, mean=data.mean, std=data.std, device="cpu")
     ref = next(split.eval_batches(1000))[0].numpy()

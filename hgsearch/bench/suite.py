@@ -8,6 +8,8 @@ setting and figure. A benchmark is one module of this package holding one ``Benc
 - ``scoring`` (scoring.py): reference scorer time / fast scorer time, same deltas. >= 2.
 - ``data`` (data.py): seconds per batch of ``DeviceData.train_batches`` / seconds of one
   training step. <= 0.05. Beside it, a torchvision Dataset + DataLoader pipeline.
+- ``streaming`` (streaming.py): seconds waiting for a streamed batch (224 px JPEGs decoded by
+  the DataLoader workers) / seconds of waiting plus a ResNet-50 SGD step. <= 0.10.
 - ``trial`` (trial.py): one epoch of ``hgsearch.train.train`` with a trial's settings / the same
   steps in a minimal hand-written loop over ready-made batches. <= 1.10.
 - ``pruning`` (pruning.py): latency of the dense network / of a 50%-pruned one (random scores),
@@ -24,7 +26,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from hgsearch.bench import data, hgsr, pruning, scoring, sweep, sweep_scale, trial
+from hgsearch.bench import (
+    data,
+    hgsr,
+    pruning,
+    scoring,
+    streaming,
+    sweep,
+    sweep_scale,
+    trial,
+)
 from hgsearch.bench.harness import (
     Benchmark,
     Section,
@@ -40,7 +51,7 @@ from hgsearch.fileio import utc_now, versions
 FORMAT = "hgsearch-bench-v1"
 # The registry: adding a benchmark is its module and one entry here.
 REGISTRY: tuple[Benchmark, ...] = tuple(m.BENCHMARK for m in (
-    hgsr, scoring, data, trial, pruning, sweep, sweep_scale))
+    hgsr, scoring, data, streaming, trial, pruning, sweep, sweep_scale))
 BY_NAME = {b.name: b for b in REGISTRY}
 BENCHMARKS = tuple(BY_NAME)
 TARGETS = {b.name: b.target for b in REGISTRY}

@@ -1,10 +1,11 @@
 """Decoded images on disk, so that a folder of JPEGs is decoded once, not once per trial.
 
-A cache entry is one uncompressed ``.npy`` (uint8 (N, 3, S, S)) named after a
-hash of everything that determines its content: the source files' paths, sizes and mtimes, their
-labels and the decoded size. Any changed, added or removed file gives a new name, so a stale entry
-is never read. Entries are written under a temporary name and renamed (atomic on POSIX), so two
-trials building the same entry at once each write a complete file and one of them wins.
+A cache entry is one uncompressed ``.npy`` (uint8 (N, 3, S, S)) named after a hash of everything
+that determines its content: the source files' paths, sizes and mtimes, their labels, the decoded
+size and the transform (the resize before the centre crop). Any changed, added or removed file
+gives a new name, so a stale entry is never read. Entries are written under a temporary name and
+renamed (atomic on POSIX), so two trials building the same entry at once each write a complete
+file and one of them wins.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 
 from hgsearch.fileio import atomic_path
 
-FORMAT = "hgsearch-images-v1"  # bump when decoding changes, so old entries are not reused
+# v2: torchvision's Resize + CenterCrop rounding, imagefolder resized to S / 0.875 (images.py).
+FORMAT = "hgsearch-images-v2"  # bump when decoding changes, so old entries are not reused
 
 
 def cache_root(cache_dir: str) -> Path:
@@ -34,10 +36,11 @@ def entry_stem(dataset: str, root: Path, split: str, size: int) -> str:
     return f"{dataset}-{where}-{split}-{size}px"
 
 
-def source_key(files: Sequence[Path], labels: Sequence[int], *, size: int) -> str:
+def source_key(files: Sequence[Path], labels: Sequence[int], *, size: int,
+               transform: str = "") -> str:
     """Hash of the files' paths (absolute: callers resolve their root), sizes, mtimes and labels,
-    and the decoded size."""
-    h = hashlib.sha256(f"{FORMAT}\n{size}\n".encode())
+    the decoded size and the ``transform`` that decodes them (its name)."""
+    h = hashlib.sha256(f"{FORMAT}\n{size}\n{transform}\n".encode())
     for path, label in zip(files, labels):
         st = path.stat()
         h.update(f"{path}\t{st.st_size}\t{st.st_mtime_ns}\t{label}\n".encode())
@@ -45,13 +48,13 @@ def source_key(files: Sequence[Path], labels: Sequence[int], *, size: int) -> st
 
 
 def cached_images(cache_dir: Path, stem: str, files: Sequence[Path], labels: Sequence[int], *,
-                  size: int, decode: Callable[[], np.ndarray]) -> np.ndarray:
+                  size: int, decode: Callable[[], np.ndarray], transform: str = "") -> np.ndarray:
     """The decoded images of ``files``: from the cache when an entry matches, else ``decode()``.
 
     ``stem`` names the entry's family (dataset, folder, split); when a new entry is written, older
     entries of the same family are removed, so edits to a dataset do not pile up copies.
     """
-    path = cache_dir / f"{stem}-{source_key(files, labels, size=size)}.npy"
+    path = cache_dir / f"{stem}-{source_key(files, labels, size=size, transform=transform)}.npy"
     x = _read(path, n=len(files), size=size)
     if x is None:
         x = decode()

@@ -35,21 +35,15 @@ class DeviceData:
         self.y = y.to(self.device, torch.int64)
         self.channels_last = channels_last
         self.dtype = dtype
-        # (x / 255 - mean) / std == x * scale + shift, per channel, (1, 3, 1, 1)
-        std_t = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self.scale = 1 / (255 * std_t)
-        self.shift = -mean_t / std_t
+        self.scale, self.shift = affine(mean, std, self.device)
 
     def __len__(self) -> int:
         return len(self.y)
 
     def normalize(self, x_uint8: Tensor) -> Tensor:
         """uint8 (B, 3, H, W) on the device -> normalized ``dtype`` in the chosen memory format."""
-        x = torch.addcmul(self.shift, x_uint8.float(), self.scale).to(self.dtype)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return normalize(x_uint8, self.scale, self.shift, dtype=self.dtype,
+                         channels_last=self.channels_last)
 
     def train_batches(self, batch_size: int, *, generator: torch.Generator, pad: int = 4,
                       flip: bool = True, drop_last: bool = True) -> Iterator[tuple[Tensor, Tensor]]:
@@ -85,6 +79,23 @@ class DeviceData:
         idx = torch.randperm(len(self), generator=generator, device=generator.device)[:n]
         idx = idx.to(self.device)
         return self.normalize(self.x[idx]), self.y[idx]
+
+
+def affine(mean: tuple[float, float, float], std: tuple[float, float, float],
+           device: torch.device) -> tuple[Tensor, Tensor]:
+    """(scale, shift), each (1, 3, 1, 1) float32: (x / 255 - mean) / std == x * scale + shift."""
+    std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    return 1 / (255 * std_t), -mean_t / std_t
+
+
+def normalize(x_uint8: Tensor, scale: Tensor, shift: Tensor, *, dtype: torch.dtype,
+              channels_last: bool) -> Tensor:
+    """uint8 (B, 3, H, W) -> x * scale + shift as ``dtype`` (both data paths: the same values)."""
+    x = torch.addcmul(shift, x_uint8.float(), scale).to(dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def _crop_flip(x: Tensor, offsets: Tensor, flips: Tensor, *, pad: int) -> Tensor:

@@ -26,6 +26,8 @@ FIGURES = {
                 "ideal_filters_per_forward", "efficiency"},
     "data": {"data_share_of_step", "loader_share_of_step", "device_batch_s", "loader_batch_s",
              "step_s", "speedup", "speedup_cpu"},
+    "streaming": {"stream_share_of_step", "wait_s", "step_s", "first_wait_s",
+                  "loader_images_per_s", "step_images_per_s"},
     "trial": {"subject_s", "reference_s", "ratio", "cpu_ratio", "steps_per_epoch"},
     "pruning": {f"{kind}_{net}" for kind in ("params_ratio", "macs_ratio")
                 for net in ("round1", "round8")}

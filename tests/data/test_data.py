@@ -284,16 +284,28 @@ def test_tinyimagenet_errors_name_the_file(tmp_path, damage, named):
 
 # --- imagefolder --------------------------------------------------------------------------------
 
+def torchvision_eval(x: np.ndarray, size: int) -> np.ndarray:
+    """torchvision's evaluation transform, Resize(round(size / 0.875)) + CenterCrop(size), of
+    (N, 3, H, W) uint8 images (the second computation of the imagefolder decoding)."""
+    from torchvision import transforms as T
+
+    tf = T.Compose([T.Resize(round(size / 0.875)), T.CenterCrop(size)])
+    return np.stack([np.asarray(tf(Image.fromarray(img.transpose(1, 2, 0)))).transpose(2, 0, 1)
+                     for img in x])
+
+
 def test_imagefolder_reads_png_and_jpeg(tmp_path):
+    """Each image as torchvision's Resize(37) + CenterCrop(32) makes it: exactly for PNG."""
     fx = write_imagefolder(tmp_path / "data")
     d = load_dataset(cfg(tmp_path, dataset="imagefolder", data_dir=str(fx.data_dir),
                          val_fraction=0.25))
     assert d.classes == ["cat", "dog", "eel"] and d.image_size == 32
     assert len(d.train_y) + len(d.val_y) == 12 and len(d.test_y) == 6  # notes.txt, .DS_Store
     x, y = torch.cat([d.train_x, d.val_x]).numpy(), torch.cat([d.train_y, d.val_y]).numpy()
-    for (got, gy), (ex, ey, files) in [((x, y), (fx.train_x, fx.train_y, fx.train_files)),
+    train_ex, test_ex = torchvision_eval(fx.train_x, 32), torchvision_eval(fx.test_x, 32)
+    for (got, gy), (ex, ey, files) in [((x, y), (train_ex, fx.train_y, fx.train_files)),
                                        ((d.test_x.numpy(), d.test_y.numpy()),
-                                        (fx.test_x, fx.test_y, fx.test_files))]:
+                                        (test_ex, fx.test_y, fx.test_files))]:
         which, dist = match(got, ex)
         assert sorted(which.tolist()) == list(range(len(ex)))
         assert gy.tolist() == ey[which].tolist()
@@ -303,9 +315,10 @@ def test_imagefolder_reads_png_and_jpeg(tmp_path):
 
 
 def test_imagefolder_resizes_shorter_side_then_centre_crops(tmp_path):
-    """A 96x64 image of three vertical bands (red | green | blue, 32 px each) becomes 48x32,
-    then its centre 32 columns: red 0-7, green 8-23, blue 24-31 (blended at the edges)."""
-    bands = np.zeros((64, 96, 3), np.uint8)
+    """A 96x63 image of three vertical bands (red | green | blue, 32 px each) becomes 56x37
+    (shorter side round(32 / 0.875) = 37, longer int(37 x 96 / 63)), then its centre 32 x 32
+    from column 12: red to column 6.8, green to 25.6, blue after (blended at the edges)."""
+    bands = np.zeros((63, 96, 3), np.uint8)
     for k in range(3):
         bands[:, 32 * k:32 * (k + 1), k] = 255
     for split in ("train", "val"):
@@ -316,7 +329,7 @@ def test_imagefolder_resizes_shorter_side_then_centre_crops(tmp_path):
                          image_size=32, val_fraction=0.5))
     x = d.test_x[0].numpy()  # bands.png sorts first
     assert x.shape == (3, 32, 32)
-    expected = {range(0, 7): 0, range(9, 23): 1, range(25, 32): 2}
+    expected = {range(0, 6): 0, range(8, 25): 1, range(27, 32): 2}
     for cols, channel in expected.items():
         for col in cols:
             assert x[channel, :, col].min() > 240 and x[:, :, col].sum(0).max() < 255 + 15
