@@ -11,7 +11,7 @@ weights that differ must have addresses that differ. Two kinds of pairs:
   Random pairs rarely land on a rule's edge (mix exactly 0 under the proximal step, say); these
   do by construction.
 
-The fast tests draw 24 random pairs and every rule pair once; the slow one 400 random pairs.
+The fast tests draw 24 random pairs and every rule's pairs; the slow one 400 random pairs.
 """
 
 from __future__ import annotations
@@ -112,17 +112,18 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return all(torch.equal(a[k], b[k]) for k in a)
 
 
-def rule_pairs(seed: int, draws: int = 1) -> list[tuple[dict, dict]]:
-    """For each rule, each dense key it switches off and each solver, ``draws`` times: a
-    configuration where that rule alone switches the key off, and the same with the key
-    changed (none where the rule never is the only reason, or holds under one solver only)."""
+def rule_pairs(seed: int) -> list[tuple[dict, dict]]:
+    """For each rule, each dense key it switches off and each solver (once for subgradients,
+    twice for the proximal step, whose rules are the finer ones): a configuration where that
+    rule alone switches the key off, and the same with the key changed (none where the rule
+    never is the only reason, or holds under one solver only)."""
     rng = random.Random(seed)
     defaults = {k: f.default for k, f in FIELDS.items()}
     out = []
     for i, (applies, keys, _why) in enumerate(INAPPLICABLE_RULES):
         others = INAPPLICABLE_RULES[:i] + INAPPLICABLE_RULES[i + 1:]
         for key in (k for k in keys if k in HGSR + TRAIN):
-            for solver in ("subgradient", "proximal"):
+            for solver, draws in (("subgradient", 1), ("proximal", 2)):
                 found = []
                 for _ in range(2000):
                     a = {**_config(rng), "reg_solver": solver}
@@ -165,7 +166,8 @@ def check_pairs(pair_list: list[tuple[dict, dict]], *, same: bool = False) -> di
 
 
 def test_the_weights_are_finite_and_moved_by_the_keys():
-    """The setting has teeth: lam, solver and grouping each move the weights of a short run."""
+    """The setting has teeth: lam, solver, level and grouping each move the weights of a short
+    run, the grouping of l1 and the level at mix=0 too under the proximal step."""
     base = {"reg": "group_l12", "reg_levels": 1, "mix": 1.0, "lam": 0.5, "reg_solver": "proximal",
             "reg_grouping": "output"}
     w = trained(base)
@@ -173,6 +175,11 @@ def test_the_weights_are_finite_and_moved_by_the_keys():
     for change in ({"lam": 0.05}, {"reg_solver": "subgradient"}, {"reg_grouping": "input"},
                    {"reg_levels": 2}):
         assert not _same(w, trained({**base, **change})), change
+    l1 = {"reg": "l1", "lam": 1.0, "reg_solver": "proximal", "reg_grouping": "output"}
+    assert not _same(trained(l1), trained({**l1, "reg_grouping": "input"}))
+    flat = {"reg": "group_lasso", "reg_levels": 1, "mix": 0.0, "lam": 0.1,
+            "reg_solver": "proximal"}
+    assert not _same(trained(flat), trained({**flat, "reg_levels": 2}))
 
 
 def test_one_address_one_network_on_random_pairs():
