@@ -106,8 +106,8 @@ class TrialConfig:
     reg_grouping: str = _key("input", "outer group: kernels reading one input channel (input) or "
                              "writing one output filter (output)", choices=("input", "output"),
                              group="hgsr")
-    lam: float = _key(1e-4, "regularization weight (search log-uniformly)", lo=0.0, hi=10.0,
-                      group="hgsr")
+    lam: float = _key(1e-4, "regularization weight (search log-uniformly); the same objective "
+                      "under either reg_solver", lo=0.0, hi=10.0, group="hgsr")
     mix: float = _key(0.5, "share of R(W) against plain L1 in the penalty", lo=0.0, hi=1.0,
                       group="hgsr")
     zero_tol: float = _key(1e-2, "a group counts as zero when its L2 norm is below zero_tol x the "
@@ -115,7 +115,8 @@ class TrialConfig:
                            dense=False)   # a measurement of the network, recomputed on reuse
     reg_solver: str = _key("subgradient", "how the penalty is minimized: plain subgradients (the "
                            "reference) or a proximal step after each SGD step that sets groups "
-                           "exactly to zero (hgsearch/proximal.py)",
+                           "exactly to zero, at threshold lr x lam / (1 - momentum) "
+                           "(hgsearch/proximal.py)",
                            choices=("subgradient", "proximal"), group="hgsr")
     lam_scale: str = _key("none", "none: lam weighs the penalty as is (the reference); init: the "
                           "penalty is divided by its value at initialization, so one lam range "
