@@ -62,13 +62,13 @@ def zero_share(*, arch: str, reg: str, lam: float, lam_scale: str, epochs: int,
 
 
 def sweep(*, arch: str, families: Sequence[str], scales: Sequence[str], epochs: int,
-          train_size: int, batch_size: int,
+          train_size: int, batch_size: int, lams: Sequence[float] | None = None,
           log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """``zero_share`` over families x lam_scale x LAMS[lam_scale]."""
+    """``zero_share`` over families x lam_scale x ``lams`` (default LAMS[lam_scale])."""
     rows = []
     for scale in scales:
         for reg in families:
-            for lam in LAMS[scale]:
+            for lam in lams or LAMS[scale]:
                 row = zero_share(arch=arch, reg=reg, lam=lam, lam_scale=scale, epochs=epochs,
                                  train_size=train_size, batch_size=batch_size)
                 log(f"{arch} {reg:12s} lam_scale={scale:4s} lam={lam:g}: "
@@ -101,13 +101,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--train-size", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lams", nargs="+", type=float, help="the grid (default: LAMS per scale)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="JSON file for the rows")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     started = utc_now("seconds")
     rows = sweep(arch=a.arch, families=a.families, scales=a.lam_scale, epochs=a.epochs,
-                 train_size=a.train_size, batch_size=a.batch_size)
+                 train_size=a.train_size, batch_size=a.batch_size, lams=a.lams)
     report = {"started_at": started, "finished_at": utc_now("seconds"), "args": vars(a),
               "versions": versions(), "rows": rows}
     write_text_atomic(a.out, json.dumps(report, indent=1))
