@@ -118,8 +118,8 @@ class TrialConfig:
     reg_grouping: str = _key("input", "outer group: kernels reading one input channel (input) or "
                              "writing one output filter (output)", choices=("input", "output"),
                              group="hgsr")
-    lam: float = _key(1e-4, "regularization weight (search log-uniformly)", lo=0.0, hi=10.0,
-                      group="hgsr")
+    lam: float = _key(1e-4, "regularization weight (search log-uniformly); the same objective "
+                      "under either reg_solver", lo=0.0, hi=10.0, group="hgsr")
     mix: float = _key(0.5, "share of R(W) against plain L1 in the penalty", lo=0.0, hi=1.0,
                       group="hgsr")
     zero_tol: float = _key(1e-2, "a group counts as zero when its L2 norm is below zero_tol x the "
@@ -127,7 +127,8 @@ class TrialConfig:
                            dense=False)   # a measurement of the network, recomputed on reuse
     reg_solver: str = _key("subgradient", "how the penalty is minimized: plain subgradients (the "
                            "reference) or a proximal step after each SGD step that sets groups "
-                           "exactly to zero (hgsearch/proximal.py)",
+                           "exactly to zero, at threshold lr x lam / (1 - momentum) "
+                           "(hgsearch/proximal.py)",
                            choices=("subgradient", "proximal"), group="hgsr")
     lam_scale: str = _key("none", "none: lam weighs the penalty as is (the reference); init: the "
                           "penalty is divided by its value at initialization, so one lam range "
@@ -365,21 +366,44 @@ def compose_config(*, config_file: str | Path | None = None, assignments: Sequen
         values["out_dir"] = out_dir
     return make_config(values)
 
-# Keys a trial's other keys switch off (METHOD.md parts 1-3, and what trial.py and the data
-# loaders actually read): (condition on the config, keys it makes inapplicable, why).
+# Keys a trial's other keys switch off (METHOD.md parts 1-3, and what trial.py, proximal.py and
+# the data loaders actually read): (condition on the config, keys it makes inapplicable, why).
+# The HGSR rules depend on the solver: the subgradient solver reads a key only through the
+# penalty, while the proximal step (hgsearch/proximal.py) also picks its operator by reg and
+# reg_levels and zeroes groups by reg_grouping. tests/test_dense_address.py trains random pairs
+# of configurations to check that keys called inapplicable here leave the weights unchanged.
 _HGSR_SHAPE = ("reg_levels", "reg_outer", "reg_grouping")
+_NO_PENALTY = ("mix", *_HGSR_SHAPE, "reg_solver", "lam_scale")
 _STOP_KEYS = ("early_stop", "early_stop_ratio", "early_stop_rungs")
 _PRUNE_KEYS = ("score_samples", "prune_target", "prune_scope", "prune_steps", "min_channels",
                "round_to")
+
+
+def _proximal(c: Mapping[str, Any]) -> bool:
+    return c["reg_solver"] == "proximal"
+
+
 INAPPLICABLE_RULES: tuple[tuple[Any, tuple[str, ...], str], ...] = (
-    (lambda c: c["reg"] == "none", ("lam", "mix", *_HGSR_SHAPE, *_STOP_KEYS),
+    (lambda c: c["reg"] == "none", ("lam", *_NO_PENALTY, *_STOP_KEYS),
      "reg=none: no regularizer (and nothing to stop early)"),
-    (lambda c: c["lam"] == 0, ("mix", *_HGSR_SHAPE, *_STOP_KEYS),
+    (lambda c: c["lam"] == 0, (*_NO_PENALTY, *_STOP_KEYS),
      "lam=0: the penalty is not computed (and nothing to stop early)"),
     (lambda c: not c["early_stop"], _STOP_KEYS[1:], "early_stop=false: no rungs"),
-    (lambda c: c["reg"] == "l1", ("mix", *_HGSR_SHAPE), "reg=l1: ||W||_1 alone, no groups"),
-    (lambda c: c["mix"] == 0, _HGSR_SHAPE, "mix=0: only the L1 term is left"),
+    (lambda c: c["reg"] == "l1", ("mix", "reg_levels", "reg_outer"),
+     "reg=l1: ||W||_1 alone, no levels"),
+    (lambda c: c["reg"] == "l1" and not _proximal(c), ("reg_grouping",),
+     "reg=l1 with subgradients: no groups (the proximal step zeroes a filter's BatchNorm with "
+     "it under output groups)"),
+    (lambda c: c["mix"] == 0 and not _proximal(c), _HGSR_SHAPE,
+     "mix=0 with subgradients: only the L1 term is left"),
+    # Under the proximal step at mix=0 the slope of the thresholded families is the L1 term's,
+    # whatever the level or outer; the grouping still says which groups are zeroed, and for
+    # group_lasso the level picks the exact operator (1) or the thresholding (2).
+    (lambda c: c["mix"] == 0 and _proximal(c) and c["reg"] != "group_lasso", ("reg_levels",),
+     "mix=0 with the proximal step: one thresholding at either level"),
+    (lambda c: c["mix"] == 0, ("reg_outer",), "mix=0: only the L1 term is left"),
     (lambda c: c["reg_levels"] == 1, ("reg_outer",), "reg_levels=1: flat groups, no outer"),
+    (lambda c: c["momentum"] == 0, ("nesterov",), "momentum=0: no Nesterov look-ahead"),
     (lambda c: c["prune_ratio"] == 0, _PRUNE_KEYS, "prune_ratio=0: nothing is scored or pruned"),
     (lambda c: c["finetune_epochs"] == 0, ("finetune_lr",), "finetune_epochs=0: no fine-tuning"),
     (lambda c: c["dataset"] != "imagefolder", ("image_size",), "only imagefolder is resized"),

@@ -19,13 +19,25 @@ zero without ever reaching it. With ``proximal`` the step after SGD is, per fami
   p > 1 (exclusive, square outer of group_lasso and exclusive) pulls ever more weakly near zero
   and rarely zeroes a group: those families spread weight within a group, they do not select.
 
-t = lr * lam at the step's learning rate (lam already divided by the initial penalty under
-``lam_scale=init``) for the exact operators, whose penalty never enters the momentum buffer. In the
-thresholded families the penalty's gradient goes through SGD's heavy-ball buffer, b <- beta b + g,
-which moves a group by lr g / (1 - beta) per step under a steady gradient g: "within one step" is
-then the step the penalty really takes, and the rule uses t = lr * lam / (1 - beta) (beta: the
-optimizer's momentum; 0 without an optimizer). A group the step sets to zero also loses its
-momentum, so the buffer does not push it straight back out.
+One lam for both solvers (docs/guides/solvers.md). Every step above uses
+t = lr * lam / (1 - beta), beta the optimizer's momentum (0 without an optimizer), lam already
+divided by the initial penalty under ``lam_scale=init``. SGD's heavy-ball buffer b <- beta b + g
+moves a weight by lr g / (1 - beta) per step under a steady gradient g (Nesterov's
+lr (g + beta b) too), so the loss's gradient step is really s = lr / (1 - beta). A fixed point w*
+of "momentum SGD on the loss, then the proximal operator of t R" satisfies
+w* = prox_tR(w* - s grad L(w*)), that is 0 in grad L(w*) + (t / s) dR(w*): the minimizer of
+L + lam R exactly when t = s lam, which is what the subgradient solver converges to too (its
+penalty's gradient goes through the same buffer). With t = lr lam the exact operators would
+solve the problem for (1 - beta) lam, ten times weaker at beta = 0.9. This is ProxSGD's step
+(Yang, Yuan, Chen, Amini and Wang, ICLR 2020) written for torch's undamped buffer, whose
+average momentum v = (1 - beta) b makes lr b = s v. Weight decay is the loss's part: SGD adds
+it to g, so the minimizer is that of L + wd/2 ||W||^2 + lam R under both solvers.
+
+The buffer is kept through a zeroing: a zero group must leave zero when its steady step
+s ||g_g|| outgrows the threshold, the optimality condition ||g_g|| > lam (for l1 per entry).
+Forgetting it would hold the group until ||g_g|| > lam / (1 - beta) and make zeros ten times
+stickier than lam says. The one exception is below: a filter whose BatchNorm goes to zero with it
+is dead for good (no gradient ever reaches it), and its momentum goes too.
 
 Dead filters (METHOD.md part 2 removes a filter by zeroing its post-ReLU output). With grouping
 ``input`` a zero group of conv2 reads nothing from its channel: the filter that writes it goes at
@@ -33,7 +45,8 @@ no cost. With ``output`` a zero filter of a conv followed by BatchNorm would sti
 constant relu(BN shift); folding that constant into conv2 is not exact, since conv2 zero-pads and
 a constant map's contribution differs at the border. Instead the BN scale and shift go to zero
 with their group: the filter then emits exactly 0 in train and eval mode, its gradients are all
-exactly 0 (relu'(0) = 0), and it stays dead; removal changes nothing.
+exactly 0 (relu'(0) = 0), and it stays dead; removal changes nothing. Its weights, BN scale and
+shift lose their momentum with it, so no leftover buffer moves them off zero.
 """
 
 from __future__ import annotations
@@ -96,8 +109,7 @@ def proximal_step(model: nn.Module, optimizer: torch.optim.Optimizer | None, *, 
     check_options(reg=reg, levels=levels, outer=outer, grouping=grouping)
     if reg == "none" or lam <= 0 or lr <= 0:
         return
-    t = lr * lam
-    t_steady = t / (1 - _momentum(optimizer))      # the thresholded families' step, see above
+    t = lr * lam / (1 - _momentum(optimizer))      # one lam for both solvers, see above
     ids = {id(w) for w in regularized_weights(model)}
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and id(m.weight) in ids]
     bns = conv_bn_pairs(model)
@@ -118,12 +130,12 @@ def proximal_step(model: nn.Module, optimizer: torch.optim.Optimizer | None, *, 
             l1 = w.abs().sum(dims)
             slope = (mix * degree(reg, levels, outer) * f + (1 - mix) * l1) / norms.clamp_min(
                 torch.finfo(w.dtype).tiny)
-            dead = (t_steady * slope >= norms) | (norms == 0)
+            dead = (t * slope >= norms) | (norms == 0)
             w.mul_(_expand((~dead).to(w.dtype), grouping))
-        _forget(optimizer, w, _expand(dead, grouping).expand_as(w))
         bn = bns.get(conv)
         # No .any() test: it would wait for the GPU on every step.
         if grouping == "output" and bn is not None:
+            _forget(optimizer, w, _expand(dead, grouping).expand_as(w))
             for p in (bn.weight, bn.bias):
                 if p is not None:
                     p.masked_fill_(dead, 0.0)

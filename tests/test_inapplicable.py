@@ -59,6 +59,25 @@ def test_the_baseline_and_flat_groups():
     assert inapplicable_keys({}) <= set(FIELDS)
 
 
+def test_the_solver_decides_what_the_shape_keys_do():
+    """Subgradients read the shape keys only through the penalty; the proximal step also picks
+    its operator by reg_levels and zeroes groups by reg_grouping (hgsearch/proximal.py)."""
+    sub = {"reg_solver": "subgradient"}
+    prox = {"reg_solver": "proximal"}
+    shape = {"reg_levels", "reg_outer", "reg_grouping"}
+    assert shape <= inapplicable_keys({**sub, "mix": 0.0})
+    assert inapplicable_keys({**prox, "mix": 0.0, "reg": "group_lasso"}) & shape == {"reg_outer"}
+    assert inapplicable_keys({**prox, "mix": 0.0, "reg": "group_l12"}) & shape == {
+        "reg_levels", "reg_outer"}
+    assert "reg_grouping" in inapplicable_keys({**sub, "reg": "l1"})
+    assert inapplicable_keys({**prox, "reg": "l1"}) & shape == {"reg_levels", "reg_outer"}
+    for off in ({"reg": "none"}, {"lam": 0.0}):
+        for solver in (sub, prox):
+            assert {"reg_solver", "lam_scale"} <= inapplicable_keys({**solver, **off})
+    assert not {"reg_solver", "lam_scale"} & inapplicable_keys(TrialConfig())
+    assert "nesterov" in inapplicable_keys({"momentum": 0.0, "nesterov": True})
+
+
 def test_nulling_is_idempotent_and_written(tmp_path):
     row = {**TrialConfig(trial_id="b", reg="none", lam=0.0, prune_ratio=0.0).to_dict(),
            **empty_metrics(), "status": "ok"}
@@ -66,6 +85,7 @@ def test_nulling_is_idempotent_and_written(tmp_path):
     assert honest_row(once) == once
     write_row(tmp_path, row)
     df = load_results(tmp_path)
-    for key in ("reg_levels", "reg_outer", "reg_grouping", "score_samples", "lam", "mix"):
+    for key in ("reg_levels", "reg_outer", "reg_grouping", "score_samples", "lam", "mix",
+                "reg_solver", "lam_scale"):
         assert pd.isna(df[key][0]), key
     assert df.reg[0] == "none" and df.prune_ratio[0] == 0.0 and df.epochs[0] == 5

@@ -98,15 +98,18 @@ def test_l1_step_is_soft_thresholding():
 
 @pytest.mark.parametrize("reg, levels, outer, grouping",
                          [f for f in FAMILIES if not exact(f[0], f[1])])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_thresholding_zeroes_exactly_the_groups_the_penalty_carries_through_zero(
-        reg, levels, outer, grouping):
+        reg, levels, outer, grouping, momentum):
     """The rule t * d_g >= ||W_g||, with d_g the slope of lam-free penalty along W_g, taken here
-    by autograd (a directional derivative) instead of the module's Euler formula."""
+    by autograd (a directional derivative) instead of the module's Euler formula, and
+    t = lr lam / (1 - momentum): the step the penalty takes through SGD's buffer."""
     shape = (6, 5, 3, 3)
     scales = torch.logspace(-4, 0, shape[1] if grouping == "input" else shape[0],
                             dtype=torch.float64)
     w = _weight(4) * (scales.view(1, -1, 1, 1) if grouping == "input" else scales.view(-1, 1, 1, 1))
-    mix, lam, lr = 0.7, 0.05, 0.2
+    mix, lam, lr = 0.7, 0.05 * (1 - momentum), 0.2    # the same t at both momenta
+    t = lr * lam / (1 - momentum)
     expected_zero = []
     for g in range(len(scales)):
         wg = (w[:, g:g + 1] if grouping == "input" else w[g:g + 1]).clone().requires_grad_(True)
@@ -115,11 +118,12 @@ def test_thresholding_zeroes_exactly_the_groups_the_penalty_carries_through_zero
         (grad,) = torch.autograd.grad(f, wg)
         norm = wg.detach().norm()
         slope = (grad * wg.detach()).sum() / norm
-        expected_zero.append(bool(lr * lam * slope >= norm))
+        expected_zero.append(bool(t * slope >= norm))
     assert any(expected_zero) and not all(expected_zero), "the setting must split the groups"
     model = _conv_model(w)
-    proximal_step(model, None, reg=reg, levels=levels, outer=outer, grouping=grouping, lam=lam,
-                  mix=mix, lr=lr)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    proximal_step(model, optimizer, reg=reg, levels=levels, outer=outer, grouping=grouping,
+                  lam=lam, mix=mix, lr=lr)
     z = model[0].weight.detach()
     for g, zero in enumerate(expected_zero):
         zg = z[:, g] if grouping == "input" else z[g]
