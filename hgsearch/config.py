@@ -412,6 +412,11 @@ INAPPLICABLE_RULES: tuple[tuple[Any, tuple[str, ...], str], ...] = (
     (lambda c: c["dataset"] == "synthetic", ("data_dir",), "synthetic data is generated"),
     (lambda c: c["dataset"] not in ("tinyimagenet", "imagefolder"), ("cache_dir",),
      "only decoded image files are cached"),
+    (lambda c: c["dataset"] != "imagefolder", ("data_path", "data_memory_gb", "data_workers"),
+     "only imagefolder can stream: the other datasets are held in memory"),
+    (lambda c: c["data_path"] != "auto", ("data_memory_gb",),
+     "the data path is chosen, not decided by the budget"),
+    (lambda c: c["data_path"] == "memory", ("data_workers",), "no decoding workers in memory"),
 )
 
 

@@ -89,3 +89,28 @@ def test_nulling_is_idempotent_and_written(tmp_path):
                 "reg_solver", "lam_scale"):
         assert pd.isna(df[key][0]), key
     assert df.reg[0] == "none" and df.prune_ratio[0] == 0.0 and df.epochs[0] == 5
+
+
+
+@pytest.mark.parametrize("setting,key,values", [
+    ({"dataset": "synthetic"}, "data_memory_gb", (0.0, 1e-6)),
+    ({"dataset": "synthetic"}, "data_workers", (0, 7)),
+    ({"data_path": "memory"}, "data_memory_gb", (0.0, 1e-6)),
+    ({"data_path": "memory"}, "data_workers", (0, 7)),
+])
+def test_data_path_keys_called_inapplicable_change_nothing_loaded(tmp_path, setting, key, values):
+    # The data itself, loaded twice: an inert data-path key must leave every split as it was
+    # (a budget of 1e-6 GB would make an auto path stream an image folder).
+    from hgsearch.config import make_config
+    from hgsearch.data import load_dataset
+    from tests.data_fixtures import write_imagefolder
+
+    if setting.get("dataset") != "synthetic":
+        write_imagefolder(tmp_path / "folder")
+        setting = {**setting, "dataset": "imagefolder", "data_dir": str(tmp_path / "folder"),
+                   "cache_dir": str(tmp_path / "cache")}
+    small = {**setting, "synthetic_train_size": 100, "synthetic_test_size": 10}
+    assert key in inapplicable_keys(small)
+    a, b = (load_dataset(make_config({**small, key: v})) for v in values)
+    for name in ("train_x", "train_y", "val_x", "test_x"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
