@@ -158,10 +158,10 @@ def row_warnings(row: Mapping[str, Any]) -> list[str]:
     - a trial whose final validation accuracy is at chance (``CHANCE_FACTOR`` / num_classes).
     """
     out = []
-    regularized = row.get("reg") not in (None, "none") and _number(row.get("lam")) not in (
-        None, 0.0)
+    reg, solver = _text(row.get("reg")), _text(row.get("reg_solver"))
+    regularized = reg not in (None, "none") and _number(row.get("lam")) not in (None, 0.0)
     zero = _number(row.get("zero_filter_fraction"))
-    if row.get("reg_solver") == "proximal" and regularized and zero == 0.0:
+    if solver == "proximal" and regularized and zero == 0.0:
         out.append("proximal solver left no exactly-zero filter (zero_filter_fraction 0): "
                    "lam too small or too few epochs for exact sparsity")
     acc, classes = _number(row.get("acc_final")), _number(row.get("num_classes"))
@@ -171,6 +171,12 @@ def row_warnings(row: Mapping[str, Any]) -> list[str]:
             out.append(f"acc_final {100 * acc:.1f}% is at chance (at most {CHANCE_FACTOR:g} x "
                        f"1/{int(classes)} = {100 * CHANCE_FACTOR * chance:.1f}%)")
     return out
+
+
+def _text(value: Any) -> str | None:
+    """A text cell as str; None for a null of any kind (None, NaN, pd.NA)."""
+    return None if value is None or value is pd.NA or (isinstance(value, float) and
+                                                       math.isnan(value)) else str(value)
 
 
 def _number(value: Any) -> float | None:

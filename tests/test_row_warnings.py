@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 
 from hgsearch.results import CHANCE_FACTOR, row_warnings
@@ -20,6 +21,8 @@ def test_proximal_without_exact_zeros_is_flagged_and_only_then():
     assert row_warnings({**PROXIMAL, "reg": "none"}) == []
     assert row_warnings({**PROXIMAL, "lam": 0.0}) == []
     assert row_warnings({**PROXIMAL, "zero_filter_fraction": None}) == []
+    # nulls as a typed frame holds them (pd.NA) say nothing and raise nothing
+    assert row_warnings({**PROXIMAL, "reg": pd.NA, "reg_solver": pd.NA, "lam": pd.NA}) == []
 
 
 @pytest.mark.parametrize("classes", [10, 100, 200])

@@ -73,7 +73,8 @@ def searched_keys_of(results: str | Path, df: pd.DataFrame) -> list[str]:
 def cautions_of(df: pd.DataFrame, shown: pd.DataFrame, n_candidates: int,
                 subject: str = "the front") -> list[str]:
     """The cautions (``analysis.cautions``) of ``shown``'s trials and of a front taken from
-    ``n_candidates`` trials, then how many other usable trials of ``df`` carry some."""
+    ``n_candidates`` trials, then those of the other usable trials of ``df`` (up to
+    ``MAX_LISTED``; beyond, the trials that carry some)."""
     from hgsearch.analysis.cautions import front_caution, trial_cautions
 
     out = [c for c in [front_caution(n_candidates, subject)] if c]
@@ -83,11 +84,15 @@ def cautions_of(df: pd.DataFrame, shown: pd.DataFrame, n_candidates: int,
     ids = set(shown["trial_id"].astype(str)) if "trial_id" in shown else set()
     others = others[~others["trial_id"].astype(str).isin(ids)] if "trial_id" in others else \
         others.iloc[0:0]
-    flagged = {c.split(":", 1)[0] for c in trial_cautions(others)}
-    if flagged:
-        out.append(f"{len(flagged)} other usable trial(s) carry warnings too: "
-                   f"{', '.join(sorted(flagged))} (the report lists them)")
-    return out
+    rest = trial_cautions(others)
+    if len(rest) <= MAX_LISTED:
+        return out + rest
+    flagged = sorted({c.split(":", 1)[0] for c in rest})
+    return out + [f"{len(flagged)} other usable trial(s) carry warnings too: "
+                  f"{', '.join(flagged)} (the report lists them)"]
+
+
+MAX_LISTED = 5   # cautions of trials not shown, listed in full up to this many
 
 
 @dataclass(frozen=True)
