@@ -401,6 +401,10 @@ def _measure(trial: _Trial, compact: ResNet) -> None:
             row[f"latency_{name}_{tag}_ms"] = 1000 * timing.median
             row[f"latency_{name}_{tag}_iqr_ms"] = 1000 * timing.iqr
         row[f"latency_{tag}_significant"] = pair.significant
+        verdict = {True: "", False: " (within the spread: no speed-up shown)",
+                   None: ""}[pair.significant]
+        trial.log(f"latency batch {batch}: dense {1000 * pair.dense.median:.3g} ms, compact "
+                  f"{1000 * pair.pruned.median:.3g} ms, timed together{verdict}")
     if trial.dense is None:
         trial.log(f"trial {cfg.trial_id}: resumed after pruning, so its dense network was "
                   "not timed beside the compact one (latency_dense_* null)")

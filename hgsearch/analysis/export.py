@@ -36,6 +36,9 @@ METRICS = (
     "params_dense", "params_final", "params_ratio", "macs_dense", "macs_final", "macs_ratio",
     "kept_channels", "widths_dense", "zero_group_fraction",
     "latency_dense_b1_ms", "latency_final_b1_ms", "latency_dense_bN_ms", "latency_final_bN_ms",
+    "latency_dense_b1_iqr_ms", "latency_final_b1_iqr_ms", "latency_dense_bN_iqr_ms",
+    "latency_final_bN_iqr_ms", "latency_b1_significant", "latency_bN_significant", "warnings",
+    "zero_filter_fraction", "num_classes",
     "seconds_train", "seconds_score", "seconds_finetune", "seconds_total",
     "device", "hostname", "started_at", "finished_at", "is_baseline", "sweep",
 )
@@ -43,7 +46,8 @@ UNITS = {
     "accuracy": "top-1, fraction 0..1; acc_* on the validation split, test_acc_* on the test split",
     "ratios": "fraction of the dense (unpruned) network",
     "macs": "multiply-accumulates of conv and linear layers per image, one MAC each",
-    "latency": "milliseconds per forward, median; b1: batch 1, bN: the latency_batch key",
+    "latency": "milliseconds per forward, median (iqr: interquartile range), dense and final "
+               "timed interleaved; b1: batch 1, bN: the latency_batch key",
 }
 
 
