@@ -26,11 +26,14 @@ IMPORTANCE_MIN_NETWORKS = 10
 
 def trial_cautions(rows: pd.DataFrame) -> list[str]:
     """'t03: acc_final 9.8% is at chance ...' for each trial with a row warning, and each
-    latency no clearer than its spread."""
+    latency of a pruned trial (params_ratio < 1) no clearer than its spread."""
     out = []
     for _, row in rows.iterrows():
         name = str(row.get("trial_id", row.name))
         out += [f"{name}: {w}" for w in row_warnings(row.to_dict())]
+        ratio = pd.to_numeric(pd.Series([row.get("params_ratio")]), errors="coerce").iloc[0]
+        if ratio >= 1:      # nothing removed (a baseline): no speed-up to show
+            continue
         for tag in ("b1", "bN"):
             flag = row.get(f"latency_{tag}_significant")
             if flag is not None and not pd.isna(flag) and not bool(flag):
