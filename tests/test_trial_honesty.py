@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import pandas as pd
+import pytest
 
 from hgsearch.results import load_results, row_warnings
 from hgsearch.trial import run_trial
+from tests.test_trial import _Recorder
 
 
 def test_trial_times_dense_and_final_together_and_writes_its_warnings(tiny):
@@ -28,3 +32,22 @@ def test_trial_times_dense_and_final_together_and_writes_its_warnings(tiny):
     assert stored["warnings"] == "; ".join(expected)
     assert any("warning" in line and expected[0] in line for line in lines)
     assert not pd.isna(stored["acc_pruned"])
+
+
+@pytest.mark.parametrize("phase, dense_timed", [("trained", True), ("pruned", False)])
+def test_a_resumed_trial_times_the_dense_net_only_while_it_has_it(tiny, phase, dense_timed):
+    recorder = _Recorder()
+    keys = {**tiny, "prune_ratio": 0.5, "finetune_epochs": 0, "latency_repeats": 5}
+    run_trial({**keys, "trial_id": "s"}, log=None, checkpoint=recorder)
+    state = next(s for s in recorder.states if s["phase"] == phase)
+
+    class FromState(_Recorder):
+        def load(self):
+            return copy.deepcopy(state)
+
+    lines: list[str] = []
+    row = run_trial({**keys, "trial_id": "r"}, log=lines.append, checkpoint=FromState())
+    assert row["latency_final_b1_ms"] > 0 and row["latency_final_bN_ms"] > 0
+    assert (row["latency_dense_b1_ms"] is not None) == dense_timed
+    assert (row["latency_b1_significant"] is not None) == dense_timed
+    assert any("not timed beside" in line for line in lines) == (not dense_timed)
