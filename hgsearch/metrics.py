@@ -171,30 +171,105 @@ def measure_latency(model: nn.Module, *, input_size: tuple[int, int], batch_size
     asked); ``dtype`` (e.g. torch.bfloat16) runs the forward under autocast to that dtype, as
     training does. On CUDA every timed forward ends with a synchronize.
     """
+    _check_timing(repeats, batch_size, warmup)
+    timer = _Timer(device, channels_last, dtype)
+    net = timer.prepare(model)
+    x = timer.batch(net, batch_size, input_size)
+    times = timer.run([net], x, warmup=warmup, repeats=repeats)[0]
+    return statistics.median(times)
+
+
+class Timing(NamedTuple):
+    """Median and interquartile range (q3 - q1) of timed forwards, in seconds."""
+
+    median: float
+    iqr: float          # NaN under MIN_SPREAD_REPEATS timed forwards: no spread to speak of
+
+
+class PairTiming(NamedTuple):
+    """A dense and a pruned network timed interleaved (``measure_latency_pair``)."""
+
+    dense: Timing
+    pruned: Timing
+
+    @property
+    def significant(self) -> bool | None:
+        """True when the medians differ by more than the larger IQR: the difference is more
+        than the timings' own spread. None when the spread was not measured."""
+        spread = max(self.dense.iqr, self.pruned.iqr)
+        if math.isnan(spread):
+            return None
+        return abs(self.dense.median - self.pruned.median) > spread
+
+
+# Quartiles of fewer timings are the timings themselves: no spread is stated below this.
+MIN_SPREAD_REPEATS = 5
+
+
+def measure_latency_pair(dense: nn.Module, pruned: nn.Module, *, input_size: tuple[int, int],
+                         batch_size: int, device: str | torch.device, repeats: int,
+                         warmup: int = 3, channels_last: bool = False,
+                         dtype: torch.dtype | None = None) -> PairTiming:
+    """Time ``dense`` and ``pruned`` interleaved in this process: the same input batch, the
+    same threads and settings, ``warmup`` untimed forwards of each first, then ``repeats``
+    rounds of one forward of each, the order alternating between rounds so neither always
+    runs second (warm caches, clock boosts). Load that comes and goes hits both alike."""
+    _check_timing(repeats, batch_size, warmup)
+    timer = _Timer(device, channels_last, dtype)
+    nets = [timer.prepare(dense), timer.prepare(pruned)]
+    x = timer.batch(nets[0], batch_size, input_size)
+    times = timer.run(nets, x, warmup=warmup, repeats=repeats)
+    return PairTiming(*(_timing(t) for t in times))
+
+
+def _timing(times: list[float]) -> Timing:
+    if len(times) < MIN_SPREAD_REPEATS:
+        return Timing(statistics.median(times), math.nan)
+    q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive")
+    return Timing(statistics.median(times), q3 - q1)
+
+
+def _check_timing(repeats: int, batch_size: int, warmup: int) -> None:
     if repeats < 1 or batch_size < 1 or warmup < 0:
         raise ValueError("measure_latency: repeats and batch_size >= 1, warmup >= 0")
-    device = torch.device(device)
-    net = copy.deepcopy(model).to(device).eval()
-    first = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
-    own = next(net.parameters()).dtype
-    x = torch.randn(batch_size, first.in_channels, *input_size, device=device, dtype=own)
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    plain = dtype is None or dtype == own
-    cast = nullcontext() if plain else torch.autocast(device.type, dtype=dtype)
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
 
-    times = []
-    with torch.inference_mode(), cast:
-        for i in range(warmup + repeats):
-            sync()
-            start = time.perf_counter()
-            net(x)
-            sync()
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-    return statistics.median(times)
+class _Timer:
+    """Copies of networks on one device, one input batch, and forwards timed in turn."""
+
+    def __init__(self, device: str | torch.device, channels_last: bool,
+                 dtype: torch.dtype | None) -> None:
+        self.device, self.channels_last, self.dtype = torch.device(device), channels_last, dtype
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        net = copy.deepcopy(model).to(self.device).eval()
+        return net.to(memory_format=torch.channels_last) if self.channels_last else net
+
+    def batch(self, net: nn.Module, batch_size: int, input_size: tuple[int, int]) -> torch.Tensor:
+        first = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
+        own = next(net.parameters()).dtype
+        x = torch.randn(batch_size, first.in_channels, *input_size, device=self.device,
+                        dtype=own)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def run(self, nets: list[nn.Module], x: torch.Tensor, *, warmup: int,
+            repeats: int) -> list[list[float]]:
+        """Seconds of each timed forward, per network; round i runs them reversed on odd i."""
+        plain = self.dtype is None or self.dtype == x.dtype
+        cast = nullcontext() if plain else torch.autocast(self.device.type, dtype=self.dtype)
+        times: list[list[float]] = [[] for _ in nets]
+        with torch.inference_mode(), cast:
+            for i in range(warmup + repeats):
+                order = range(len(nets)) if i % 2 == 0 else reversed(range(len(nets)))
+                for j in order:
+                    self.sync()
+                    start = time.perf_counter()
+                    nets[j](x)
+                    self.sync()
+                    if i >= warmup:
+                        times[j].append(time.perf_counter() - start)
+        return times
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)

@@ -55,10 +55,21 @@ METRIC_TYPES: dict[str, pa.DataType] = {
     "zero_group_fraction": pa.float64(),
     "zero_filter_fraction": pa.float64(),   # prunable filters exactly zero after HGSR
     "acc_zero_pruned": pa.float64(),        # val accuracy with exactly-zero filters removed
+    # Median ms of one forward; dense and final timed interleaved in one process after
+    # fine-tuning (metrics.measure_pair): same batch, threads and warmup for both.
     "latency_dense_b1_ms": pa.float64(),
     "latency_final_b1_ms": pa.float64(),
     "latency_dense_bN_ms": pa.float64(),   # batch latency_batch
     "latency_final_bN_ms": pa.float64(),
+    "latency_dense_b1_iqr_ms": pa.float64(),  # interquartile range of the timed forwards
+    "latency_final_b1_iqr_ms": pa.float64(),
+    "latency_dense_bN_iqr_ms": pa.float64(),
+    "latency_final_bN_iqr_ms": pa.float64(),
+    # The median difference dense - final exceeds the larger IQR: the speed-up (or slow-down)
+    # is more than the spread of the timings. Null where dense and final were not timed together.
+    "latency_b1_significant": pa.bool_(),
+    "latency_bN_significant": pa.bool_(),
+    "warnings": pa.string(),          # "; "-joined row_warnings: what makes the row suspect
     "seconds_data": pa.float64(),
     "seconds_train": pa.float64(),
     "seconds_score": pa.float64(),
@@ -131,6 +142,49 @@ def row_schema(row: Mapping[str, Any]) -> pa.Schema:
             fields.append(pa.field(name, pa.scalar(value).type if value is not None
                                    else pa.string()))
     return pa.schema(fields)
+
+
+# A trial at or below this multiple of chance (1 / num_classes) validation accuracy learned
+# nothing worth keeping: 1.5x chance is 15% on CIFAR-10, 0.75% on 200 classes, several standard
+# deviations of a guessing network's accuracy on validation splits of a few thousand images.
+CHANCE_FACTOR = 1.5
+
+
+def row_warnings(row: Mapping[str, Any]) -> list[str]:
+    """What makes a finished trial's figures suspect, one sentence each (empty: nothing).
+
+    - a proximal trial (reg_solver=proximal with a regularizer) that ends its dense training
+      with no exactly-zero filter: the solver's one promise, exact zeros, was not kept;
+    - a trial whose final validation accuracy is at chance (``CHANCE_FACTOR`` / num_classes).
+    """
+    out = []
+    reg, solver = _text(row.get("reg")), _text(row.get("reg_solver"))
+    regularized = reg not in (None, "none") and _number(row.get("lam")) not in (None, 0.0)
+    zero = _number(row.get("zero_filter_fraction"))
+    if solver == "proximal" and regularized and zero == 0.0:
+        out.append("proximal solver left no exactly-zero filter (zero_filter_fraction 0): "
+                   "lam too small or too few epochs for exact sparsity")
+    acc, classes = _number(row.get("acc_final")), _number(row.get("num_classes"))
+    if acc is not None and classes:
+        chance = 1.0 / classes
+        if acc <= CHANCE_FACTOR * chance:
+            out.append(f"acc_final {100 * acc:.1f}% is at chance (at most {CHANCE_FACTOR:g} x "
+                       f"1/{int(classes)} = {100 * CHANCE_FACTOR * chance:.1f}%)")
+    return out
+
+
+def _text(value: Any) -> str | None:
+    """A text cell as str; None for a null of any kind (None, NaN, pd.NA)."""
+    return None if value is None or value is pd.NA or (isinstance(value, float) and
+                                                       math.isnan(value)) else str(value)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
 
 
 def empty_metrics() -> dict[str, Any]:

@@ -34,6 +34,7 @@ from hgsearch.metrics import (
     count_macs,
     count_params,
     measure_latency,
+    measure_latency_pair,
     nonzero_keep,
     zero_filter_fraction,
     zero_group_fraction,
@@ -42,7 +43,7 @@ from hgsearch.models import ResNet, build_model, save_model
 from hgsearch.proximal import exact, proximal_step
 from hgsearch.pruning import prune, prune_model
 from hgsearch.regularizers import hgsr_loss
-from hgsearch.results import empty_metrics, write_curve, write_row
+from hgsearch.results import empty_metrics, row_warnings, write_curve, write_row
 from hgsearch.results_layout import ResultsFolder
 from hgsearch.runtime import Runtime, emulated_bf16_warning, resolve_runtime
 from hgsearch.score_cache import ScoreCache, score_images
@@ -89,6 +90,9 @@ def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, An
     try:
         _pipeline(cfg, data, runtime, row, curve, log, checkpoint, dense_store)
         row["status"] = "ok"
+        if found := row_warnings(row):    # suspect figures: said in the log and the row
+            row["warnings"] = "; ".join(found)
+            log(f"trial {cfg.trial_id} warning: {row['warnings']}")
     except Stopped as err:
         row.update(status="stopped", stopped_epoch=err.epoch, error=err.reason)
         log(f"trial {cfg.trial_id} stopped: {err.reason}")
@@ -132,6 +136,7 @@ class _Trial:
         self.shared = SharedDense(store, cfg, data, runtime, log)
         n = len(self.splits["train"])   # an epoch trains on n images less the partial batch
         self.epoch_images = n - n % cfg.batch_size
+        self.dense: ResNet | None = None   # kept until the end: timed beside the final net
 
     def accuracy(self, net: torch.nn.Module, split: str) -> tuple[float, float]:
         """(mean cross-entropy, top-1) of ``net`` on ``split``."""
@@ -177,6 +182,7 @@ def _pipeline(cfg: TrialConfig, data: Any, runtime: Runtime, row: dict[str, Any]
     start = _resume(trial, checkpoint.load() if checkpoint else None, model)
     row.update({k: row[k] or 0 for k in ("images_train", "images_finetune", "images_score")})
     compact = start.compact
+    trial.dense = start.model   # timed beside the compact net at the end (_measure); held here
     if start.phase == "train":
         train_dense(trial, start.model, penalty, prox, start.first_epoch, start.optimizer)
     if compact is None:
@@ -247,7 +253,6 @@ def train_dense(trial: _Trial, model: ResNet, penalty: Callable | None, prox: Ca
     row["widths_dense"] = list(model.widths)
     row["params_dense"] = count_params(model)
     row["macs_dense"] = count_macs(model, trial.size)
-    _measure(trial, model, "dense")
     trial.save("trained", model)
 
 
@@ -307,7 +312,7 @@ def finetune(trial: _Trial, compact: ResNet, first: int, opt_state: dict | None)
 def finish(trial: _Trial, compact: ResNet) -> None:
     """Measure the compact network as it would be served, and keep it."""
     cfg, data, row = trial.cfg, trial.data, trial.row
-    _measure(trial, compact, "final")
+    _measure(trial, compact)
     save_model(compact, ResultsFolder(cfg.out_dir).model(cfg.trial_id),
                extra={"trial_id": cfg.trial_id, "dataset": cfg.dataset,
                       "image_size": data.image_size, "mean": list(data.mean),
@@ -374,17 +379,33 @@ def _recovery(trial: _Trial) -> Callable[[ResNet, int], ResNet]:
     return after_round
 
 
-def _measure(trial: _Trial, net: ResNet, name: str) -> None:
-    """Median forward latency at batch 1 and at latency_batch, in milliseconds."""
-    cfg, runtime = trial.cfg, trial.runtime
+def _measure(trial: _Trial, compact: ResNet) -> None:
+    """Forward latency at batch 1 and at latency_batch, in milliseconds: median and IQR of the
+    dense and the compact network timed interleaved (``measure_latency_pair``), and whether
+    their difference exceeds the spread. A trial resumed after pruning no longer has its
+    dense network: the compact one is timed alone and the dense columns stay null."""
+    cfg, runtime, row = trial.cfg, trial.runtime, trial.row
     t0 = time.perf_counter()
+    opts = {"input_size": trial.size, "device": runtime.device, "repeats": cfg.latency_repeats,
+            "channels_last": runtime.channels_last, "dtype": runtime.autocast_dtype}
     for tag, batch in (("b1", 1), ("bN", cfg.latency_batch)):
-        seconds = measure_latency(net, input_size=trial.size, batch_size=batch,
-                                  device=runtime.device, repeats=cfg.latency_repeats,
-                                  channels_last=runtime.channels_last,
-                                  dtype=runtime.autocast_dtype)
-        trial.row[f"latency_{name}_{tag}_ms"] = 1000 * seconds
-    trial.row["seconds_measure"] = (trial.row["seconds_measure"] or 0.0) + time.perf_counter() - t0
+        if trial.dense is None:
+            seconds = measure_latency(compact, batch_size=batch, **opts)
+            row[f"latency_final_{tag}_ms"] = 1000 * seconds
+            continue
+        pair = measure_latency_pair(trial.dense, compact, batch_size=batch, **opts)
+        for name, timing in (("dense", pair.dense), ("final", pair.pruned)):
+            row[f"latency_{name}_{tag}_ms"] = 1000 * timing.median
+            row[f"latency_{name}_{tag}_iqr_ms"] = 1000 * timing.iqr
+        row[f"latency_{tag}_significant"] = pair.significant
+        verdict = {True: "", False: " (within the spread: no speed-up shown)",
+                   None: ""}[pair.significant]
+        trial.log(f"latency batch {batch}: dense {1000 * pair.dense.median:.3g} ms, compact "
+                  f"{1000 * pair.pruned.median:.3g} ms, timed together{verdict}")
+    if trial.dense is None:
+        trial.log(f"trial {cfg.trial_id}: resumed after pruning, so its dense network was "
+                  "not timed beside the compact one (latency_dense_* null)")
+    row["seconds_measure"] = (row["seconds_measure"] or 0.0) + time.perf_counter() - t0
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:

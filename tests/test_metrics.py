@@ -1,10 +1,23 @@
 from __future__ import annotations
 
+import math
+import time
+
+import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from hgsearch.metrics import count_macs, count_params, inner_channel_costs, measure_latency
+from hgsearch.metrics import (
+    PairTiming,
+    Timing,
+    _timing,
+    count_macs,
+    count_params,
+    inner_channel_costs,
+    measure_latency,
+    measure_latency_pair,
+)
 from hgsearch.models import ARCH_SPECS, build_model, default_widths
 
 ARCHS = list(ARCH_SPECS)
@@ -168,3 +181,54 @@ def test_zero_group_fraction_rejects_a_bad_tolerance():
 
     with pytest.raises(UserError, match="zero_tol=-0.1"):
         zero_group_fraction(build_model("resnet20", 10), grouping="input", tol=-0.1)
+
+
+# --- dense and pruned timed interleaved ---------------------------------------------------
+
+
+def _sleeper(name: str, seconds: float, calls: list[str]) -> torch.nn.Module:
+    """A one-conv net whose forward logs its name and sleeps ``seconds``."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 1, 1))
+
+    def hook(_module, _inputs, _out):
+        calls.append(name)
+        time.sleep(seconds)
+
+    net.register_forward_hook(hook)
+    return net
+
+
+def test_pair_alternates_dense_and_pruned_round_by_round():
+    calls: list[str] = []
+    measure_latency_pair(_sleeper("d", 0.0, calls), _sleeper("p", 0.0, calls),
+                         input_size=(4, 4), batch_size=1, device="cpu", repeats=3, warmup=2)
+    # warmup 2 + repeats 3 rounds, one forward of each per round, order reversed on odd rounds
+    assert calls == ["d", "p", "p", "d", "d", "p", "p", "d", "d", "p"]
+
+
+def test_pair_tells_a_real_difference_from_the_spread():
+    calls: list[str] = []
+    pair = measure_latency_pair(_sleeper("d", 0.03, calls), _sleeper("p", 0.003, calls),
+                                input_size=(4, 4), batch_size=1, device="cpu", repeats=6,
+                                warmup=1)
+    assert pair.dense.median >= 0.03 and pair.pruned.median >= 0.003
+    assert pair.dense.median > pair.pruned.median
+    assert pair.significant is True
+    few = measure_latency_pair(_sleeper("d", 0.0, calls), _sleeper("p", 0.0, calls),
+                               input_size=(4, 4), batch_size=1, device="cpu", repeats=2)
+    assert math.isnan(few.dense.iqr) and few.significant is None   # too few for quartiles
+
+
+def test_significance_is_the_difference_against_the_larger_iqr():
+    assert PairTiming(Timing(1.0, 0.3), Timing(0.8, 0.05)).significant is False
+    assert PairTiming(Timing(1.0, 0.1), Timing(0.8, 0.15)).significant is True
+    assert PairTiming(Timing(0.8, 0.1), Timing(1.0, 0.15)).significant is True  # slower: too
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_iqr_is_numpys_interquartile_range(seed):
+    times = list(np.random.default_rng(seed).exponential(size=int(5 + seed * 7)))
+    got = _timing(times)
+    q1, q3 = np.percentile(times, [25, 75])
+    assert got.median == pytest.approx(np.median(times))
+    assert got.iqr == pytest.approx(q3 - q1, rel=1e-12)

@@ -3,11 +3,11 @@
 The folder holds ``model.pt`` (a byte copy of the trial's model file, read back with
 ``hgsearch.models.load_model``), ``arch.json`` (what rebuilds the network: arch, num_classes,
 widths, input_size, and how to feed it: preprocessing and class names), ``model.onnx`` (the
-compact network, batch size free, exported on CPU with torch's exporter, which needs the packages
-``onnx`` and ``onnxscript``; its ``metadata_props`` hold the preprocessing and the classes too)
-and ``model_card.json`` (the trial's keys and metrics, the preprocessing, the classes, the rule
-and the reason). It is written into a temporary folder
-and renamed into place, replacing a previous selection; nothing is left behind on error.
+compact network, batch size free, exported on CPU by torch (``export_onnx``; needs the package
+``onnx``); its ``metadata_props`` hold the preprocessing and the classes too) and
+``model_card.json`` (the trial's keys and metrics, the preprocessing, the classes, the rule and
+the reason). It is written into a temporary folder and renamed into place, replacing a
+previous selection; nothing is left behind on error.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ METRICS = (
     "params_dense", "params_final", "params_ratio", "macs_dense", "macs_final", "macs_ratio",
     "kept_channels", "widths_dense", "zero_group_fraction",
     "latency_dense_b1_ms", "latency_final_b1_ms", "latency_dense_bN_ms", "latency_final_bN_ms",
+    "latency_dense_b1_iqr_ms", "latency_final_b1_iqr_ms", "latency_dense_bN_iqr_ms",
+    "latency_final_bN_iqr_ms", "latency_b1_significant", "latency_bN_significant", "warnings",
+    "zero_filter_fraction", "num_classes",
     "seconds_train", "seconds_score", "seconds_finetune", "seconds_total",
     "device", "hostname", "started_at", "finished_at", "is_baseline", "sweep",
 )
@@ -42,7 +46,8 @@ UNITS = {
     "accuracy": "top-1, fraction 0..1; acc_* on the validation split, test_acc_* on the test split",
     "ratios": "fraction of the dense (unpruned) network",
     "macs": "multiply-accumulates of conv and linear layers per image, one MAC each",
-    "latency": "milliseconds per forward, median; b1: batch 1, bN: the latency_batch key",
+    "latency": "milliseconds per forward, median (iqr: interquartile range), dense and final "
+               "timed interleaved; b1: batch 1, bN: the latency_batch key",
 }
 
 
@@ -127,20 +132,31 @@ def feeding(source: Path, model: Any, row: pd.Series) -> tuple[dict[str, Any], l
 
 def export_onnx(model: Any, path: Path, *, size: int,
                 metadata: dict[str, str] | None = None) -> None:
-    """torch.onnx.export of ``model`` on CPU, input (batch, 3, size, size) with a free batch;
-    ``metadata`` goes into the file's ``metadata_props``."""
+    """``model`` to ONNX on CPU, input (batch, 3, size, size) with a free batch; ``metadata``
+    goes into the file's ``metadata_props``.
+
+    torch's TorchScript exporter first: for these plain conv nets it writes the same graph
+    (the tests run the file against the model) in seconds, where the torch.export-based one
+    spends tens of seconds importing and tracing (most of ``hgsearch select``'s time). The
+    TorchScript exporter is deprecated; where it is gone or fails, the torch.export-based one
+    (needs ``onnxscript``) runs instead.
+    """
     import torch
 
     try:
-        import onnx  # noqa: F401  (the exporter needs both; say so before it fails deep inside)
-        import onnxscript  # noqa: F401
+        import onnx  # noqa: F401  (both exporters write through it)
     except ImportError:
-        raise UserError("model.onnx needs the packages onnx and onnxscript (pip install onnx "
-                        "onnxscript); or pass --no-onnx") from None
-    dummy = torch.zeros(2, 3, size, size)
-    torch.onnx.export(model.cpu().eval(), (dummy,), str(path), input_names=["input"],
-                      output_names=["logits"], dynamo=True, external_data=False,
-                      dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), verbose=False)
+        raise UserError("model.onnx needs the package onnx (pip install onnx onnxscript); "
+                        "or pass --no-onnx") from None
+    net, dummy = model.cpu().eval(), torch.zeros(2, 3, size, size)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # its deprecation notice, which is the point above
+            torch.onnx.export(net, (dummy,), str(path), input_names=["input"],
+                              output_names=["logits"], dynamo=False,
+                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    except Exception:   # the TorchScript exporter removed or unable: the current one
+        _export_onnx_dynamo(net, dummy, path)
     if metadata:
         import onnx
 
@@ -148,6 +164,19 @@ def export_onnx(model: Any, path: Path, *, size: int,
         onnx.helper.set_model_props(graph, metadata)
         with atomic_path(path) as tmp:
             onnx.save(graph, str(tmp))
+
+
+def _export_onnx_dynamo(net: Any, dummy: Any, path: Path) -> None:
+    import torch
+
+    try:
+        import onnxscript  # noqa: F401  (say so before the exporter fails deep inside)
+    except ImportError:
+        raise UserError("model.onnx needs the packages onnx and onnxscript (pip install onnx "
+                        "onnxscript); or pass --no-onnx") from None
+    torch.onnx.export(net, (dummy,), str(path), input_names=["input"], output_names=["logits"],
+                      dynamo=True, external_data=False,
+                      dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), verbose=False)
 
 
 def export_selection(results_dir: str | Path, selection: TrialChoice, *, onnx: bool = True,

@@ -53,6 +53,48 @@ def objectives_of(results: str | Path, objectives: str | None = None) -> Objecti
     return parse_objectives(objectives) if objectives else read_objectives(results)
 
 
+def searched_keys_of(results: str | Path, df: pd.DataFrame) -> list[str]:
+    """The keys RESULTS/sweep.json's space searched (its ``search`` mapping, in file order);
+    without a readable one (a folder of ``hgsearch trial`` runs), the trial keys that vary
+    among the rows that are not a baseline (``tables.searched_keys``)."""
+    import json
+
+    from hgsearch.analysis.tables import searched_keys
+
+    path = Path(results) / "sweep.json"
+    try:
+        search = json.loads(path.read_text())["space"]["search"]
+        keys = [str(k) for k in search]
+    except (OSError, ValueError, KeyError, TypeError):
+        return searched_keys(df)
+    return [k for k in keys if k in df.columns]
+
+
+def cautions_of(df: pd.DataFrame, shown: pd.DataFrame, n_candidates: int,
+                subject: str = "the front") -> list[str]:
+    """The cautions (``analysis.cautions``) of ``shown``'s trials and of a front taken from
+    ``n_candidates`` trials, then those of the other usable trials of ``df`` (up to
+    ``MAX_LISTED``; beyond, the trials that carry some)."""
+    from hgsearch.analysis.cautions import front_caution, trial_cautions
+
+    out = [c for c in [front_caution(n_candidates, subject)] if c]
+    out += trial_cautions(shown)
+    ok = df["status"].eq("ok").fillna(False).to_numpy(dtype=bool) if "status" in df else None
+    others = df[ok] if ok is not None else df
+    ids = set(shown["trial_id"].astype(str)) if "trial_id" in shown else set()
+    others = others[~others["trial_id"].astype(str).isin(ids)] if "trial_id" in others else \
+        others.iloc[0:0]
+    rest = trial_cautions(others)
+    if len(rest) <= MAX_LISTED:
+        return out + rest
+    flagged = sorted({c.split(":", 1)[0] for c in rest})
+    return out + [f"{len(flagged)} other usable trial(s) carry warnings too: "
+                  f"{', '.join(flagged)} (the report lists them)"]
+
+
+MAX_LISTED = 5   # cautions of trials not shown, listed in full up to this many
+
+
 @dataclass(frozen=True)
 class Front:
     """The Pareto front of a folder's rows and the counts that say what it was taken from."""
@@ -62,6 +104,8 @@ class Front:
     usable: int                  # rows the front was taken from (see analysis.front.usable)
     excluded: dict[str, int]     # rows left out before the dominance test, by reason
     baselines: int               # usable rows that are baselines: references, not candidates
+    keys: list[str]              # the searched keys the table shows
+    cautions: list[str]          # what makes the front or its trials suspect (analysis.cautions)
 
 
 def front_of(results: str | Path, *, objectives: str | None = None,
@@ -73,9 +117,12 @@ def front_of(results: str | Path, *, objectives: str | None = None,
     df = read_rows(results, on_skipped=on_skipped)
     objs = objectives_of(results, objectives)
     front = pareto_front(df, objs)
-    return Front(objectives=objs, table=format_table(front_table(front, objs)),
+    keys = searched_keys_of(results, df)
+    baselines = baseline_count(df, objs)
+    return Front(objectives=objs, table=format_table(front_table(front, objs, keys)),
                  usable=front.attrs["usable"], excluded=dict(front.attrs["excluded"]),
-                 baselines=baseline_count(df, objs))
+                 baselines=baselines, keys=keys,
+                 cautions=cautions_of(df, front, front.attrs["usable"] - baselines))
 
 
 @dataclass(frozen=True)
@@ -85,6 +132,7 @@ class Exported:
     selection: TrialChoice
     folder: Path                 # RESULTS/selected/
     report: Path | None          # RESULTS/report/index.html when one existed and was rewritten
+    cautions: list[str]          # what makes the choice suspect (analysis.cautions)
 
 
 def select_and_export(results: str | Path, *, rule: str, objectives: str | None = None,
@@ -96,6 +144,7 @@ def select_and_export(results: str | Path, *, rule: str, objectives: str | None 
     with."""
     from hgsearch.analysis.export import export_selection
     from hgsearch.analysis.select_trial import baseline_of, select_trial
+    from hgsearch.results import baseline_mask
 
     df = read_rows(results, on_skipped=on_skipped)
     objs = objectives_of(results, objectives)
@@ -108,8 +157,14 @@ def select_and_export(results: str | Path, *, rule: str, objectives: str | None 
     if rewrite:
         from hgsearch.analysis.report import write_report
 
-        write_report(results, df, objectives=objs)
-    return Exported(selection=selection, folder=folder, report=report if rewrite else None)
+        write_report(results, df, objectives=objs, keys=searched_keys_of(results, df))
+    from hgsearch.analysis.front import usable
+
+    candidates = int((~baseline_mask(usable(df, objs))).sum())
+    cautions = cautions_of(df, df[df["trial_id"].astype(str).eq(selection.trial_id)],
+                           candidates, subject="the choice")
+    return Exported(selection=selection, folder=folder, report=report if rewrite else None,
+                    cautions=cautions)
 
 
 def report_of(results: str | Path, *, objectives: str | None = None,
@@ -118,4 +173,5 @@ def report_of(results: str | Path, *, objectives: str | None = None,
     from hgsearch.analysis.report import write_report
 
     df = read_rows(results, on_skipped=on_skipped)
-    return write_report(results, df, objectives=objectives_of(results, objectives))
+    return write_report(results, df, objectives=objectives_of(results, objectives),
+                        keys=searched_keys_of(results, df))

@@ -278,16 +278,24 @@ def hypervolume_history(df: pd.DataFrame, objectives: ObjectivesLike = None,
     return pd.Series(values, index=df.index[order], name="hypervolume", dtype=float)
 
 
-def front_table(front: pd.DataFrame, objectives: ObjectivesLike = None) -> pd.DataFrame:
-    """A readable copy of a front: trial, objectives, key hyperparameters, test accuracy.
+# Accuracy before pruning, right after it, and after fine-tuning: how much fine-tuning recovered.
+RECOVERY = ("acc_dense", "acc_pruned", "acc_final")
+
+
+def front_table(front: pd.DataFrame, objectives: ObjectivesLike = None,
+                keys: Sequence[str] | None = None) -> pd.DataFrame:
+    """A readable copy of a front: trial, objectives, the accuracies of ``RECOVERY``, test
+    accuracy and the searched ``keys`` (None: the trial keys that vary among ``front``'s rows).
 
     Accuracy columns (``acc*``, ``test_acc*``) become percentages named ``<column> %``; the
     other values stay as stored. Columns the rows lack are left out.
     """
+    from hgsearch.analysis.tables import searched_keys
+
     objs = parse_objectives(objectives)
-    keys = ["lam", "reg", "reg_levels", "reg_outer", "reg_grouping", "score_samples",
-            "prune_ratio", "test_acc_final"]
-    cols = ["trial_id"] + [n for n, _ in objs] + [k for k in keys if k not in dict(objs)]
+    keys = searched_keys(front) if keys is None else list(keys)
+    cols = ["trial_id", *[n for n, _ in objs], *RECOVERY, "test_acc_final", *keys]
+    cols = list(dict.fromkeys(cols))
     table = pd.DataFrame(index=front.index)
     for col in cols:
         if col not in front.columns:

@@ -226,3 +226,60 @@ def channels(trial_id: str, kept: list[float], dense: list[float] | None) -> go.
     fig.update_layout(title=f"inner channels per residual block: {trial_id}", barmode="overlay",
                       xaxis_title="residual block", yaxis_title="channels", **LAYOUT)
     return fig
+
+
+def recovery(rows: pd.DataFrame) -> go.Figure:
+    """Per trial, validation accuracy after HGSR training (dense), right after pruning and after
+    fine-tuning, joined by a line: how much pruning cost and fine-tuning recovered."""
+    order = rows.assign(_final=numeric(rows, "acc_final")).sort_values(
+        "_final", ascending=False, kind="stable")
+    ids = [str(t) for t in order["trial_id"]]
+    fig = go.Figure()
+    for key, name, color, symbol in (("acc_dense", "dense (after HGSR)", OTHER, "square"),
+                                     ("acc_pruned", "right after pruning", BAD, "x"),
+                                     ("acc_final", "after fine-tuning", FRONT, "circle")):
+        values = numeric(order, key) * 100.0
+        fig.add_trace(go.Scatter(x=ids, y=values, mode="markers", name=name,
+                                 marker=dict(color=color, symbol=symbol, size=9),
+                                 hovertext=[f"{t}: {name} {v:.2f}%" for t, v in zip(ids, values)],
+                                 hoverinfo="text"))
+    lx: list = []
+    ly: list = []
+    accs = np.stack([numeric(order, k) * 100.0 for k in ("acc_dense", "acc_pruned",
+                                                          "acc_final")], axis=1)
+    for t, ys in zip(ids, accs):     # one thin line per trial through its three, None between
+        lx += [t, t, t, None]
+        ly += [*(float(v) if np.isfinite(v) else None for v in ys), None]
+    fig.add_trace(go.Scatter(x=lx, y=ly, mode="lines", line=dict(color="#cccccc", width=1),
+                             hoverinfo="skip", showlegend=False, connectgaps=False))
+    fig.update_layout(title="accuracy before pruning, after pruning, after fine-tuning",
+                      xaxis_title="trial (by final validation accuracy)",
+                      yaxis_title="validation accuracy (%)",
+                      **{**LAYOUT, "width": 1140})
+    return fig
+
+
+def latency_pair(rows: pd.DataFrame, tag: str) -> go.Figure:
+    """Per trial, the dense and the compact network's median latency (timed interleaved), each
+    with a bar one interquartile range long centred on the median."""
+    ids = [str(t) for t in rows["trial_id"]]
+    flag = rows.get(f"latency_{tag}_significant")
+    fig = go.Figure()
+    for name, label_, color in (("dense", "dense", OTHER), ("final", "compact", FRONT)):
+        median = numeric(rows, f"latency_{name}_{tag}_ms")
+        half = numeric(rows, f"latency_{name}_{tag}_iqr_ms") / 2
+        texts = []
+        for i, (t, m, h) in enumerate(zip(ids, median, half)):
+            clear = None if flag is None or pd.isna(flag.iloc[i]) else bool(flag.iloc[i])
+            verdict = {True: "difference beyond the spread", False: "difference within the "
+                       "spread: not shown to differ", None: "spread not measured"}[clear]
+            texts.append(f"{t} {label_}: {m:.3g} ms, IQR {2 * h:.2g} ms; {verdict}")
+        fig.add_trace(go.Scatter(x=ids, y=median, mode="markers", name=label_,
+                                 marker=dict(color=color, size=9),
+                                 error_y=dict(type="data", array=np.nan_to_num(half),
+                                              visible=True, color=color),
+                                 hovertext=texts, hoverinfo="text"))
+    fig.update_layout(title=f"latency, dense and compact timed together ({tag})",
+                      xaxis_title="trial", yaxis_title="ms per forward (median; bar: IQR)",
+                      **{**LAYOUT, "width": 1140})
+    return fig

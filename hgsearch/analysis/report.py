@@ -218,8 +218,10 @@ def _hypervolume_figure(df: pd.DataFrame, objs: list[tuple[str, str]]) -> str:
 
 def render_report(df: pd.DataFrame, *, objectives: ObjectivesLike = None,
                   selection: TrialChoice | None = None, note: str = "",
-                  results_dir: str | Path = ".", curves: pd.DataFrame | None = None) -> str:
-    """The whole page as one HTML string."""
+                  results_dir: str | Path = ".", curves: pd.DataFrame | None = None,
+                  keys: list[str] | None = None) -> str:
+    """The whole page as one HTML string; ``keys``: the searched keys (None: the trial keys
+    that vary among the rows, ``tables.searched_keys``)."""
     from plotly.offline import get_plotlyjs
 
     from hgsearch.results import typed
@@ -234,7 +236,7 @@ def render_report(df: pd.DataFrame, *, objectives: ObjectivesLike = None,
     if selection is not None:
         picked = rows["trial_id"].astype(str).eq(selection.trial_id).to_numpy(dtype=bool)
     marks = {"other": ~on_front, "front": on_front, "baseline": baseline, "selected": picked}
-    keys = searched_keys(df)
+    keys = searched_keys(df) if keys is None else [k for k in keys if k in df.columns]
     names = ", ".join(f"{n} ({d})" for n, d in objs)
     sweeps = sorted({str(s) for s in df["sweep"].dropna()})
 
@@ -253,16 +255,24 @@ def render_report(df: pd.DataFrame, *, objectives: ObjectivesLike = None,
                                    f"{key}: median forward time of the compact network on the "
                                    "device the trial ran on (compare trials of one device)."))
             break
+    figures += _latency_figures(rows)
+    if np.isfinite(plots.numeric(rows, "acc_pruned")).any():
+        figures.append(_figure("recovery", plots.recovery(rows),
+                               "Validation accuracy of each usable trial after HGSR training "
+                               "(dense), right after pruning (before any fine-tuning) and after "
+                               "fine-tuning: the gap between the last two is what fine-tuning "
+                               "recovered."))
     figures.append(_hypervolume_figure(df, objs))
     searched = rows[~baseline]
     search = _search_figures(rows, objs, keys, searched)
+    cautions = _cautions_html(rows, searched)
     front_ids = [str(t) for t in rows.loc[on_front, "trial_id"]]
     if selection is not None and (kept := _lists(selection.row, "kept_channels")):
         figures.append(_figure("channels", plots.channels(
             selection.trial_id, kept, _lists(selection.row, "widths_dense")),
             f"Inner channels kept per residual block: {sum(kept):.0f} in all."))
     table = format_table(front_table(rows[on_front].sort_values(
-        objs[0][0], ascending=objs[0][1] == "min", kind="stable"), objs))
+        objs[0][0], ascending=objs[0][1] == "min", kind="stable"), objs, keys))
     stamp = utc_now("seconds")
     title = f"hgsearch report: {results_dir.resolve().name}"
     skipped = df.attrs.get("skipped") or []
@@ -279,6 +289,7 @@ def render_report(df: pd.DataFrame, *, objectives: ObjectivesLike = None,
         f"</p>{skipped_html}",
         "<p class=\"note\">Accuracy is top-1 in %; ratios are fractions of the dense network; "
         "MACs count one multiply-accumulate of a conv or linear layer as one.</p>",
+        cautions,
         "<h2>Selected model</h2>", _selected_html(selection, note, results_dir),
         "<h2>Trade-offs</h2>", *figures,
         "<h2>The search</h2>", *search, _curve_figure(curves, front_ids),
@@ -289,6 +300,36 @@ def render_report(df: pd.DataFrame, *, objectives: ObjectivesLike = None,
         "shaded, with their error.</p>",
         f'<div class="scroll">{trials_table(df, objs, keys)}</div>',
         f"<script>{SORT_JS}</script>", "</body></html>", ""])
+
+
+def _latency_figures(rows: pd.DataFrame) -> list[str]:
+    """Dense against compact latency per trial with IQR bars, where both were timed together."""
+    out = []
+    for tag in ("b1", "bN"):
+        both = rows[np.isfinite(plots.numeric(rows, f"latency_dense_{tag}_iqr_ms"))
+                    & np.isfinite(plots.numeric(rows, f"latency_final_{tag}_iqr_ms"))]
+        batch = "batch 1" if tag == "b1" else "batch latency_batch"
+        if len(both):
+            out.append(_figure(f"latency_pair_{tag}", plots.latency_pair(both, tag),
+                               f"Median ms per forward ({batch}) of the dense and the compact "
+                               "network, timed "
+                               "interleaved in one process after fine-tuning; each bar is one "
+                               "interquartile range long, centred on the median. Where the "
+                               "medians differ by less than the larger IQR "
+                               f"(latency_{tag}_significant false) no speed-up is shown."))
+    return out
+
+
+def _cautions_html(rows: pd.DataFrame, searched: pd.DataFrame) -> str:
+    """The cautions of ``analysis.cautions`` as a list; nothing when there are none."""
+    from hgsearch.analysis.cautions import front_caution, importance_caution, trial_cautions
+
+    items = [c for c in (front_caution(len(searched)), importance_caution(searched)) if c]
+    items += trial_cautions(rows)
+    if not items:
+        return ""
+    lis = "".join(f"<li>{escape(c)}</li>" for c in items)
+    return f'<h2>Warnings</h2><ul class="warnings">{lis}</ul>'
 
 
 def _selected_html(selection: TrialChoice | None, note: str, results_dir: Path) -> str:
@@ -317,7 +358,7 @@ def _selected_html(selection: TrialChoice | None, note: str, results_dir: Path) 
 
 def write_report(results_dir: str | Path, df: pd.DataFrame, *,
                  objectives: ObjectivesLike = None, selection: TrialChoice | None = None,
-                 curves: pd.DataFrame | None = None) -> Path:
+                 curves: pd.DataFrame | None = None, keys: list[str] | None = None) -> Path:
     """Write RESULTS/report/index.html (atomically) and return its path.
 
     ``selection`` None: the exported selection if RESULTS/selected/model_card.json exists,
@@ -334,7 +375,7 @@ def write_report(results_dir: str | Path, df: pd.DataFrame, *,
             warnings.simplefilter("ignore")   # unreadable curve files: the report says nothing
             curves = load_curves(results_dir)
     page = render_report(df, objectives=objectives, selection=selection, note=note,
-                         results_dir=results_dir, curves=curves)
+                         results_dir=results_dir, curves=curves, keys=keys)
     path = ResultsFolder(results_dir).report
     write_text_atomic(path, page)
     return path

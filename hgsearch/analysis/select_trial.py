@@ -226,14 +226,22 @@ def _max_drop(df: pd.DataFrame, max_drop: float) -> TrialChoice:
         closest = cand.sort_values("_drop", kind="stable").iloc[0]
         raise UserError(f"no trial is within {max_drop:g} points of its baseline's validation "
                         f"accuracy: the closest of {len(cand)} candidate trials, "
-                        f"{_name(closest)}, is {closest['_drop']:.2f} points below")
+                        f"{_name(closest)}, is {versus_baseline(closest['_drop'])}")
     ranked = _ranked(fits, [("params_ratio", True), ("acc_final", False)])
     best = ranked.iloc[0]
     reason = (f"the smallest (params_ratio) of {len(fits)} of {len(cand)} candidate trials "
               f"within {max_drop:g} points of the baseline ({_pct(best['_ref'])} validation): "
-              f"{_describe(best)}, {best['_drop']:.2f} points below the baseline")
+              f"{_describe(best)}, {versus_baseline(best['_drop'])}")
     return _pick(ranked.drop(columns=["_drop", "_ref"]), "max-drop", reason,
                  max_drop=max_drop, baseline_acc=float(best["_ref"]))
+
+
+def versus_baseline(drop: float) -> str:
+    """'1.33 points below the baseline' for a drop of 1.33 percentage points, '1.33 points
+    above the baseline' for -1.33, 'level with the baseline' within 0.005 points."""
+    if abs(drop) < 0.005:
+        return "level with the baseline"
+    return f"{abs(drop):.2f} points {'below' if drop > 0 else 'above'} the baseline"
 
 
 def baseline_of(df: pd.DataFrame, row: pd.Series) -> pd.Series | None:

@@ -8,7 +8,7 @@ import pandas as pd
 
 from hgsearch.analysis.front import format_table
 from hgsearch.config import FIELDS
-from hgsearch.results import baseline_mask
+from hgsearch.results import baseline_mask, row_warnings
 
 # Keys that vary between trials without being hyperparameters of the method.
 NOT_SEARCHED = ("trial_id", "out_dir", "cache_dir", "data_dir")
@@ -22,9 +22,13 @@ def searched_keys(df: pd.DataFrame) -> list[str]:
 
 
 def trials_table(df: pd.DataFrame, objectives: list[tuple[str, str]], keys: list[str]) -> str:
-    """Every trial as an HTML table: usable ones best first, then the others with their error."""
-    cols = ["trial_id", "status", *[n for n, _ in objectives], "test_acc_final", *keys,
-            "seconds_total", "error"]
+    """Every trial as an HTML table: usable ones best first, then the others with their error.
+
+    ``warnings`` is recomputed (``results.row_warnings``), so rows written before the column
+    existed get theirs too."""
+    df = df.assign(warnings=["; ".join(row_warnings(r)) or None for r in df.to_dict("records")])
+    cols = ["trial_id", "status", *[n for n, _ in objectives], "acc_dense", "acc_pruned",
+            "acc_final", "test_acc_final", *keys, "seconds_total", "warnings", "error"]
     cols = list(dict.fromkeys(c for c in cols if c in df.columns))
     ok = df["status"].eq("ok").fillna(False).to_numpy(dtype=bool) if "status" in df else None
     first, direction = objectives[0]
@@ -43,7 +47,7 @@ def trials_table(df: pd.DataFrame, objectives: list[tuple[str, str]], keys: list
     body = []
     for (_, cells), status in zip(text.iterrows(), order["status"].astype(str)):
         cls = "" if status == "ok" else ' class="bad"'
-        tds = "".join(f'<td class="error">{escape(v)}</td>' if c == "error" else
+        tds = "".join(f'<td class="error">{escape(v)}</td>' if c in ("error", "warnings") else
                       f"<td>{escape(v)}</td>" for c, v in cells.items())
         body.append(f"<tr{cls}>{tds}</tr>")
     return (f'<table class="sortable trials"><thead><tr>{head}</tr></thead>'

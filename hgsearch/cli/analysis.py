@@ -64,8 +64,17 @@ def front_command(args: argparse.Namespace) -> int:
     names = ", ".join(f"{n} {d}" for n, d in front.objectives)
     print(f"\n{left_out(front.usable, front.excluded)} {len(front.table)} of them on the Pareto "
           f"front ({names}); `hgsearch select` chooses among "
-          f"{candidates_text(front.usable, front.baselines)}.\n{UNITS}")
+          f"{candidates_text(front.usable, front.baselines)}.")
+    print(f"searched keys: {', '.join(front.keys) or 'none'}; acc_dense, acc_pruned, acc_final: "
+          "validation accuracy after HGSR training, right after pruning, after fine-tuning")
+    _print_cautions(front.cautions)
+    print(UNITS)
     return 0
+
+
+def _print_cautions(cautions: list[str]) -> None:
+    for line in cautions:
+        print(f"warning: {line}")
 
 
 def select_command(args: argparse.Namespace) -> int:
@@ -86,6 +95,8 @@ def select_command(args: argparse.Namespace) -> int:
     print(f"selected {selection.trial_id} (rule {selection.rule})")
     print(f"  validation accuracy {_pct(row.get('acc_final'))}, "
           f"test accuracy {_pct(row.get('test_acc_final'))}")
+    print(f"  validation accuracy dense {_pct(row.get('acc_dense'))}, right after pruning "
+          f"{_pct(row.get('acc_pruned'))}, after fine-tuning {_pct(row.get('acc_final'))}")
     print(f"  parameters {_ratio(row.get('params_ratio'))} of dense, "
           f"MACs {_ratio(row.get('macs_ratio'))} of dense (multiply-accumulates)")
     print(f"  why: {selection.reason}")
@@ -93,6 +104,7 @@ def select_command(args: argparse.Namespace) -> int:
     print(f"  exported to {done.folder}/ ({files})")
     if done.report is not None:
         print(f"  updated {done.report}")
+    _print_cautions(done.cautions)
     return 0
 
 

@@ -8,10 +8,12 @@
 - ``bn_scale``: |gamma_k| of bn1, the BatchNorm after the filter (Liu et al., "Learning
   Efficient Convolutional Networks through Network Slimming", ICCV 2017).
 - ``taylor``: first-order estimate of the loss change when the filter's output h_k is set to
-  zero, mean over samples of |sum_{pixels} dCE/dh_k * h_k| (Molchanov et al., "Pruning
-  Convolutional Neural Networks for Resource Efficient Inference", ICLR 2017, eq. 7; without
-  their per-layer L2 normalization, so that a global ranking compares raw estimates as the
-  other criteria do).
+  zero, as Molchanov et al. define it ("Pruning Convolutional Neural Networks for Resource
+  Efficient Inference", ICLR 2017, eq. 7; "Importance Estimation for Neural Network Pruning",
+  CVPR 2019): per sample s, Theta_s = |(1/M) sum_{pixels} dCE_s/dh_k * h_k| (M pixels of the
+  feature map: the mean, then the absolute value), averaged over samples; then each block's
+  scores divided by their L2 norm (ICLR 2017, section 2.2), so that a global ranking compares
+  filters by their share of their own layer's importance, not by the layer's scale.
 - ``random``: uniform on [0, 1), drawn from the trial's seeded generator (a floor any criterion
   must beat).
 
@@ -78,30 +80,45 @@ class BNScale:
 
 
 class Taylor:
-    """mean_s |sum_{pixels} dCE_s/dh_k * h_k| on the sample (Molchanov et al. 2017, eq. 7)."""
+    """Molchanov et al.'s Taylor criterion, L2-normalized per block (see the module docstring)."""
 
     name = "taylor"
 
     def __call__(self, model: ResNet, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
                  generator: torch.Generator) -> list[torch.Tensor]:
-        param = next(model.parameters())
-        sums = [torch.zeros(b.conv1.out_channels, dtype=torch.float64) for b in model.blocks]
-        with _eval_mode(model), torch.enable_grad():
-            for start in range(0, len(x), batch_size):
-                xs = x[start:start + batch_size].to(device=param.device, dtype=param.dtype)
-                ys = y[start:start + batch_size].to(param.device)
-                feat, hs = model.stem(xs), []
-                for block in model.blocks:
-                    h = block.inner(feat)                     # (n, width, H, W)
-                    hs.append(h)
-                    feat = block.finish(feat, h)
-                # Summed CE: in eval mode sample s's activations reach only CE_s, so each
-                # sample's gradient is its own.
-                ce = F.cross_entropy(model.head(feat), ys, reduction="sum")
-                grads = torch.autograd.grad(ce, hs)
-                for total, h, g in zip(sums, hs, grads):
-                    total += (h.detach() * g).sum((2, 3)).abs().double().sum(0).cpu()
-        return [s / len(x) for s in sums]
+        return [l2_normalized(s) for s in taylor_per_sample_mean(model, x, y,
+                                                                 batch_size=batch_size)]
+
+
+def taylor_per_sample_mean(model: ResNet, x: torch.Tensor, y: torch.Tensor, *,
+                           batch_size: int) -> list[torch.Tensor]:
+    """Per block, mean over samples of |mean_{pixels} dCE_s/dh_k * h_k| (no normalization)."""
+    param = next(model.parameters())
+    sums = [torch.zeros(b.conv1.out_channels, dtype=torch.float64) for b in model.blocks]
+    with _eval_mode(model), torch.enable_grad():
+        for start in range(0, len(x), batch_size):
+            xs = x[start:start + batch_size].to(device=param.device, dtype=param.dtype)
+            ys = y[start:start + batch_size].to(param.device)
+            feat, hs = model.stem(xs), []
+            for block in model.blocks:
+                h = block.inner(feat)                     # (n, width, H, W)
+                hs.append(h)
+                feat = block.finish(feat, h)
+            # Summed CE: in eval mode sample s's activations reach only CE_s, so each
+            # sample's gradient is its own.
+            ce = F.cross_entropy(model.head(feat), ys, reduction="sum")
+            grads = torch.autograd.grad(ce, hs)
+            for total, h, g in zip(sums, hs, grads):
+                # Mean over the M pixels before the absolute value: a stage's spatial size
+                # must not scale its scores (Molchanov et al.'s 1/M).
+                total += (h.detach() * g).mean((2, 3)).abs().double().sum(0).cpu()
+    return [s / len(x) for s in sums]
+
+
+def l2_normalized(scores: torch.Tensor) -> torch.Tensor:
+    """``scores`` / ||scores||_2; a block scoring 0 throughout stays 0."""
+    norm = torch.linalg.vector_norm(scores)
+    return scores / norm if norm > 0 else scores
 
 
 class Random:

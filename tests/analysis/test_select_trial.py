@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hgsearch.analysis.select_trial import baseline_of, select_trial
+from hgsearch.analysis.select_trial import baseline_of, select_trial, versus_baseline
 from hgsearch.errors import UserError
 
 
@@ -160,7 +160,24 @@ def test_max_drop_picks_the_smallest_within_the_allowed_drop():
 
 def test_max_drop_allows_a_gain():
     df = sweep([BASE, ("better", 0.94, 0.5), ("small", 0.90, 0.3)])
-    assert select_trial(df, rule="max-drop", max_drop=0.0).trial_id == "better"
+    choice = select_trial(df, rule="max-drop", max_drop=0.0)
+    assert choice.trial_id == "better"
+    # 94.00% against the baseline's 93.00%: above it, said without a minus sign
+    assert "1.00 points above the baseline" in choice.reason
+    assert "below" not in choice.reason and "-1.00" not in choice.reason
+
+
+@pytest.mark.parametrize("drop, words", [(1.33, "1.33 points below the baseline"),
+                                         (-1.33, "1.33 points above the baseline"),
+                                         (0.001, "level with the baseline")])
+def test_versus_baseline_words_and_signs(drop, words):
+    assert versus_baseline(drop) == words
+
+
+def test_max_drop_error_says_how_far_below():
+    df = sweep([BASE, ("down", 0.91, 0.5)])
+    with pytest.raises(UserError, match="2.00 points below the baseline"):
+        select_trial(df, rule="max-drop", max_drop=1.0)
 
 
 def test_max_drop_compares_each_trial_with_its_own_sweeps_baseline():

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from hgsearch.config import FIELDS
 from hgsearch.pruning import CRITERIA, SCORE_METHODS, exact_math, get_criterion, prune
+from hgsearch.pruning.criteria import l2_normalized, taylor_per_sample_mean
 from hgsearch.pruning.scoring import score_filters_reference
 from tests.nets import randomized_net
 
@@ -131,8 +132,9 @@ def test_taylor_equals_a_finite_difference_of_each_samples_loss(sample, block, c
     sum_pixels g * h; central differences in float64 on the whole network, sample by sample."""
     x, y = sample
     model = criteria_net()
-    taylor = scores_of("taylor", model, x, y)[block][channel].item()
+    raw = taylor_per_sample_mean(model, x, y, batch_size=64)[block][channel].item()
     blk = model.blocks[block]
+    pixels = blk.inner(_input_of(model, x, block))[0, 0].numel()
     original = type(blk).inner.__get__(blk)
 
     def ce_per_sample(alpha: float) -> torch.Tensor:
@@ -147,7 +149,62 @@ def test_taylor_equals_a_finite_difference_of_each_samples_loss(sample, block, c
 
     eps = 1e-6
     deriv = (ce_per_sample(1 + eps) - ce_per_sample(1 - eps)) / (2 * eps)
-    assert taylor == pytest.approx(deriv.abs().mean().item(), rel=1e-6, abs=1e-9)
+    # Molchanov et al.: |(1/M) sum_pixels|, then the mean over samples.
+    assert raw == pytest.approx(deriv.abs().mean().item() / pixels, rel=1e-6, abs=1e-12)
+
+
+def _input_of(model, x: torch.Tensor, block: int) -> torch.Tensor:
+    with torch.no_grad():
+        feat = model.stem(x)
+        for blk in model.blocks[:block]:
+            feat = blk(feat)
+    return feat
+
+
+def test_taylor_equals_a_per_sample_autograd_loop_normalized_per_block(sample):
+    """Brute force: one backward per sample with every block's h kept, |mean(h * g)| per
+    filter, averaged over samples, then each block divided by its L2 norm."""
+    x, y = sample
+    model = criteria_net()
+    got = scores_of("taylor", model, x, y)
+    kept: list[torch.Tensor] = []
+    for blk in model.blocks:
+        original = type(blk).inner.__get__(blk)
+
+        def keep(t, original=original):
+            h = original(t)
+            h.retain_grad()
+            kept.append(h)
+            return h
+        blk.inner = keep
+    totals = [torch.zeros(b.conv1.out_channels, dtype=torch.float64) for b in model.blocks]
+    try:
+        for s in range(len(x)):
+            kept.clear()
+            model.zero_grad()
+            F.cross_entropy(model(x[s:s + 1]), y[s:s + 1]).backward()
+            for total, h in zip(totals, kept):
+                total += (h * h.grad)[0].mean((1, 2)).abs().detach()
+    finally:
+        for blk in model.blocks:
+            del blk.inner
+    for g, total in zip(got, totals):
+        expect = total / len(x)
+        expect = expect / expect.norm() if expect.norm() > 0 else expect
+        assert torch.allclose(g, expect, rtol=1e-9, atol=1e-12)
+        assert g.norm().item() == pytest.approx(1.0) or g.norm().item() == 0.0
+
+
+def test_taylor_global_ranking_is_blind_to_a_blocks_scale(sample):
+    """Per-block L2 normalization: multiplying one block's raw scores (as a larger feature
+    map would under a sum over pixels) changes neither its normalized scores nor the order."""
+    x, y = sample
+    model = criteria_net()
+    raw = taylor_per_sample_mean(model, x, y, batch_size=64)
+    scaled = [s * (16.0 if b == 0 else 1.0) for b, s in enumerate(raw)]
+    for r, s in zip(raw, scaled):
+        assert torch.allclose(l2_normalized(r), l2_normalized(s), rtol=1e-12, atol=0)
+    assert torch.equal(l2_normalized(torch.zeros(3)), torch.zeros(3))
 
 
 class _Spy:
