@@ -265,6 +265,10 @@ def prune_dense(trial: _Trial, model: ResNet) -> ResNet:
         n = min(cfg.score_samples, len(train_split))
         x, y = train_split.sample(n, generator=trial.gen)   # training images, never val/test
         score = ScoreCache.of(trial.shared, cfg, trial.log)   # one-shot: once per network
+        # "[score]" names the phase the sweep console shows (hgsearch/search/trial_status.py)
+        trial.log(f"[score] scoring filters ({cfg.score_method}) on {n} training images, "
+                  f"{cfg.prune_steps} round(s) to remove {cfg.prune_ratio:g} of the "
+                  f"{cfg.prune_target}")
         result = prune(model, x, y, ratio=cfg.prune_ratio, target=cfg.prune_target,
                        scope=cfg.prune_scope, steps=cfg.prune_steps,
                        min_channels=cfg.min_channels, round_to=cfg.round_to,
@@ -388,6 +392,9 @@ def _measure(trial: _Trial, compact: ResNet) -> None:
     t0 = time.perf_counter()
     opts = {"input_size": trial.size, "device": runtime.device, "repeats": cfg.latency_repeats,
             "channels_last": runtime.channels_last, "dtype": runtime.autocast_dtype}
+    trial.log(f"[latency] timing the {'compact' if trial.dense is None else 'dense and compact'} "
+              f"network on {runtime.device}: batch 1 and {cfg.latency_batch}, "
+              f"{cfg.latency_repeats} forwards each")
     for tag, batch in (("b1", 1), ("bN", cfg.latency_batch)):
         if trial.dense is None:
             seconds = measure_latency(compact, batch_size=batch, **opts)

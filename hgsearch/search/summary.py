@@ -32,7 +32,7 @@ def summary(rows: Any, sp: Space, *, name: str, complete: bool) -> list[str]:
         front = pareto_front(searched, list(sp.objectives))
     except UserError as err:
         return [*lines, f"no Pareto front yet: {err}"]
-    table = format_table(front_table(front, list(sp.objectives)))
+    table = format_table(front_table(front, list(sp.objectives), keys=[p.key for p in sp.params]))
     lines.append(f"Pareto front ({len(front)} of {front.attrs['usable']} usable trials; "
                  "MACs count one multiply-accumulate as one):")
     lines.extend(table.to_string(index=False).splitlines())

@@ -130,3 +130,19 @@ def test_the_live_table_shows_each_running_trial(tmp_path):
     assert "latency" not in shown
     assert f"{tmp_path / 'logs'}/<trial_id>.log" in " ".join(shown.split())
     assert TrialStatus("x").describe() == "starting"
+
+
+def test_a_real_trial_names_each_long_phase_in_its_log(tiny):
+    # The trial's own lines, read the way the console reads them: scoring and latency (minutes
+    # on real data) each open a phase of their own instead of leaving the last epoch showing.
+    from hgsearch.trial import run_trial
+
+    lines: list[str] = []
+    run_trial({**tiny, "trial_id": "t1", "prune_ratio": 0.5}, log=lines.append)
+    status, phases = TrialStatus("t1"), []
+    for line in lines:
+        status.read_line(line, now=0.0)
+        if not phases or phases[-1] != status.phase:
+            phases.append(status.phase)
+    assert [p for p in phases if p in ("train", "score", "finetune", "latency")] == [
+        "train", "score", "finetune", "latency"]
