@@ -84,6 +84,8 @@ def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, An
     if warning := emulated_bf16_warning(runtime):
         log(warning)
 
+    if cfg.init_weights:   # a file that does not fit: UserError before the data is read
+        initial_model(cfg.init_weights, cfg.arch, 1)
     t0 = time.perf_counter()
     data = load_dataset(cfg)  # UserError for a bad folder: raised before anything is written
     row.update(seconds_data=time.perf_counter() - t0, num_classes=data.num_classes)

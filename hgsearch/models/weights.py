@@ -110,11 +110,11 @@ def initial_model(path: str | Path, arch: str, num_classes: int) -> InitialModel
     expected = model.state_dict()
     for name, tensor in state.items():
         if name not in expected:
-            raise UserError(f"{where}: not an {arch} state dict: unexpected key {name!r} of "
+            raise UserError(f"{where}: not a {arch} state dict: unexpected key {name!r} of "
                             f"shape {tuple(tensor.shape)}")
     for name, tensor in expected.items():
         if name not in state:
-            raise UserError(f"{where}: not an {arch} state dict: missing key {name!r} of shape "
+            raise UserError(f"{where}: not a {arch} state dict: missing key {name!r} of shape "
                             f"{tuple(tensor.shape)}")
     note = ""
     fc = state.get("fc.weight")
@@ -126,7 +126,7 @@ def initial_model(path: str | Path, arch: str, num_classes: int) -> InitialModel
         state.update({k: expected[k] for k in _CLASSIFIER})
     for name, tensor in state.items():
         if tuple(tensor.shape) != tuple(expected[name].shape):
-            raise UserError(f"{where}: not an {arch} state dict: {name!r} has shape "
+            raise UserError(f"{where}: not a {arch} state dict: {name!r} has shape "
                             f"{tuple(tensor.shape)} in the file, {arch} expects "
                             f"{tuple(expected[name].shape)}")
     model.load_state_dict(state, strict=True)
@@ -136,7 +136,9 @@ def initial_model(path: str | Path, arch: str, num_classes: int) -> InitialModel
 def _widths_of(state: Mapping[str, torch.Tensor], arch: str) -> list[int]:
     """Each unit's width as the file's producer weights give it (default where absent: the
     key check then names what is missing)."""
-    probe = build_model(arch, 1)
+    # On the meta device, the global generator untouched: the trial's seeded init comes after.
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        probe = build_model(arch, 1)
     names = {module: name for name, module in probe.named_modules()}
     widths = []
     for unit, full in zip(probe.units(), default_widths(arch)):
