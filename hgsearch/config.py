@@ -92,8 +92,10 @@ class TrialConfig:
                              ".safetensors file or an hgsearch model file; empty: random "
                              "initialization (docs/guides/own-network.md)", group="train",
                              dense=False)
-    epochs: int = _key(5, "training epochs with the regularizer (0: only with init_weights, the "
-                       "given network as it is)", lo=0, hi=10_000, group="train")
+    skip_training: bool = _key(False, "with init_weights: no HGSR training, the given network "
+                               "goes as it is to scoring (a sweep's pretrained baseline sets it, "
+                               "with prune_ratio=0 and finetune_epochs=0)", group="train")
+    epochs: int = _key(5, "training epochs with the regularizer", lo=1, hi=10_000, group="train")
     batch_size: int = _key(128, "images per SGD step", lo=1, hi=65_536, group="train")
     lr: float = _key(0.1, "peak learning rate (per batch_size images)", lo=0.0, hi=1e6,
                      group="train")
@@ -305,9 +307,9 @@ def problems_of(values: Mapping[str, Any]) -> list[str]:
             and merged["image_size"] < MIN_TORCHVISION_IMAGE_SIZE:
         problems.append(f"image_size={merged['image_size']}: arch={merged['arch']} downsamples "
                         f"by 32 and needs image_size >= {MIN_TORCHVISION_IMAGE_SIZE}")
-    if merged["epochs"] == 0 and not merged["init_weights"]:
-        problems.append("epochs=0: only with init_weights (the given network, not trained)")
-    if merged["warmup_epochs"] and merged["warmup_epochs"] >= merged["epochs"]:
+    if merged["skip_training"] and not merged["init_weights"]:
+        problems.append("skip_training=true: only with init_weights (a network to start from)")
+    if merged["warmup_epochs"] >= merged["epochs"]:   # epochs >= 1: no warmup always passes
         problems.append(f"warmup_epochs={merged['warmup_epochs']}: must be less than "
                         f"epochs={merged['epochs']}")
     if merged["min_channels"] % merged["round_to"] and merged["round_to"] > 1:

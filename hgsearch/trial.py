@@ -251,7 +251,7 @@ def train_dense(trial: _Trial, model: PrunableNet, penalty: Callable | None, pro
         # The network as given, before any training (a replaced classifier has no such figure).
         row["acc_init"] = trial.accuracy(model, "val")[1]
         row["test_acc_init"] = trial.accuracy(model, "test")[1]
-    if cfg.epochs == 0:    # init_weights only: the given network, evaluated as it is
+    if cfg.skip_training:    # init_weights only: the given network, evaluated as it is
         _measure_dense(trial, model, trial.accuracy(model, "val")[1])
         return
     run = functools.partial(
