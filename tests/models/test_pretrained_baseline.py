@@ -97,7 +97,7 @@ def test_small_sweep_from_a_users_checkpoint(tmp_path):
         mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO),
                                                              os.environ.get("PYTHONPATH")])))
         run_sweep(path, results=tmp_path / "results", num_cpus=1, log=lambda _line: None)
-    df = load_results(tmp_path / "results")
+    df = load_results(tmp_path / "results" / "space")
     assert len(df) == 3 and set(df.status) == {"ok"}
     base = df[df.is_baseline.fillna(False)].iloc[0]
     assert base.skip_training and base.images_train == 0 and base.acc_final == base.acc_init
