@@ -66,7 +66,8 @@ def early_stop_default(fixed: Mapping[str, Any], params: Sequence[Param],
     """``{"early_stop": True}`` for the searched trials of a sweep with a baseline (their
     reference curve), unless the file fixes or searches early_stop; else ``{}``. A pretrained
     baseline (init_weights) trains nothing, so it leaves no reference curve: ``{}``."""
-    if baseline is None or fixed.get("init_weights") or "early_stop" in fixed or any(p.key == "early_stop" for p in params):
+    if baseline is None or fixed.get("init_weights") or "early_stop" in fixed \
+            or any(p.key == "early_stop" for p in params):
         return {}
     return {"early_stop": True}
 
