@@ -166,8 +166,8 @@ class _Start(NamedTuple):
     """Where a trial (re)starts: the phase, its network(s), and a training phase's epoch."""
 
     phase: str                  # train | prune | finetune
-    model: PrunableNet | None        # the dense network, until pruning
-    compact: PrunableNet | None      # the pruned network, from pruning on
+    model: PrunableNet | None   # the dense network, until pruning
+    compact: PrunableNet | None  # the pruned network, from pruning on
     first_epoch: int = 1
     optimizer: dict | None = None
 

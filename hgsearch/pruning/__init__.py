@@ -24,7 +24,7 @@ __all__ = ["CRITERIA", "SCORE_METHODS", "Criterion", "PruneResult", "exact_math"
 
 
 class PruneResult(NamedTuple):
-    model: PrunableNet                 # the compact network
+    model: PrunableNet            # the compact network
     keep: list[list[int]]         # kept channels per unit, in the original network's numbering
     scores: list[torch.Tensor]    # the last round's deltas, original numbering (NaN: gone before)
     note: str                     # empty, or why the target was not reached
