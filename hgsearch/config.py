@@ -16,7 +16,12 @@ from typing import Any
 from hgsearch.errors import UserError
 
 DATASETS = ("synthetic", "cifar10", "cifar100", "tinyimagenet", "imagefolder")
-ARCHS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet18")
+# The CIFAR ResNets and resnet18_small (3x3 stem, 32-64 px), then torchvision's ResNets under
+# torchvision's names and parameter names (hgsearch.models; hgsearch.models.ARCHS is the same).
+ARCHS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet18_small",
+         "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2")
+TORCHVISION_ARCHS = ARCHS[6:]
+MIN_TORCHVISION_IMAGE_SIZE = 32   # they downsample by 32 (hgsearch.models.torchvision_resnet)
 REGS = ("none", "l1", "group_lasso", "exclusive", "group_l12")
 # Filter-scoring criteria (hgsearch.pruning.criteria.CRITERIA has one object per name).
 SCORE_METHODS = ("loss_increase", "l1_norm", "bn_scale", "taylor", "random")
@@ -94,6 +99,14 @@ class TrialConfig:
 
     # --- model and training
     arch: str = _key("resnet20", "network", choices=ARCHS, group="train")
+    # dense False: the path does not matter; the file's sha256 enters the dense address itself
+    init_weights: str = _key("", "initial weights: a torchvision-format state dict (.pt/.pth), a "
+                             ".safetensors file or an hgsearch model file; empty: random "
+                             "initialization (docs/guides/own-network.md)", group="train",
+                             dense=False)
+    skip_training: bool = _key(False, "with init_weights: no HGSR training, the given network "
+                               "goes as it is to scoring (a sweep's pretrained baseline sets it, "
+                               "with prune_ratio=0 and finetune_epochs=0)", group="train")
     epochs: int = _key(5, "training epochs with the regularizer", lo=1, hi=10_000, group="train")
     batch_size: int = _key(128, "images per SGD step", lo=1, hi=65_536, group="train")
     lr: float = _key(0.1, "peak learning rate (per batch_size images)", lo=0.0, hi=1e6,
@@ -303,6 +316,12 @@ def problems_of(values: Mapping[str, Any]) -> list[str]:
                         "(at most 128, not starting with '.' or '-')")
     if problem := data_dir_problem(merged["dataset"], merged["data_dir"]):
         problems.append(problem)
+    if merged["arch"] in TORCHVISION_ARCHS and merged["dataset"] == "imagefolder" \
+            and merged["image_size"] < MIN_TORCHVISION_IMAGE_SIZE:
+        problems.append(f"image_size={merged['image_size']}: arch={merged['arch']} downsamples "
+                        f"by 32 and needs image_size >= {MIN_TORCHVISION_IMAGE_SIZE}")
+    if merged["skip_training"] and not merged["init_weights"]:
+        problems.append("skip_training=true: only with init_weights (a network to start from)")
     if merged["warmup_epochs"] >= merged["epochs"]:   # epochs >= 1: no warmup always passes
         problems.append(f"warmup_epochs={merged['warmup_epochs']}: must be less than "
                         f"epochs={merged['epochs']}")

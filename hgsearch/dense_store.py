@@ -37,6 +37,7 @@ import torch
 from hgsearch import early_stop
 from hgsearch.config import FIELDS, TrialConfig, dense_keys, inapplicable_keys
 from hgsearch.fileio import json_text, version_of
+from hgsearch.models.weights import weights_sha256
 from hgsearch.runtime import Runtime
 from hgsearch.store_files import StoreFiles
 from hgsearch.train import Diverged
@@ -85,6 +86,8 @@ def dense_key(cfg: TrialConfig, data: Any, runtime: Runtime, *,
                "runtime": [runtime.device.type, str(runtime.autocast_dtype),
                            runtime.channels_last],
                "version": version_of("hgsearch"), "torch": torch.__version__}
+    if cfg.init_weights:   # the file's content, not its path (absent: addresses stay as before)
+        payload["init_weights_sha256"] = weights_sha256(cfg.init_weights)
     return hashlib.sha256(json_text(payload, indent=0).encode()).hexdigest()[:16]
 
 

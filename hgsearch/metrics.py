@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from hgsearch.errors import UserError
-from hgsearch.models import ResNet
+from hgsearch.models import PrunableNet
 
 
 def count_params(model: nn.Module) -> int:
@@ -54,13 +54,13 @@ class ChannelCost(NamedTuple):
     macs: int
 
 
-def inner_channel_costs(model: ResNet, input_size: tuple[int, int]) -> list[ChannelCost]:
-    """Per block, the parameters and MACs that removing one inner channel saves.
+def inner_channel_costs(model: PrunableNet, input_size: tuple[int, int]) -> list[ChannelCost]:
+    """Per prunable unit, the parameters and MACs that removing one of its channels saves.
 
-    One inner channel is one output filter of conv1 (in * kh * kw weights and MACs per output
-    pixel), its bn1 scale and shift, and one input slice of conv2 (out * kh * kw weights and
-    MACs per output pixel). The cost is the same for every channel of a block, so parameters and
-    MACs fall linearly with the channels removed.
+    One channel is one output filter of the unit's producer conv (in * kh * kw weights and MACs
+    per output pixel), its BatchNorm scale and shift, and one input slice of its consumer conv
+    (out * kh * kw weights and MACs per output pixel). The cost is the same for every channel of
+    a unit, so parameters and MACs fall linearly with the channels removed.
     """
     spatial: dict[nn.Module, int] = {}
 
@@ -69,8 +69,7 @@ def inner_channel_costs(model: ResNet, input_size: tuple[int, int]) -> list[Chan
 
     _hooked_forward(model, input_size, (nn.Conv2d,), hook)
     costs = []
-    for block in model.blocks:
-        c1, bn1, c2 = block.conv1, block.bn1, block.conv2
+    for c1, bn1, c2 in model.units():
         row = c1.in_channels // c1.groups * c1.kernel_size[0] * c1.kernel_size[1]
         col = c2.out_channels * c2.kernel_size[0] * c2.kernel_size[1]
         params = row + col + (c1.bias is not None) + (2 if bn1.affine else 0)
@@ -78,28 +77,58 @@ def inner_channel_costs(model: ResNet, input_size: tuple[int, int]) -> list[Chan
     return costs
 
 
-def prunable_group_norms(model: ResNet, *, grouping: str) -> list[torch.Tensor]:
-    """Per block, the L2 norm of each HGSR group whose zero frees a prunable filter.
+class SharedCost(NamedTuple):
+    """Two units whose channels meet in one conv: a Bottleneck's conv2 reads unit ``first`` and
+    writes unit ``second``. Removing a channels of one and b of the other saves a * b times this
+    less than the sum of their ``inner_channel_costs``, which both count those a * b kernels."""
 
-    ``input``: conv2's group reading inner channel c (nothing reads the filter then);
-    ``output``: conv1's filter c itself. Groups of the stem, of the residual path's channels and
-    of a first conv's inputs are left out: no filter pruning can remove them.
+    first: int
+    second: int
+    params: int
+    macs: int
+
+
+def shared_channel_costs(model: PrunableNet, input_size: tuple[int, int]) -> list[SharedCost]:
+    """Every pair of units coupled by a conv that consumes one and produces the other."""
+    spatial: dict[nn.Module, int] = {}
+
+    def hook(module: nn.Module, _inputs: tuple, out: torch.Tensor) -> None:
+        spatial[module] = out.shape[-2] * out.shape[-1]
+
+    _hooked_forward(model, input_size, (nn.Conv2d,), hook)
+    units = model.units()
+    produced_by = {unit.producer: u for u, unit in enumerate(units)}
+    out = []
+    for u, unit in enumerate(units):
+        v = produced_by.get(unit.consumer)
+        if v is not None:
+            kernel = unit.consumer.kernel_size[0] * unit.consumer.kernel_size[1]
+            out.append(SharedCost(u, v, kernel, kernel * spatial[unit.consumer]))
+    return out
+
+
+def prunable_group_norms(model: PrunableNet, *, grouping: str) -> list[torch.Tensor]:
+    """Per prunable unit, the L2 norm of each HGSR group whose zero frees a prunable filter.
+
+    ``input``: the consumer's group reading channel c (nothing reads the filter then);
+    ``output``: the producer's filter c itself. Groups of the stem, of the residual path's
+    channels and of a first conv's inputs are left out: no filter pruning can remove them.
     """
     if grouping not in ("input", "output"):
         raise UserError(f"reg_grouping={grouping!r}: allowed values are input, output")
     if grouping == "input":
-        return [torch.linalg.vector_norm(b.conv2.weight.detach(), dim=(0, 2, 3))
-                for b in model.blocks]
-    return [torch.linalg.vector_norm(b.conv1.weight.detach(), dim=(1, 2, 3))
-            for b in model.blocks]
+        return [torch.linalg.vector_norm(u.consumer.weight.detach(), dim=(0, 2, 3))
+                for u in model.units()]
+    return [torch.linalg.vector_norm(u.producer.weight.detach(), dim=(1, 2, 3))
+            for u in model.units()]
 
 
 @torch.no_grad()
-def zero_group_fraction(model: ResNet, *, grouping: str, tol: float) -> float:
+def zero_group_fraction(model: PrunableNet, *, grouping: str, tol: float) -> float:
     """Share of near-zero groups among those whose removal removes a prunable filter.
 
     A group counts as zero when its norm is below ``tol`` x the largest such group norm of the
-    same block, or exactly 0 (so exact zeros count at tol=0 and in a block zero throughout).
+    same unit, or exactly 0 (so exact zeros count at tol=0 and in a block zero throughout).
     One group per prunable filter, so the denominator is the number of prunable filters.
     """
     if not 0 <= tol <= 1:
@@ -111,34 +140,34 @@ def zero_group_fraction(model: ResNet, *, grouping: str, tol: float) -> float:
 
 
 @torch.no_grad()
-def zero_filters(model: ResNet) -> list[torch.Tensor]:
-    """Per block, a bool per prunable filter that removal cannot change, whatever the input.
+def zero_filters(model: PrunableNet) -> list[torch.Tensor]:
+    """Per prunable unit, a bool per filter that removal cannot change, whatever the input.
 
-    Filter c of a block is exactly zero when conv2 reads nothing from it (conv2.weight[:, c] all
-    0) or when it emits 0: conv1.weight[c] all 0 with bn1's scale and shift 0 (eval or train
-    mode, any running statistics).
+    Filter c of a unit is exactly zero when its consumer reads nothing from it
+    (consumer.weight[:, c] all 0) or when it emits 0: producer.weight[c] all 0 with its
+    BatchNorm's scale and shift 0 (eval or train mode, any running statistics).
     """
     out = []
-    for b in model.blocks:
-        unread = (b.conv2.weight == 0).all(dim=3).all(dim=2).all(dim=0)
-        silent = (b.conv1.weight == 0).flatten(1).all(dim=1)
-        if b.conv1.bias is not None:
-            silent &= b.conv1.bias == 0
-        if b.bn1.affine:
-            silent &= (b.bn1.weight == 0) & (b.bn1.bias == 0)
+    for producer, bn, consumer in model.units():
+        unread = (consumer.weight == 0).all(dim=3).all(dim=2).all(dim=0)
+        silent = (producer.weight == 0).flatten(1).all(dim=1)
+        if producer.bias is not None:
+            silent &= producer.bias == 0
+        if bn.affine:
+            silent &= (bn.weight == 0) & (bn.bias == 0)
         else:
             silent &= torch.zeros_like(silent)   # BN without affine maps 0 to -mean/std
         out.append((unread | silent).cpu())
     return out
 
 
-def nonzero_keep(model: ResNet) -> list[list[int]]:
-    """Per block, the filters to keep when only the exactly-zero ones go (``prune_model``'s
-    ``keep``; one filter stays in a block zero throughout, as a block needs a channel)."""
+def nonzero_keep(model: PrunableNet) -> list[list[int]]:
+    """Per unit, the filters to keep when only the exactly-zero ones go (``prune_model``'s
+    ``keep``; one filter stays in a unit zero throughout, as a unit needs a channel)."""
     return [(~z).nonzero().flatten().tolist() or [0] for z in zero_filters(model)]
 
 
-def zero_filter_fraction(model: ResNet) -> float:
+def zero_filter_fraction(model: PrunableNet) -> float:
     """Share of prunable filters that are exactly zero (``zero_filters``)."""
     flags = torch.cat(zero_filters(model))
     return flags.double().mean().item() if len(flags) else math.nan

@@ -88,14 +88,16 @@ def _expand(per_group: Tensor, grouping: str) -> Tensor:
 
 
 def conv_bn_pairs(model: nn.Module) -> dict[nn.Conv2d, nn.BatchNorm2d]:
-    """Each 3x3 conv mapped to the BatchNorm that normalizes its output (stem, conv1, conv2)."""
+    """Each regularized conv (``regularized_weights``: the 3x3 convs, and a Bottleneck's 1x1
+    convs around its prunable widths) mapped to the BatchNorm that normalizes its output."""
+    ids = {id(w) for w in regularized_weights(model)}
     pairs: dict[nn.Conv2d, nn.BatchNorm2d] = {}
     last: nn.Conv2d | None = None
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             last = module
         elif isinstance(module, nn.BatchNorm2d) and last is not None:
-            if tuple(last.kernel_size) == (3, 3) and last.out_channels == module.num_features:
+            if id(last.weight) in ids and last.out_channels == module.num_features:
                 pairs[last] = module
             last = None
     return pairs

@@ -120,12 +120,19 @@ def group_values(weight: Tensor, *, reg: str, levels: int, outer: str,
 
 
 def regularized_weights(model: nn.Module) -> list[nn.Parameter]:
-    """The weights HGSR acts on: every 3x3 convolution (METHOD.md part 1), in module order.
+    """The weights HGSR acts on, in module order: every 3x3 convolution (METHOD.md part 1), and
+    every conv that produces or consumes a prunable width (a model's ``units()``).
 
-    Not the 1x1 projection shortcuts, the linear classifier, biases or BatchNorm parameters.
+    The second rule adds a Bottleneck's 1x1 conv1 (its filters are prunable) and 1x1 conv3 (it
+    reads the prunable width of conv2), so that both inner widths can die under either grouping.
+    In the CIFAR ResNets every such conv is 3x3: their penalty is the reference's. Not the 1x1
+    projection shortcuts, a 7x7 stem (its inputs are RGB, its filters the residual stream: no
+    filter pruning removes them), the linear classifier, biases or BatchNorm parameters.
     """
+    units = model.units() if callable(getattr(model, "units", None)) else []
+    prunable = {id(conv) for unit in units for conv in (unit.producer, unit.consumer)}
     return [m.weight for m in model.modules()
-            if isinstance(m, nn.Conv2d) and tuple(m.kernel_size) == (3, 3)]
+            if isinstance(m, nn.Conv2d) and (tuple(m.kernel_size) == (3, 3) or id(m) in prunable)]
 
 
 def _stacks(weights: list[Tensor]) -> list[Tensor]:

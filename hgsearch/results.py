@@ -77,6 +77,11 @@ METRIC_TYPES: dict[str, pa.DataType] = {
     "seconds_measure": pa.float64(),
     "seconds_total": pa.float64(),
     "prune_note": pa.string(),
+    # The user's initial weights (init_weights; hgsearch/models/weights.py), null without them.
+    "init_weights_sha256": pa.string(),   # the weights file's content hash (also in dense_key)
+    "init_weights_note": pa.string(),     # what was not taken from the file (a new classifier)
+    "acc_init": pa.float64(),         # validation top-1 of the network as given, before training
+    "test_acc_init": pa.float64(),    # (null when its classifier was replaced)
     # Shared dense training and early stopping (hgsearch/dense_store.py, early_stop.py).
     "dense_key": pa.string(),         # content address of the dense network (with a store)
     "dense_reused": pa.bool_(),       # the network came from the store (another trial trained it)

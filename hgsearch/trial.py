@@ -39,7 +39,8 @@ from hgsearch.metrics import (
     zero_filter_fraction,
     zero_group_fraction,
 )
-from hgsearch.models import ResNet, build_model, save_model
+from hgsearch.models import PrunableNet, build_model, check_image_size, save_model
+from hgsearch.models.weights import initial_model
 from hgsearch.proximal import exact, proximal_step
 from hgsearch.pruning import prune, prune_model
 from hgsearch.regularizers import hgsr_loss
@@ -84,6 +85,8 @@ def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, An
     if warning := emulated_bf16_warning(runtime):
         log(warning)
 
+    if cfg.init_weights:   # a file that does not fit: UserError before the data is read
+        initial_model(cfg.init_weights, cfg.arch, 1)
     t0 = time.perf_counter()
     data = load_dataset(cfg)  # UserError for a bad folder: raised before anything is written
     row.update(seconds_data=time.perf_counter() - t0, num_classes=data.num_classes)
@@ -136,14 +139,15 @@ class _Trial:
         self.shared = SharedDense(store, cfg, data, runtime, log)
         n = len(self.splits["train"])   # an epoch trains on n images less the partial batch
         self.epoch_images = n - n % cfg.batch_size
-        self.dense: ResNet | None = None   # kept until the end: timed beside the final net
+        self.dense: PrunableNet | None = None   # kept until the end: timed beside the final net
 
     def accuracy(self, net: torch.nn.Module, split: str) -> tuple[float, float]:
         """(mean cross-entropy, top-1) of ``net`` on ``split``."""
         return evaluate(net, self.splits[split].eval_batches(self.cfg.eval_batch_size),
                         self.runtime)
 
-    def save(self, phase: str, net: ResNet, epoch: int = 0, optimizer: dict | None = None) -> None:
+    def save(self, phase: str, net: PrunableNet, epoch: int = 0,
+             optimizer: dict | None = None) -> None:
         """Checkpoint the trial as it stands after ``phase`` (checkpoint.PHASES)."""
         if self.checkpoint is None:
             return
@@ -152,7 +156,7 @@ class _Trial:
                               "generator": self.gen.get_state(), "row": _plain(self.row),
                               "curve": list(self.curve)})
 
-    def every(self, phase: str, net: ResNet) -> Callable[[int, dict], None]:
+    def every(self, phase: str, net: PrunableNet) -> Callable[[int, dict], None]:
         """``train``'s on_epoch_end: a checkpoint every ``checkpoint_every`` epochs."""
         def on_epoch_end(epoch: int, optimizer: dict) -> None:
             if self.cfg.checkpoint_every and epoch % self.cfg.checkpoint_every == 0:
@@ -164,8 +168,8 @@ class _Start(NamedTuple):
     """Where a trial (re)starts: the phase, its network(s), and a training phase's epoch."""
 
     phase: str                  # train | prune | finetune
-    model: ResNet | None        # the dense network, until pruning
-    compact: ResNet | None      # the pruned network, from pruning on
+    model: PrunableNet | None   # the dense network, until pruning
+    compact: PrunableNet | None  # the pruned network, from pruning on
     first_epoch: int = 1
     optimizer: dict | None = None
 
@@ -175,8 +179,10 @@ def _pipeline(cfg: TrialConfig, data: Any, runtime: Runtime, row: dict[str, Any]
               store: DenseStore | None) -> None:
     """The trial's phases in order; fills ``row`` and ``curve``, resuming from ``checkpoint``."""
     torch.manual_seed(cfg.seed)
+    if problem := check_image_size(cfg.arch, data.image_size):
+        raise UserError(problem)
     trial = _Trial(cfg, data, runtime, row, curve, log, checkpoint, store)
-    model = runtime.prepare(build_model(cfg.arch, data.num_classes))
+    model = runtime.prepare(_initial(cfg, data, row, log))
     # From the freshly initialized network, also when resuming: lam_scale=init needs it.
     penalty, prox = hgsr_hooks(cfg, model)
     start = _resume(trial, checkpoint.load() if checkpoint else None, model)
@@ -192,7 +198,19 @@ def _pipeline(cfg: TrialConfig, data: Any, runtime: Runtime, row: dict[str, Any]
     finish(trial, compact)
 
 
-def _resume(trial: _Trial, state: dict[str, Any] | None, fresh: ResNet) -> _Start:
+def _initial(cfg: TrialConfig, data: Any, row: dict[str, Any], log: Log) -> PrunableNet:
+    """The network training starts from: freshly initialized, or the user's ``init_weights``
+    (UserError, before anything is written, for a file that does not fit)."""
+    if not cfg.init_weights:
+        return build_model(cfg.arch, data.num_classes)
+    given = initial_model(cfg.init_weights, cfg.arch, data.num_classes)
+    row.update(init_weights_sha256=given.sha256, init_weights_note=given.note or None)
+    log(f"trial {cfg.trial_id}: {cfg.arch} from {cfg.init_weights} (sha256 "
+        f"{given.sha256[:12]})" + (f"; {given.note}" if given.note else ""))
+    return given.model
+
+
+def _resume(trial: _Trial, state: dict[str, Any] | None, fresh: PrunableNet) -> _Start:
     """The one place a checkpoint is read: restore its row, curve and generator, and say
     where the trial goes on (a state saved in phase p has the phases before p complete)."""
     if not state or not state.get("phase"):
@@ -221,7 +239,7 @@ def _resume(trial: _Trial, state: dict[str, Any] | None, fresh: ResNet) -> _Star
     return _Start("finetune", None, net, *after)
 
 
-def train_dense(trial: _Trial, model: ResNet, penalty: Callable | None, prox: Callable | None,
+def train_dense(trial: _Trial, model: PrunableNet, penalty: Callable | None, prox: Callable | None,
                 first: int, opt_state: dict | None) -> None:
     """Phase 1 (METHOD.md part 1): train the dense network with HGSR, then measure it."""
     cfg, data, row = trial.cfg, trial.data, trial.row
@@ -231,6 +249,14 @@ def train_dense(trial: _Trial, model: ResNet, penalty: Callable | None, prox: Ca
               f"classes) on {trial.runtime.device}; reg={cfg.reg if regularized else 'none'} "
               f"lam={cfg.lam:g} solver={cfg.reg_solver}")
     t0 = time.perf_counter()
+    if cfg.init_weights and first == 1 and row.get("acc_init") is None \
+            and not row.get("init_weights_note"):
+        # The network as given, before any training (a replaced classifier has no such figure).
+        row["acc_init"] = trial.accuracy(model, "val")[1]
+        row["test_acc_init"] = trial.accuracy(model, "test")[1]
+    if cfg.skip_training:    # init_weights only: the given network, evaluated as it is
+        _measure_dense(trial, model, trial.accuracy(model, "val")[1])
+        return
     run = functools.partial(
         train, model, trial.splits["train"],
         settings=sgd_settings(cfg, cfg.epochs, cfg.lr, dense=True),
@@ -242,7 +268,13 @@ def train_dense(trial: _Trial, model: ResNet, penalty: Callable | None, prox: Ca
                      opt_state=opt_state, every=trial.every("train", model),
                      epoch_images=trial.epoch_images)
     row["seconds_train"] = (row["seconds_train"] or 0.0) + time.perf_counter() - t0
-    row["acc_dense"] = trial.curve[-1]["val_acc"]
+    _measure_dense(trial, model, trial.curve[-1]["val_acc"])
+
+
+def _measure_dense(trial: _Trial, model: PrunableNet, val_acc: float) -> None:
+    """The dense network's figures in the row, then the phase's checkpoint."""
+    cfg, row = trial.cfg, trial.row
+    row["acc_dense"] = val_acc
     row["test_acc_dense"] = trial.accuracy(model, "test")[1]
     row["zero_group_fraction"] = zero_group_fraction(model, grouping=cfg.reg_grouping,
                                                      tol=cfg.zero_tol)
@@ -256,7 +288,7 @@ def train_dense(trial: _Trial, model: ResNet, penalty: Callable | None, prox: Ca
     trial.save("trained", model)
 
 
-def prune_dense(trial: _Trial, model: ResNet) -> ResNet:
+def prune_dense(trial: _Trial, model: PrunableNet) -> PrunableNet:
     """Phases 2 and 3 (METHOD.md parts 2, 3): score the filters on training images and remove
     the least needed, ``prune_steps`` rounds of score -> select -> surgery; the compact net."""
     cfg, row, train_split = trial.cfg, trial.row, trial.splits["train"]
@@ -296,7 +328,7 @@ def prune_dense(trial: _Trial, model: ResNet) -> ResNet:
     return compact
 
 
-def finetune(trial: _Trial, compact: ResNet, first: int, opt_state: dict | None) -> None:
+def finetune(trial: _Trial, compact: PrunableNet, first: int, opt_state: dict | None) -> None:
     """Phase 4: fine-tune the compact network (no regularizer), then its final accuracy."""
     cfg, row = trial.cfg, trial.row
     t0 = time.perf_counter()
@@ -313,7 +345,7 @@ def finetune(trial: _Trial, compact: ResNet, first: int, opt_state: dict | None)
     row["test_acc_final"] = trial.accuracy(compact, "test")[1]
 
 
-def finish(trial: _Trial, compact: ResNet) -> None:
+def finish(trial: _Trial, compact: PrunableNet) -> None:
     """Measure the compact network as it would be served, and keep it."""
     cfg, data, row = trial.cfg, trial.data, trial.row
     _measure(trial, compact)
@@ -326,7 +358,7 @@ def finish(trial: _Trial, compact: ResNet) -> None:
               f"MACs x{row['macs_ratio']:.3f}")
 
 
-def hgsr_hooks(cfg: TrialConfig, model: ResNet) -> tuple[Callable | None, Callable | None]:
+def hgsr_hooks(cfg: TrialConfig, model: PrunableNet) -> tuple[Callable | None, Callable | None]:
     """(penalty added to the loss, step after each SGD step) for ``train``; None where unused.
 
     ``model`` is the freshly initialized network (lam_scale=init divides by its penalty). An exact
@@ -349,7 +381,7 @@ def hgsr_hooks(cfg: TrialConfig, model: ResNet) -> tuple[Callable | None, Callab
     return (None if exact(cfg.reg, cfg.reg_levels) else penalty), prox
 
 
-def _lam(cfg: TrialConfig, model: ResNet) -> float:
+def _lam(cfg: TrialConfig, model: PrunableNet) -> float:
     """The penalty weight in use: lam, or under lam_scale=init lam / (penalty at init)."""
     if cfg.lam_scale != "init" or cfg.reg == "none" or cfg.lam == 0:
         return cfg.lam
@@ -360,11 +392,11 @@ def _lam(cfg: TrialConfig, model: ResNet) -> float:
     return cfg.lam / at_init if at_init > 0 else cfg.lam
 
 
-def _recovery(trial: _Trial) -> Callable[[ResNet, int], ResNet]:
+def _recovery(trial: _Trial) -> Callable[[PrunableNet, int], PrunableNet]:
     """After pruning round i: BatchNorm recalibration, then (between rounds) fine-tuning."""
     cfg, runtime, train_split = trial.cfg, trial.runtime, trial.splits["train"]
 
-    def after_round(net: ResNet, i: int) -> ResNet:
+    def after_round(net: PrunableNet, i: int) -> PrunableNet:
         net, row = runtime.prepare(net), trial.row
         if cfg.bn_recalibrate > 0:
             n = min(cfg.bn_recalibrate, len(train_split))
@@ -383,7 +415,7 @@ def _recovery(trial: _Trial) -> Callable[[ResNet, int], ResNet]:
     return after_round
 
 
-def _measure(trial: _Trial, compact: ResNet) -> None:
+def _measure(trial: _Trial, compact: PrunableNet) -> None:
     """Forward latency at batch 1 and at latency_batch, in milliseconds: median and IQR of the
     dense and the compact network timed interleaved (``measure_latency_pair``), and whether
     their difference exceeds the spread. A trial resumed after pruning no longer has its

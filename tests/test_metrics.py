@@ -45,7 +45,7 @@ def torch_macs(model: torch.nn.Module, size: tuple[int, int]) -> int:
 def test_macs_and_params_agree_with_pytorch(arch, pruned):
     widths = random_widths(arch, seed=len(arch)) if pruned else None
     model = build_model(arch, 10, widths)
-    size = (32, 32) if arch != "resnet18" else (24, 40)
+    size = (32, 32) if arch != "resnet18_small" else (24, 40)
     assert count_macs(model, size) == torch_macs(model, size)
     assert count_params(model) == sum(p.numel() for p in model.parameters())
 

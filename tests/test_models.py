@@ -16,8 +16,8 @@ def n_params(model: torch.nn.Module) -> int:
 
 def closed_form_params(arch: str, widths: list[int], classes: int) -> int:
     """Independent count from the architecture's definition (convs, BN affine pairs, fc)."""
-    stages = [64, 128, 256, 512] if arch == "resnet18" else [16, 32, 64]
-    blocks = [2, 2, 2, 2] if arch == "resnet18" else [(int(arch[6:]) - 2) // 6] * 3
+    stages = [64, 128, 256, 512] if arch == "resnet18_small" else [16, 32, 64]
+    blocks = [2, 2, 2, 2] if arch == "resnet18_small" else [(int(arch[6:]) - 2) // 6] * 3
     stem = stages[0]
     total = 3 * stem * 9 + 2 * stem
     in_ch, i = stem, 0
@@ -37,10 +37,10 @@ def test_parameter_counts_match_published_sizes(arch, published):
 
 
 @pytest.mark.parametrize("arch", ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
-                                  "resnet18"])
+                                  "resnet18_small"])
 def test_widths_rebuild_a_smaller_network(arch):
     full = default_widths(arch)
-    assert len(full) == {"resnet18": 8}.get(arch, (int(arch[6:]) - 2) // 2 // 3 * 3)
+    assert len(full) == (8 if arch == "resnet18_small" else (int(arch[6:]) - 2) // 2 // 3 * 3)
     g = torch.Generator().manual_seed(0)
     widths = [int(torch.randint(1, w + 1, (1,), generator=g)) for w in full]
     model = build_model(arch, 7, widths)
@@ -52,8 +52,8 @@ def test_widths_rebuild_a_smaller_network(arch):
     assert out.shape == (2, 7)
 
 
-def test_resnet18_takes_64px_inputs():
-    model = build_model("resnet18", 200, [8] * 8).eval()
+def test_resnet18_small_takes_64px_inputs():
+    model = build_model("resnet18_small", 200, [8] * 8).eval()
     assert model(torch.randn(1, 3, 64, 64)).shape == (1, 200)
 
 

@@ -10,8 +10,8 @@ from typing import NamedTuple
 
 import torch
 
-from hgsearch.metrics import count_macs, count_params, inner_channel_costs
-from hgsearch.models import ResNet
+from hgsearch.metrics import count_macs, count_params, inner_channel_costs, shared_channel_costs
+from hgsearch.models import PrunableNet
 from hgsearch.pruning.criteria import CRITERIA, SCORE_METHODS, Criterion, exact_math, get_criterion
 from hgsearch.pruning.scoring import score_filters, score_filters_reference
 from hgsearch.pruning.select_filters import FilterSelection, select_filters, select_keep
@@ -24,18 +24,18 @@ __all__ = ["CRITERIA", "SCORE_METHODS", "Criterion", "PruneResult", "exact_math"
 
 
 class PruneResult(NamedTuple):
-    model: ResNet                 # the compact network
-    keep: list[list[int]]         # kept channels per block, in the original network's numbering
+    model: PrunableNet            # the compact network
+    keep: list[list[int]]         # kept channels per unit, in the original network's numbering
     scores: list[torch.Tensor]    # the last round's deltas, original numbering (NaN: gone before)
     note: str                     # empty, or why the target was not reached
 
 
-def prune(model: ResNet, x: torch.Tensor, y: torch.Tensor, *, ratio: float,
+def prune(model: PrunableNet, x: torch.Tensor, y: torch.Tensor, *, ratio: float,
           target: str = "channels", scope: str = "global", steps: int = 1, min_channels: int = 1,
           round_to: int = 1, batch_size: int = 512,
           input_size: tuple[int, int] | None = None,
           criterion: str | Criterion = "loss_increase", generator: torch.Generator | None = None,
-          after_round: Callable[[ResNet, int], ResNet] | None = None) -> PruneResult:
+          after_round: Callable[[PrunableNet, int], PrunableNet] | None = None) -> PruneResult:
     """Score, select and remove filters in ``steps`` rounds.
 
     Round i (1-based) rescores the current network on (x, y) with ``criterion`` (a name in
@@ -49,10 +49,12 @@ def prune(model: ResNet, x: torch.Tensor, y: torch.Tensor, *, ratio: float,
     if steps < 1:
         raise ValueError(f"steps={steps}: must be at least 1")
     size = tuple(input_size or x.shape[-2:])
-    original = [block.conv1.out_channels for block in model.blocks]
+    original = [unit.producer.out_channels for unit in model.units()]
     costs = inner_channel_costs(model, size)
     cost_per_channel = {"channels": [1] * len(original), "params": [c.params for c in costs],
                         "macs": [c.macs for c in costs]}.get(target)
+    shared = [(s.first, s.second, s.params if target == "params" else s.macs)
+              for s in shared_channel_costs(model, size)] if target != "channels" else []
     total = {"channels": sum(original), "params": count_params(model)}.get(target)
     if target == "macs":
         total = count_macs(model, size)
@@ -66,7 +68,7 @@ def prune(model: ResNet, x: torch.Tensor, y: torch.Tensor, *, ratio: float,
         chosen = select_filters(scores, ratio=share, target=target, scope=scope,
                                 min_channels=min_channels, round_to=round_to,
                                 cost_per_channel=cost_per_channel, total_cost=total,
-                                original_widths=original)
+                                original_widths=original, shared_cost=shared)
         last = _in_original(scores, keep, original)
         keep = [[k[j] for j in kept] for k, kept in zip(keep, chosen.keep)]
         current, note = prune_model(current, chosen.keep), chosen.note

@@ -3,9 +3,9 @@
 ``score_method`` picks one; every criterion feeds the same selection, surgery and row:
 
 - ``loss_increase`` (the paper, METHOD.md part 2): CE with the filter removed minus CE.
-- ``l1_norm``: ||conv1.weight[k]||_1, the filter's own kernels (Li et al., "Pruning Filters for
+- ``l1_norm``: ||producer.weight[k]||_1, the filter's own kernels (Li et al., "Pruning Filters for
   Efficient ConvNets", ICLR 2017).
-- ``bn_scale``: |gamma_k| of bn1, the BatchNorm after the filter (Liu et al., "Learning
+- ``bn_scale``: |gamma_k| of the BatchNorm after the filter (Liu et al., "Learning
   Efficient Convolutional Networks through Network Slimming", ICCV 2017).
 - ``taylor``: first-order estimate of the loss change when the filter's output h_k is set to
   zero, as Molchanov et al. define it ("Pruning Convolutional Neural Networks for Resource
@@ -17,7 +17,8 @@
 - ``random``: uniform on [0, 1), drawn from the trial's seeded generator (a floor any criterion
   must beat).
 
-Every criterion returns one float64 CPU tensor per block, of length the block's inner width, and
+Every criterion returns one float64 CPU tensor per prunable unit (models/blocks: one per
+BasicBlock, two per Bottleneck), of length the unit's width, and
 runs in eval mode (BatchNorm running statistics), in float32 without TF32 or autocast
 (``exact_math``): the deltas of near-dead filters are small differences that reduced precision
 would drown.
@@ -33,7 +34,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from hgsearch.models import ResNet
+from hgsearch.models import PrunableNet
 from hgsearch.pruning.scoring import _eval_mode, score_filters
 
 
@@ -42,7 +43,7 @@ class Criterion(Protocol):
 
     name: str
 
-    def __call__(self, model: ResNet, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
+    def __call__(self, model: PrunableNet, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
                  generator: torch.Generator) -> list[torch.Tensor]: ...
 
 
@@ -51,21 +52,21 @@ class LossIncrease:
 
     name = "loss_increase"
 
-    def __call__(self, model: ResNet, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
+    def __call__(self, model: PrunableNet, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
                  generator: torch.Generator) -> list[torch.Tensor]:
         return score_filters(model, x, y, batch_size=batch_size)
 
 
 class L1Norm:
-    """Sum of |w| over filter k's conv1 kernels (Li et al. 2017)."""
+    """Sum of |w| over filter k's kernels in the unit's producer conv (Li et al. 2017)."""
 
     name = "l1_norm"
 
     @torch.no_grad()
-    def __call__(self, model: ResNet, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
+    def __call__(self, model: PrunableNet, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
                  generator: torch.Generator) -> list[torch.Tensor]:
-        return [b.conv1.weight.detach().abs().sum((1, 2, 3)).double().cpu()
-                for b in model.blocks]
+        return [u.producer.weight.detach().abs().sum((1, 2, 3)).double().cpu()
+                for u in model.units()]
 
 
 class BNScale:
@@ -74,9 +75,9 @@ class BNScale:
     name = "bn_scale"
 
     @torch.no_grad()
-    def __call__(self, model: ResNet, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
+    def __call__(self, model: PrunableNet, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
                  generator: torch.Generator) -> list[torch.Tensor]:
-        return [b.bn1.weight.detach().abs().double().cpu() for b in model.blocks]
+        return [u.bn.weight.detach().abs().double().cpu() for u in model.units()]
 
 
 class Taylor:
@@ -84,26 +85,26 @@ class Taylor:
 
     name = "taylor"
 
-    def __call__(self, model: ResNet, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
+    def __call__(self, model: PrunableNet, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
                  generator: torch.Generator) -> list[torch.Tensor]:
         return [l2_normalized(s) for s in taylor_per_sample_mean(model, x, y,
                                                                  batch_size=batch_size)]
 
 
-def taylor_per_sample_mean(model: ResNet, x: torch.Tensor, y: torch.Tensor, *,
+def taylor_per_sample_mean(model: PrunableNet, x: torch.Tensor, y: torch.Tensor, *,
                            batch_size: int) -> list[torch.Tensor]:
-    """Per block, mean over samples of |mean_{pixels} dCE_s/dh_k * h_k| (no normalization)."""
+    """Per prunable width, mean over samples of |mean_{pixels} dCE_s/dh_k * h_k| (no
+    normalization)."""
     param = next(model.parameters())
-    sums = [torch.zeros(b.conv1.out_channels, dtype=torch.float64) for b in model.blocks]
+    sums = [torch.zeros(w, dtype=torch.float64) for w in _widths(model)]
     with _eval_mode(model), torch.enable_grad():
         for start in range(0, len(x), batch_size):
             xs = x[start:start + batch_size].to(device=param.device, dtype=param.dtype)
             ys = y[start:start + batch_size].to(param.device)
             feat, hs = model.stem(xs), []
             for block in model.blocks:
-                h = block.inner(feat)                     # (n, width, H, W)
-                hs.append(h)
-                feat = block.finish(feat, h)
+                units, feat = block.activations(feat)     # each (n, width, H, W)
+                hs.extend(units)
             # Summed CE: in eval mode sample s's activations reach only CE_s, so each
             # sample's gradient is its own.
             ce = F.cross_entropy(model.head(feat), ys, reduction="sum")
@@ -126,10 +127,13 @@ class Random:
 
     name = "random"
 
-    def __call__(self, model: ResNet, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
+    def __call__(self, model: PrunableNet, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
                  generator: torch.Generator) -> list[torch.Tensor]:
-        return [torch.rand(b.conv1.out_channels, generator=generator, dtype=torch.float64)
-                for b in model.blocks]
+        return [torch.rand(w, generator=generator, dtype=torch.float64) for w in _widths(model)]
+
+
+def _widths(model: PrunableNet) -> list[int]:
+    return [u.producer.out_channels for u in model.units()]
 
 
 CRITERIA: dict[str, Criterion] = {c.name: c for c in (LossIncrease(), L1Norm(), BNScale(),

@@ -21,7 +21,10 @@ delta ranks last (never removed before a finite one).
 
 Units are taken in order until the removed cost reaches the target, so the result overshoots it by
 less than one unit. Removing one inner channel of block b saves a fixed ``cost_per_channel[b]``
-(metrics.inner_channel_costs), which makes the parameter and MAC targets exact.
+(metrics.inner_channel_costs), less ``shared_cost`` per channel already removed from a block
+coupled to b through one conv (a Bottleneck's two widths: metrics.shared_channel_costs), which
+makes the parameter and MAC targets exact. ("Block" here is a prunable unit: one per BasicBlock,
+two per Bottleneck.)
 """
 
 from __future__ import annotations
@@ -51,7 +54,8 @@ class FilterSelection(NamedTuple):
 def select_filters(scores: Sequence[torch.Tensor], *, ratio: float, target: str = "channels",
                    scope: str = "global", min_channels: int = 1, round_to: int = 1,
                    cost_per_channel: Sequence[int] | None = None, total_cost: int | None = None,
-                   original_widths: Sequence[int] | None = None) -> FilterSelection:
+                   original_widths: Sequence[int] | None = None,
+                   shared_cost: Sequence[tuple[int, int, int]] = ()) -> FilterSelection:
     """Choose the channels to keep, given one delta per channel of each block.
 
     ``ratio`` is the fraction of ``total_cost`` (the original network's channels, parameters or
@@ -59,7 +63,9 @@ def select_filters(scores: Sequence[torch.Tensor], *, ratio: float, target: str 
     rounds: ``original_widths[b] - len(scores[b])`` of block b, each costing
     ``cost_per_channel[b]``. For ``target="channels"`` costs are 1 and the total is the sum of
     the original widths; otherwise ``cost_per_channel`` and ``total_cost`` are required.
-    ``original_widths`` defaults to the current widths (a first round).
+    ``original_widths`` defaults to the current widths (a first round). ``shared_cost`` lists
+    (block a, block b, q): removing one channel of a and one of b saves q less than their two
+    costs (ignored for ``target="channels"``).
     """
     _check(ratio=ratio, target=target, scope=scope, min_channels=min_channels, round_to=round_to)
     widths = [len(s) for s in scores]
@@ -72,9 +78,16 @@ def select_filters(scores: Sequence[torch.Tensor], *, ratio: float, target: str 
         if cost_per_channel is None or total_cost is None:
             raise ValueError(f"target={target!r} needs cost_per_channel and total_cost")
         costs, total = [int(c) for c in cost_per_channel], int(total_cost)
+    coupled: dict[int, list[tuple[int, int]]] = {}   # block -> (coupled block, q)
+    if target != "channels":
+        for a, b, q in shared_cost:
+            coupled.setdefault(a, []).append((b, int(q)))
+            coupled.setdefault(b, []).append((a, int(q)))
     # The 1e-12 absorbs float rounding of ratio * total: 0.1 * 10 must ask for 1, not 2.
     needed = math.ceil(ratio * total * (1 - 1e-12))
-    removed = sum((o - w) * c for o, w, c in zip(original, widths, costs))
+    removed = sum((o - w) * c for o, w, c in zip(original, widths, costs)) - sum(
+        int(q) * (original[a] - widths[a]) * (original[b] - widths[b])
+        for a, b, q in (shared_cost if target != "channels" else ()))
 
     orders = [_ascending(s) for s in scores]
     lo = -(-min_channels // round_to) * round_to
@@ -93,7 +106,9 @@ def select_filters(scores: Sequence[torch.Tensor], *, ratio: float, target: str 
     for _key, b, after in units:
         if removed >= needed:
             break
-        removed += (new_widths[b] - after) * costs[b]
+        gone = new_widths[b] - after
+        removed += gone * costs[b] - sum(q * gone * (original[v] - new_widths[v])
+                                         for v, q in coupled.get(b, ()))
         new_widths[b] = after
     keep = [sorted(order[w - n:]) for order, w, n in zip(orders, widths, new_widths)]
     note = ""
@@ -107,13 +122,14 @@ def select_filters(scores: Sequence[torch.Tensor], *, ratio: float, target: str 
 def select_keep(scores: Sequence[torch.Tensor], *, ratio: float, target: str = "channels",
                 scope: str = "global", min_channels: int = 1, round_to: int = 1,
                 cost_per_channel: Sequence[int] | None = None, total_cost: int | None = None,
-                original_widths: Sequence[int] | None = None) -> list[list[int]]:
+                original_widths: Sequence[int] | None = None,
+                shared_cost: Sequence[tuple[int, int, int]] = ()) -> list[list[int]]:
     """Kept channel indices per block (sorted); see ``select_filters``. Logs a warning when the
     target cannot be reached."""
     return select_filters(scores, ratio=ratio, target=target, scope=scope,
                           min_channels=min_channels, round_to=round_to,
                           cost_per_channel=cost_per_channel, total_cost=total_cost,
-                          original_widths=original_widths).keep
+                          original_widths=original_widths, shared_cost=shared_cost).keep
 
 
 def _ascending(deltas: torch.Tensor) -> list[int]:

@@ -1,6 +1,10 @@
 """The baseline trial of a sweep (METHOD.md part 4): the same network and training budget
 without regularization or pruning, run once beside the searched trials and never told to
 Optuna, so that every searched trial can be read against it.
+
+With ``init_weights`` the baseline is the network the user brought, evaluated as it is (no
+training, pruning or fine-tuning: ``PRETRAINED_VALUES``); docs/guides/own-network.md says why
+no trained reference is added.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ BASELINE_VALUES = {"reg": "none", "lam": 0.0, "prune_ratio": 0.0, "early_stop": 
 # Keys of these groups are inert in the baseline, so a search over them needs no baseline value.
 BASELINE_INERT_GROUPS = ("hgsr", "prune", "stop")
 BASELINE_ID = "baseline"
+# On top of BASELINE_VALUES when the sweep starts from init_weights: the given network as it is.
+PRETRAINED_VALUES = {"skip_training": True, "finetune_epochs": 0}
+# ... and then no key of these groups acts in the baseline either.
+PRETRAINED_INERT_GROUPS = ("train", "finetune")
 
 
 def parse_baseline(raw: Any, fixed: Mapping[str, Any], params: Sequence[Param],
@@ -31,15 +39,17 @@ def parse_baseline(raw: Any, fixed: Mapping[str, Any], params: Sequence[Param],
     if not isinstance(overrides, Mapping):
         bad("baseline", "expected true, false or a mapping of trial keys for it")
         return None
-    changes = dict(BASELINE_VALUES)
+    pretrained = bool(fixed.get("init_weights"))
+    changes = {**BASELINE_VALUES, **(PRETRAINED_VALUES if pretrained else {})}
+    inert_groups = BASELINE_INERT_GROUPS + (PRETRAINED_INERT_GROUPS if pretrained else ())
     for key, value in overrides.items():
         problem = key_problem(key, value)
-        if problem or key in SET_BY_SWEEP or key in BASELINE_VALUES:
+        if problem or key in SET_BY_SWEEP or key in changes:
             bad(f"baseline.{key}", problem or "is set by the sweep for the baseline")
         else:
             changes[key] = config.coerce(key, value)
     for p in params:
-        inert = config.FIELDS[p.key].metadata["group"] in BASELINE_INERT_GROUPS
+        inert = config.FIELDS[p.key].metadata["group"] in inert_groups
         if not inert and p.key not in fixed and p.key not in overrides \
                 and p.key not in BASELINE_VALUES:
             bad("baseline", f"{p.key} is searched; give the baseline's value "
@@ -54,8 +64,10 @@ def parse_baseline(raw: Any, fixed: Mapping[str, Any], params: Sequence[Param],
 def early_stop_default(fixed: Mapping[str, Any], params: Sequence[Param],
                        baseline: Mapping[str, Any] | None) -> dict:
     """``{"early_stop": True}`` for the searched trials of a sweep with a baseline (their
-    reference curve), unless the file fixes or searches early_stop; else ``{}``."""
-    if baseline is None or "early_stop" in fixed or any(p.key == "early_stop" for p in params):
+    reference curve), unless the file fixes or searches early_stop; else ``{}``. A pretrained
+    baseline (init_weights) trains nothing, so it leaves no reference curve: ``{}``."""
+    if baseline is None or fixed.get("init_weights") or "early_stop" in fixed \
+            or any(p.key == "early_stop" for p in params):
         return {}
     return {"early_stop": True}
 
