@@ -16,7 +16,7 @@ from hgsearch.models import build_model
 from hgsearch.results import load_curves, load_results
 from hgsearch.search.baseline import early_stop_default, parse_baseline
 from hgsearch.search.space import Param
-from hgsearch.space import load_space
+from hgsearch.search.space_file import load_space
 from hgsearch.trial import run_trial
 
 REPO = Path(__file__).resolve().parents[2]
