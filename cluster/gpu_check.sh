@@ -48,14 +48,14 @@ exec > >(tee "$log") 2>&1
 
 # module the suite imports -> the requirement that provides it (pyproject.toml's versions);
 # onnx/onnxscript (model export) and the dev tools are not needed here, and Ray, Optuna, pandas,
-# pyarrow and PyYAML only by the sweep part
+# pyarrow, PyYAML and rich (its console) only by the sweep part
 declare -A need=(
   [torch]="torch>=2.4" [torchvision]="torchvision>=0.19" [numpy]="numpy>=1.26"
   [PIL]="pillow>=10"
 )
 if [[ ,$only, == *,sweep,* ]]; then
   need+=([ray.tune]="ray[tune]>=2.40" [optuna]="optuna>=4.0" [pandas]="pandas>=2.0"
-         [pyarrow]="pyarrow>=15" [yaml]="pyyaml>=6")
+         [pyarrow]="pyarrow>=15" [yaml]="pyyaml>=6" [rich]="rich>=13")
 fi
 
 missing() {  # the requirements whose module $1 (a python) cannot import, one per line

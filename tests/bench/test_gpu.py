@@ -323,7 +323,7 @@ def test_gpu_check_script_parses_and_installs_only_the_projects_requirements():
     # and hypervolume tools and the README's static plots aside (the suite uses none of them)
     assert installed <= deps and deps - installed == {
         "onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.17", "moocore>=0.1.6", "plotly>=5.20",
-        "matplotlib>=3.8"}
+        "matplotlib>=3.8", "safetensors>=0.4"}
 
 
 def test_train_accepts_a_compiled_module_as_step_model():
