@@ -425,6 +425,8 @@ def _other(name: str, value):
 
 @pytest.mark.parametrize("name", list(FIELDS))
 def test_changing_a_key_changes_the_dense_key_iff_it_is_an_applicable_dense_key(name):
+    if name == "init_weights":   # a path: the address holds the file's content hash instead
+        pytest.skip("tests/models/test_init_weights.py: the hash, not the path, in the address")
     base = make_config({"dataset": "synthetic"})
     runtime, data = resolve_runtime("cpu"), _data()
     try:
