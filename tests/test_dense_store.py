@@ -105,6 +105,7 @@ run_trial(keys, log=None, dense_store=ds.DenseStore(keys["out_dir"] + "/../dense
 """
 
 
+@pytest.mark.slow   # tens of seconds: make test-slow (CI runs it)
 def test_a_killed_trainers_claim_is_taken_over_and_nothing_is_lost_or_doubled(
         tiny, tmp_path, one_thread, trained_epochs):
     keys = {**tiny, "epochs": 2}
@@ -179,6 +180,7 @@ def test_a_waiter_reads_the_network_only_when_the_entry_changes(
     assert len(reads) == 2                                 # and the trained one, once
 
 
+@pytest.mark.slow   # tens of seconds: make test-slow (CI runs it)
 @pytest.mark.parametrize("damage", ["cut-short", "unreadable"])
 def test_an_entry_whose_commit_was_cut_short_is_trained_over_not_waited_on(
         tiny, tmp_path, one_thread, trained_epochs, damage):

@@ -118,6 +118,7 @@ def test_a_hopeless_trial_stops_at_the_rung_and_a_reused_entry_stops_the_same(
             == curves[curves.trial_id == "live"][cols].to_dict("records"))
 
 
+@pytest.mark.slow   # tens of seconds: make test-slow (CI runs it)
 def test_a_trial_without_early_stop_trains_on_from_a_stopped_entry(
         tiny, tmp_path, one_thread, trained_epochs):
     keys = {**tiny, "epochs": 3, "reg": "group_l12", "lam": 10.0, "early_stop_rungs": 1,

@@ -74,6 +74,7 @@ def test_scoring_and_recalibration_draw_only_training_images(tiny, monkeypatch):
             assert not rows & (images["val"] | images["test"]), kind
 
 
+@pytest.mark.slow   # tens of seconds: make test-slow (CI runs it)
 def test_finetuning_between_rounds_is_on_the_curve(tiny):
     cfg = {**tiny, "trial_id": "between", "prune_steps": 3, "finetune_between": 1,
            "finetune_epochs": 1, "bn_recalibrate": 32}

@@ -46,6 +46,7 @@ def _entries(store: DenseStore, key: str) -> list[str]:
 
 
 # random: the scoring advances the trial's generator, so a hit must put it where it would be.
+@pytest.mark.slow   # tens of seconds: make test-slow (CI runs it)
 @pytest.mark.parametrize("method", ["loss_increase", "random"])
 def test_cached_scores_give_the_trial_that_scored_itself(tiny, tmp_path, one_thread, scorings,
                                                          method):
@@ -82,6 +83,7 @@ def test_a_different_sample_size_is_a_different_entry(tiny, tmp_path, one_thread
     assert len(_entries(store, a["dense_key"])) == 2
 
 
+@pytest.mark.slow   # tens of seconds: make test-slow (CI runs it)
 def test_several_prune_steps_are_not_cached(tiny, tmp_path, one_thread, scorings):
     store = DenseStore(tmp_path / "dense")
     keys = {**tiny, "prune_ratio": 0.5, "prune_steps": 2}

@@ -83,6 +83,7 @@ def test_only_the_dense_training_warms_up():
     assert sgd_settings(cfg, 3, 0.01).warmup_epochs == 0
 
 
+@pytest.mark.slow   # tens of seconds: make test-slow (CI runs it)
 def test_a_trial_warms_up_its_training_and_not_its_fine_tuning(tiny):
     # 270 training images in batches of 50: 5 steps an epoch. The curve's lr is the last step's.
     keys = {**tiny, "epochs": 2, "finetune_epochs": 1, "prune_ratio": 0.3}

@@ -21,6 +21,7 @@ from hgsearch.cli import main
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.slow   # tens of seconds: make test-slow (CI runs it)
 def test_quality_grid_runs_and_writes_valid_json(tmp_path):
     scale = QualityScale(
         base={**TINY.base, "synthetic_train_size": 100, "synthetic_test_size": 20,
@@ -55,6 +56,7 @@ def test_quality_grid_runs_and_writes_valid_json(tmp_path):
     assert len(dense) == 2 + 2 and dense[2].startswith("| hgsr_proximal | 0 | ")
 
 
+@pytest.mark.slow   # tens of seconds: make test-slow (CI runs it)
 def test_two_jobs_give_the_report_of_one(tmp_path):
     """Each (seed, setting) pair seeds its own generators: run in two worker processes, the
     figures and their order equal those of the serial run."""

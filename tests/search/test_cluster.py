@@ -138,6 +138,7 @@ def cluster_sweep(tmp_path_factory):
                 cluster.shutdown()
 
 
+@pytest.mark.slow   # tens of seconds: make test-slow (CI runs it)
 def test_trials_spread_over_nodes_and_each_is_recorded_once(cluster_sweep):
     result, removed, _, _ = cluster_sweep
     rows = load_results(result.folder)
@@ -154,6 +155,7 @@ def test_trials_spread_over_nodes_and_each_is_recorded_once(cluster_sweep):
         assert trial.values == [row.acc_final, row.params_ratio]
 
 
+@pytest.mark.slow   # tens of seconds: make test-slow (CI runs it)
 def test_trial_on_a_removed_node_resumes_elsewhere_from_its_checkpoint(cluster_sweep):
     result, removed, lines, _ = cluster_sweep
     assert removed, "no trial was seen holding on a worker node"
@@ -172,6 +174,7 @@ def test_trial_on_a_removed_node_resumes_elsewhere_from_its_checkpoint(cluster_s
     assert any("crashed" in line and "retrying" in line for line in lines)
 
 
+@pytest.mark.slow   # tens of seconds: make test-slow (CI runs it)
 def test_trial_files_travel_from_a_worker_node_to_the_drivers_folder(cluster_sweep, tmp_path):
     """The sink a sweep starts when nodes do not share its disk: here it writes into another
     folder than the one the worker reads, as the driver's disk would be another machine's."""
