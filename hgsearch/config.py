@@ -122,7 +122,7 @@ class TrialConfig:
     eval_batch_size: int = _key(512, "images per forward in evaluation and scoring",
                                 lo=1, hi=65_536, group="train")
 
-    # --- hierarchical group sparse regularization (METHOD.md part 1)
+    # --- hierarchical group sparse regularization (docs/method.md part 1)
     reg: str = _key("group_l12", "regularizer family", choices=REGS, group="hgsr")
     reg_levels: int = _key(2, "hierarchy levels: 1 flat groups, 2 groups of kernels",
                            choices=(1, 2), group="hgsr")
@@ -157,7 +157,7 @@ class TrialConfig:
     early_stop_rungs: int = _key(2, "rungs at epochs round(epochs / 2**k), k = rungs..1",
                                  lo=1, hi=10, group="stop")
 
-    # --- filter scoring and pruning (METHOD.md parts 2 and 3)
+    # --- filter scoring and pruning (docs/method.md parts 2 and 3)
     score_samples: int = _key(256, "training images used to score filters", lo=1, hi=1_000_000,
                               group="prune")
     prune_ratio: float = _key(0.5, "fraction removed (of prune_target)", lo=0.0, hi=0.95,
@@ -385,7 +385,7 @@ def compose_config(*, config_file: str | Path | None = None, assignments: Sequen
         values["out_dir"] = out_dir
     return make_config(values)
 
-# Keys a trial's other keys switch off (METHOD.md parts 1-3, and what trial.py, proximal.py and
+# Keys a trial's other keys switch off (docs/method.md parts 1-3, and what trial.py, proximal.py and
 # the data loaders actually read): (condition on the config, keys it makes inapplicable, why).
 # The HGSR rules depend on the solver: the subgradient solver reads a key only through the
 # penalty, while the proximal step (hgsearch/proximal.py) also picks its operator by reg and

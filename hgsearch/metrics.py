@@ -1,8 +1,8 @@
 """Size and speed of a network: parameters, multiply-accumulates (MACs), measured latency.
 
 One MAC is one multiply-accumulate of a conv or linear layer; BatchNorm, ReLU, additions and
-pooling are not counted (METHOD.md, preamble). A pruned network's figures are those of the
-compact network, never of a masked one (METHOD.md part 3).
+pooling are not counted (docs/method.md, counting). A pruned network's figures are those of the
+compact network, never of a masked one (docs/method.md part 3).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ Forgetting it would hold the group until ||g_g|| > lam / (1 - beta) and make zer
 stickier than lam says. The one exception is below: a filter whose BatchNorm goes to zero with it
 is dead for good (no gradient ever reaches it), and its momentum goes too.
 
-Dead filters (METHOD.md part 2 removes a filter by zeroing its post-ReLU output). With grouping
+Dead filters (docs/method.md part 2 removes a filter by zeroing its post-ReLU output). With grouping
 ``input`` a zero group of conv2 reads nothing from its channel: the filter that writes it goes at
 no cost. With ``output`` a zero filter of a conv followed by BatchNorm would still emit the
 constant relu(BN shift); folding that constant into conv2 is not exact, since conv2 zero-pads and

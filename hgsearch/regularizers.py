@@ -1,8 +1,8 @@
-"""Hierarchical group sparse regularization (HGSR) of conv weights: METHOD.md part 1.
+"""Hierarchical group sparse regularization (HGSR) of conv weights: docs/method.md part 1.
 
 A conv weight W has shape (out, in, kh, kw); w_ij is the kh*kw kernel from input channel j to
 output channel i. An outer group g is an input channel j (grouping ``input``: all kernels that
-read j) or an output filter i (grouping ``output``). Every family in the METHOD.md table is
+read j) or an output filter i (grouping ``output``). Every family of docs/method.md part 1 is
 
     level 1:  sum_g phi( sum_{m in g} b(w_m) )
     level 2:  sum_g outer( sum_{m in g} phi(b(w_m)) )
@@ -82,15 +82,15 @@ def _stack_terms(w: Tensor, *, reg: str, levels: int, outer: str,
     # Kernels of one input group j share index j and differ in i (axis 1), and vice versa.
     within = 1 if grouping == "input" else 2
     if levels == 1:
-        return phi(b.sum(within)).sum(), l1                             # METHOD.md table, col 1
+        return phi(b.sum(within)).sum(), l1                             # method.md part 1, col 1
     s = phi(b).sum(within)                                              # (L, groups)
-    return (_sqrt(s) if outer == "sqrt" else s.square()).sum(), l1     # METHOD.md, cols 2-3
+    return (_sqrt(s) if outer == "sqrt" else s.square()).sum(), l1     # method.md part 1, cols 2-3
 
 
 def penalty(weight: Tensor, *, reg: str, levels: int, outer: str, grouping: str) -> Tensor:
     """R(W) of one conv weight (out, in, kh, kw) without lam: a differentiable 0-dim tensor.
 
-    METHOD.md part 1, table; ``reg="l1"`` gives ||W||_1 and ``reg="none"`` 0. ``outer`` is
+    docs/method.md part 1, table; ``reg="l1"`` gives ||W||_1 and ``reg="none"`` 0. ``outer`` is
     ignored at level 1, and ``levels``, ``outer`` and ``grouping`` for l1 and none.
     """
     check_options(reg=reg, levels=levels, outer=outer, grouping=grouping)
@@ -104,7 +104,7 @@ def penalty(weight: Tensor, *, reg: str, levels: int, outer: str, grouping: str)
 def group_values(weight: Tensor, *, reg: str, levels: int, outer: str,
                  grouping: str) -> Tensor:
     """R's term of each outer group of one conv weight, shape (in,) or (out,): their sum is
-    ``penalty(weight, ...)`` (METHOD.md part 1, table; l1: each group's ||W_g||_1)."""
+    ``penalty(weight, ...)`` (docs/method.md part 1, table; l1: each group's ||W_g||_1)."""
     check_options(reg=reg, levels=levels, outer=outer, grouping=grouping)
     within = 0 if grouping == "input" else 1
     kernel_l1 = weight.abs().sum((-2, -1))                             # (out, in)
@@ -120,7 +120,7 @@ def group_values(weight: Tensor, *, reg: str, levels: int, outer: str,
 
 
 def regularized_weights(model: nn.Module) -> list[nn.Parameter]:
-    """The weights HGSR acts on, in module order: every 3x3 convolution (METHOD.md part 1), and
+    """The weights HGSR acts on, in module order: every 3x3 convolution (docs/method.md part 1), and
     every conv that produces or consumes a prunable width (a model's ``units()``).
 
     The second rule adds a Bottleneck's 1x1 conv1 (its filters are prunable) and 1x1 conv3 (it
@@ -145,7 +145,7 @@ def _stacks(weights: list[Tensor]) -> list[Tensor]:
 
 def hgsr_loss(model: nn.Module, *, reg: str, levels: int, outer: str, grouping: str,
               lam: float, mix: float) -> Tensor:
-    """lam * (mix * sum_layers R(W) + (1 - mix) * sum_layers ||W||_1): METHOD.md part 1.
+    """lam * (mix * sum_layers R(W) + (1 - mix) * sum_layers ||W||_1): docs/method.md part 1.
 
     Summed over ``regularized_weights(model)``, layers of the same shape in one stacked
     computation. With ``reg="none"`` or ``lam=0`` it is a zero tensor outside any autograd

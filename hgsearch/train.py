@@ -92,7 +92,7 @@ def sgd_settings(cfg: TrialConfig, epochs: int, lr: float, *, dense: bool = Fals
 
 def sgd_optimizer(model: nn.Module, settings: SGDSettings) -> torch.optim.SGD:
     """The optimizer ``train`` steps with (its learning rate set per step by the schedule)."""
-    # Weight decay on every parameter, as the reference code's plain SGD does (METHOD.md part 1).
+    # Weight decay on every parameter, as the reference's plain SGD does (docs/method.md part 1).
     return torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
                            weight_decay=settings.weight_decay,
                            nesterov=settings.nesterov and settings.momentum > 0)
@@ -111,7 +111,7 @@ def train(model: nn.Module, train_data, *, settings: SGDSettings, runtime: Runti
     """Train ``model`` in place with SGD; return one dict per epoch (the trial's curve).
 
     ``train_data`` is a ``hgsearch.data.DeviceData``; ``penalty(model)`` is added to the
-    cross-entropy every step (the HGSR term, METHOD.md part 1). ``step_model`` (for example a
+    cross-entropy every step (the HGSR term, docs/method.md part 1). ``step_model`` (for example a
     ``torch.compile`` of ``model``) runs the forward when given. Raises ``Diverged`` on a NaN or
     infinite loss. To resume, pass ``start_epoch`` and the ``optimizer_state`` that
     ``on_epoch_end(epoch, optimizer_state)`` was given after the epoch before it. Each epoch's

@@ -1,6 +1,6 @@
 """One trial: data -> train with HGSR -> score filters -> prune -> fine-tune -> measure -> row.
 
-``_pipeline`` runs the phases in order, each a function: ``train_dense`` (METHOD.md part 1),
+``_pipeline`` runs the phases in order, each a function: ``train_dense`` (docs/method.md part 1),
 ``prune_dense`` (scoring, selection and surgery, parts 2 and 3, in ``prune_steps`` rounds),
 ``finetune`` and ``finish`` (latency, the model file). ``_resume`` is the one place a checkpoint
 is read: it restores the row, curve and generator and says which phase a restarted trial
@@ -241,7 +241,7 @@ def _resume(trial: _Trial, state: dict[str, Any] | None, fresh: PrunableNet) -> 
 
 def train_dense(trial: _Trial, model: PrunableNet, penalty: Callable | None, prox: Callable | None,
                 first: int, opt_state: dict | None) -> None:
-    """Phase 1 (METHOD.md part 1): train the dense network with HGSR, then measure it."""
+    """Phase 1 (docs/method.md part 1): train the dense network with HGSR, then measure it."""
     cfg, data, row = trial.cfg, trial.data, trial.row
     regularized = cfg.reg != "none" and cfg.lam > 0
     trial.log(f"trial {cfg.trial_id}: {cfg.arch} on {cfg.dataset} ({len(data.train_y)} train / "
@@ -289,7 +289,7 @@ def _measure_dense(trial: _Trial, model: PrunableNet, val_acc: float) -> None:
 
 
 def prune_dense(trial: _Trial, model: PrunableNet) -> PrunableNet:
-    """Phases 2 and 3 (METHOD.md parts 2, 3): score the filters on training images and remove
+    """Phases 2 and 3 (docs/method.md parts 2, 3): score the filters on training images and remove
     the least needed, ``prune_steps`` rounds of score -> select -> surgery; the compact net."""
     cfg, row, train_split = trial.cfg, trial.row, trial.splits["train"]
     t0 = time.perf_counter()

@@ -23,7 +23,7 @@ from hgsearch.trial import run_trial
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-# Flat group_l12 (sum_g ||W_g||_1^(1/2), METHOD.md table, col 1) without the L1 term: its slope
+# Flat group_l12 (sum_g ||W_g||_1^(1/2), method.md part 1, col 1) without the L1 term: its slope
 # grows as a group shrinks, so groups part into kept and exactly zero ones. Input groups: a zero
 # group of conv2 leaves its inner channel unread. prune_ratio 0 and no fine-tuning: the saved
 # model is the trained network itself.
@@ -33,7 +33,7 @@ SETTING = {"reg": "group_l12", "reg_levels": 1, "mix": 1.0, "lam": 1e-2,
 
 
 def _masked_accuracy(model: torch.nn.Module, dead: list[torch.Tensor], cfg) -> float:
-    """Validation accuracy with the ``dead`` inner channels forced to 0 after bn1 (METHOD.md
+    """Validation accuracy with the ``dead`` inner channels forced to 0 after bn1 (docs/method.md
     part 2's removal, by masking instead of surgery)."""
     hooks = [b.bn1.register_forward_hook(lambda _m, _i, out, keep=(~d).float().view(1, -1, 1, 1):
                                          out * keep)

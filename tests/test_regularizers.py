@@ -1,4 +1,4 @@
-"""HGSR against the METHOD.md part 1 table, computed independently with numpy loops."""
+"""HGSR against the docs/method.md part 1 table, computed independently with numpy loops."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def ids(v: tuple) -> str:
 
 
 def ref_penalty(W: np.ndarray, reg: str, levels: int, outer: str, grouping: str) -> float:
-    """The METHOD.md table, one group and one kernel at a time (float64)."""
+    """The docs/method.md part 1 table, one group and one kernel at a time (float64)."""
     W = np.asarray(W, dtype=np.float64)
     if reg == "none":
         return 0.0

@@ -1,4 +1,4 @@
-"""The filter scorer sees training images only (METHOD.md part 2: S is drawn from the training
+"""The filter scorer sees training images only (docs/method.md part 2: S is drawn from the training
 split; scoring on validation images would leak the split that selects models)."""
 
 from __future__ import annotations

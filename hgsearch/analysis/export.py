@@ -52,7 +52,7 @@ UNITS = {
 
 
 def input_size(row: pd.Series) -> int:
-    """Image side the trial's network was trained on (METHOD.md part 4 datasets)."""
+    """Image side the trial's network was trained on (docs/method.md part 4 datasets)."""
     dataset = str(row.get("dataset", ""))
     if dataset == "imagefolder":
         return int(row["image_size"])

@@ -1,6 +1,6 @@
 """Benchmark ``hgsr``: the same SGD step timed with and without the HGSR penalty.
 
-METHOD.md part 1 gives the penalty; the budget for it is 5% of a step (ResNet-56, batch 128).
+docs/method.md part 1 gives the penalty; the budget for it is 5% of a step (ResNet-56, batch 128).
 """
 
 from __future__ import annotations

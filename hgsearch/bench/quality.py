@@ -26,7 +26,7 @@ FORMAT = "hgsearch-bench-quality-v1"
 CRITERIA = ("loss_increase", "l1_norm", "bn_scale", "taylor", "random")
 
 # HGSR in the family that reaches exact zeros (issue 12): the flat group_l12 without the L1
-# term (METHOD.md table, col 1: sum_g ||W_g||_1^(1/2)), input groups, whose slope grows as a
+# term (docs/method.md part 1, col 1: sum_g ||W_g||_1^(1/2)), input groups, whose slope grows as a
 # group shrinks, so groups part into kept and zeroed ones. Measured here (seed 0, the FULL
 # recipe, proximal): 91.4% validation with 52.7% of the prunable filters exactly zero. The
 # reference's two-level family at lam 1e-4 zeroes 1.8% of them (8 epochs, lr 0.1, seed 0).

@@ -1,6 +1,6 @@
 """Filter pruning: score (scoring.py), choose (select_filters.py), rebuild smaller (surgery.py).
 
-``prune`` runs the three in ``steps`` rounds (METHOD.md parts 2 and 3).
+``prune`` runs the three in ``steps`` rounds (docs/method.md parts 2 and 3).
 """
 
 from __future__ import annotations

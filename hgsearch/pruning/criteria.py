@@ -2,7 +2,7 @@
 
 ``score_method`` picks one; every criterion feeds the same selection, surgery and row:
 
-- ``loss_increase`` (the paper, METHOD.md part 2): CE with the filter removed minus CE.
+- ``loss_increase`` (the paper, docs/method.md part 2): CE with the filter removed minus CE.
 - ``l1_norm``: ||producer.weight[k]||_1, the filter's own kernels (Li et al., "Pruning Filters for
   Efficient ConvNets", ICLR 2017).
 - ``bn_scale``: |gamma_k| of the BatchNorm after the filter (Liu et al., "Learning
@@ -48,7 +48,7 @@ class Criterion(Protocol):
 
 
 class LossIncrease:
-    """delta_k = CE(S; filter k removed) - CE(S): METHOD.md part 2, the fast exact scorer."""
+    """delta_k = CE(S; filter k removed) - CE(S): docs/method.md part 2, the fast exact scorer."""
 
     name = "loss_increase"
 

@@ -1,4 +1,4 @@
-"""Loss-increase scores of the prunable filters (METHOD.md part 2).
+"""Loss-increase scores of the prunable filters (docs/method.md part 2).
 
     delta_k = CE(S; network with filter k removed) - CE(S; network)
 

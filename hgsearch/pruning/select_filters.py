@@ -1,6 +1,6 @@
 """Which filters go: a ratio of channels, parameters or MACs, globally or per block.
 
-METHOD.md part 2: filters go in order of increasing delta until ``prune_ratio`` of
+docs/method.md part 2: filters go in order of increasing delta until ``prune_ratio`` of
 ``prune_target`` (of the whole network) is removed; every block keeps at least ``min_channels``
 and a width that is a multiple of ``round_to``.
 

@@ -1,4 +1,4 @@
-"""The physically smaller network (METHOD.md part 3), and its masked stand-in.
+"""The physically smaller network (docs/method.md part 3), and its masked stand-in.
 
 ``prune_model`` builds a new dense network whose prunable unit i has ``len(keep[i])`` channels
 and copies the kept weights in: the unit's producer conv's output rows, its BatchNorm's entries,
@@ -77,7 +77,7 @@ def prune_model(model: PrunableNet, keep: Sequence[Sequence[int]]) -> PrunableNe
 def mask_model(model: PrunableNet, keep: Sequence[Sequence[int]]) -> Iterator[PrunableNet]:
     """Within the block, ``model`` behaves as if the channels not in ``keep`` were removed.
 
-    Removing a filter forces its channel of the unit's post-ReLU activation to zero (METHOD.md
+    Removing a filter forces its channel of the unit's post-ReLU activation to zero (docs/method.md
     part 2): a forward hook multiplies the unit's BatchNorm output by a 0/1 mask, and
     relu(0) = 0. Units that keep every channel are left alone; the hooks are removed on exit,
     even on error.

@@ -4,7 +4,7 @@
     space_file.py  a search-space YAML file -> Space, every problem one line
     space_params.py  its ``search:`` section: each searched key's distribution and condition
     samplers.py    Optuna samplers by name; the ``sampler:`` section (SamplerSpec)
-    baseline.py    the baseline trial's keys (METHOD.md part 4)
+    baseline.py    the baseline trial's keys (docs/method.md part 4)
     ladder.py      prune ladders: sibling trials pending in the study, released when trained
     cost.py        what a sweep costs in epochs, with and without shared dense training
     cluster.py     Ray: a private local Ray on loopback with its own token, or a cluster joined

@@ -1,4 +1,4 @@
-"""The baseline trial of a sweep (METHOD.md part 4): the same network and training budget
+"""The baseline trial of a sweep (docs/method.md part 4): the same network and training budget
 without regularization or pruning, run once beside the searched trials and never told to
 Optuna, so that every searched trial can be read against it.
 

@@ -26,7 +26,7 @@ def make_searcher(sp: Space, *, name: str, folder: Path) -> Searcher:
 class Searcher(OptunaSearch):
     """Ray's OptunaSearch, plus:
 
-    - the first trial is the baseline (METHOD.md part 4) when the space asks for one; it is
+    - the first trial is the baseline (docs/method.md part 4) when the space asks for one; it is
       never asked of nor told to Optuna, so it cannot pollute the study;
     - each trial's config carries trial_id ``t<Optuna number>``;
     - orphans of a killed driver are adopted before new trials (R4), and no trial is asked

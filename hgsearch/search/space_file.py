@@ -17,7 +17,7 @@ example)::
     max_concurrent: 2       # trials running at once
     resources: {cpu: 1, gpu: 0}   # per trial; fractions allowed
     retries: 1              # re-runs of a crashed trial
-    baseline: true          # also train the unregularized, unpruned network (METHOD.md part 4)
+    baseline: true          # also train the unregularized, unpruned network (docs/method.md part 4)
     keep_checkpoints: false # keep a trial's checkpoints once its row is written
     share_dense: true       # trials whose dense keys are equal reuse one trained network
 

@@ -180,7 +180,7 @@ def test_a_valid_space_parses_to_what_the_file_says():
     assert space.metrics == ["acc_final", "params_ratio"] and space.modes == ["max", "min"]
     assert (space.cpu, space.gpu, space.retries, space.max_concurrent) == (1.0, 0.5, 1, 2)
     assert [p.key for p in space.params] == list(VALID["search"])
-    # The baseline (METHOD.md part 4): same fixed keys, no regularization, no pruning.
+    # The baseline (docs/method.md part 4): same fixed keys, no regularization, no pruning.
     assert space.baseline == BASELINE_VALUES
     assert config.make_config({**space.fixed, **space.baseline}).reg == "none"
 
