@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 # pages are generated from the code (docs/hooks/reference_pages.py). The site goes to build/site.
 lint: venv
 	$(BIN)/ruff check hgsearch tests cluster docs/hooks
+	$(BIN)/lint-imports
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
 test: venv lint
