@@ -27,6 +27,7 @@ from hgsearch.trial import run_trial
 from tests.reuse_checks import curve_of, differing, model_of
 
 ROOT = Path(__file__).resolve().parents[1]
+@pytest.mark.slow   # tens of seconds: make test-slow (CI runs it)
 def test_a_reused_network_gives_the_row_curve_and_model_of_a_fresh_training(
         tiny, tmp_path, one_thread, trained_epochs):
     keys = {**tiny, "epochs": 2, "prune_ratio": 0.5}
@@ -56,6 +57,7 @@ def test_a_reused_network_gives_the_row_curve_and_model_of_a_fresh_training(
         False, True, 0)     # the third reuses the second's scores (score_cache.py)
 
 
+@pytest.mark.slow   # tens of seconds: make test-slow (CI runs it)
 def test_a_ladder_value_reuses_the_network_and_scores_like_a_fresh_trial(
         tiny, tmp_path, one_thread, trained_epochs):
     store = DenseStore(tmp_path / "dense")
@@ -153,6 +155,7 @@ def _in_thread(target) -> threading.Thread:
     return thread
 
 
+@pytest.mark.slow   # tens of seconds: make test-slow (CI runs it)
 def test_a_waiter_reads_the_network_only_when_the_entry_changes(
         tiny, tmp_path, one_thread, trained_epochs):
     store = DenseStore(tmp_path / "dense", poll_s=0.01)
@@ -204,6 +207,7 @@ def test_an_entry_whose_commit_was_cut_short_is_trained_over_not_waited_on(
     assert differing(first, rows) == []          # as the first, fresh training
 
 
+@pytest.mark.slow   # tens of seconds: make test-slow (CI runs it)
 def test_a_trial_waiting_on_the_retraining_of_a_damaged_entry_reuses_it(
         tiny, tmp_path, one_thread, trained_epochs):
     """The retraining commits the same (trained, epochs) as the entry it replaces: the waiter

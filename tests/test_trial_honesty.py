@@ -34,6 +34,7 @@ def test_trial_times_dense_and_final_together_and_writes_its_warnings(tiny):
     assert not pd.isna(stored["acc_pruned"])
 
 
+@pytest.mark.slow   # tens of seconds: make test-slow (CI runs it)
 @pytest.mark.parametrize("phase, dense_timed", [("trained", True), ("pruned", False)])
 def test_a_resumed_trial_times_the_dense_net_only_while_it_has_it(tiny, phase, dense_timed):
     recorder = _Recorder()
