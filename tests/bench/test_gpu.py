@@ -339,7 +339,7 @@ def test_train_accepts_a_compiled_module_as_step_model():
           step_model=torch.compile(model, backend="eager"))
 
 
-SWEEP_ONLY = {"ray", "optuna", "pandas", "pyarrow", "yaml"}
+SWEEP_ONLY = {"ray", "optuna", "pandas", "pyarrow", "yaml", "rich"}
 
 
 @pytest.fixture
@@ -378,7 +378,8 @@ def test_gpu_check_installs_only_what_is_missing_into_a_venv_that_sees_python(
     assert done.returncode == 2, done.stdout + done.stderr
     line = next(x for x in done.stdout.splitlines() if x.startswith("installing into"))
     assert sorted(line.partition(": ")[2].split()) == sorted(
-        ["ray[tune]>=2.40", "optuna>=4.0", "pandas>=2.0", "pyarrow>=15", "pyyaml>=6"])
+        ["ray[tune]>=2.40", "optuna>=4.0", "pandas>=2.0", "pyarrow>=15", "pyyaml>=6",
+         "rich>=13"])
     # torch came from PYTHON's own packages through the venv's .pth file
     assert "torch " + torch.__version__ in done.stdout
     assert "--threads 0" in done.stdout
