@@ -80,7 +80,7 @@ def test_the_shipped_imagefolder_space_starts_from_weights():
 
 @pytest.mark.slow
 def test_small_sweep_from_a_users_checkpoint(tmp_path):
-    from hgsearch.sweep import run_sweep
+    from hgsearch.search.driver import run_sweep
 
     _, weights = given_network(tmp_path)
     space = {"fixed": {"dataset": "synthetic", "synthetic_train_size": 200,
