@@ -35,8 +35,9 @@ from typing import Any, NamedTuple
 import torch
 
 from hgsearch import early_stop
-from hgsearch.config import FIELDS, TrialConfig, dense_keys, inapplicable_keys
+from hgsearch.config import FIELDS, TrialConfig, dense_keys
 from hgsearch.fileio import json_text, version_of
+from hgsearch.inapplicable import inapplicable_keys
 from hgsearch.models.weights import weights_sha256
 from hgsearch.runtime import Runtime
 from hgsearch.store_files import StoreFiles

@@ -8,7 +8,7 @@ counted once however often it is written.
 Every column a row can have is declared here once with its type (``ROW_TYPES``: the trial keys,
 the metrics and the sweep's bookkeeping), so any mix of ``hgsearch trial`` and sweep folders
 loads and concatenates with the same dtypes. A trial key that does not apply to the trial
-(``config.inapplicable_keys``) is written as null, so a searched value never looks like an
+(``inapplicable.inapplicable_keys``) is written as null, so a searched value never looks like an
 unused default.
 """
 
@@ -26,9 +26,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hgsearch.config import TrialConfig, inapplicable_keys
+from hgsearch.config import TrialConfig
 from hgsearch.errors import UserError
 from hgsearch.fileio import atomic_path
+from hgsearch.inapplicable import inapplicable_keys
 from hgsearch.results_layout import ResultsFolder  # re-exported: results.py owns the folder
 
 _ARROW_OF = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str": pa.string()}

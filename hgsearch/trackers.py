@@ -65,7 +65,7 @@ def final_metrics(row: Mapping[str, Any]) -> dict[str, float]:
 
 
 def params_of(row: Mapping[str, Any]) -> dict[str, str]:
-    """The trial keys that apply to this trial (``config.inapplicable_keys``), as text."""
+    """The trial keys that apply to this trial (``inapplicable.inapplicable_keys``), as text."""
     from hgsearch.results import honest_row
 
     honest = honest_row({k: v for k, v in row.items() if k in FIELDS})

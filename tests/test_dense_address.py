@@ -6,7 +6,7 @@ images. Equal address (``dense_store.dense_key``) must mean bitwise equal weight
 weights that differ must have addresses that differ. Two kinds of pairs:
 
 - random pairs, most differing in exactly one key that reaches the dense training;
-- rule pairs: for every rule of ``config.INAPPLICABLE_RULES`` that switches off such a key, a
+- rule pairs: for every rule of ``inapplicable.INAPPLICABLE_RULES`` that switches off such a key, a
   configuration where the rule applies, under each solver, and the same with that key changed.
   Random pairs rarely land on a rule's edge (mix exactly 0 under the proximal step, say); these
   do by construction.
@@ -22,9 +22,10 @@ import random
 import pytest
 import torch
 
-from hgsearch.config import FIELDS, INAPPLICABLE_RULES, make_config
+from hgsearch.config import FIELDS, make_config
 from hgsearch.data import DeviceData
 from hgsearch.dense_store import dense_key
+from hgsearch.inapplicable import INAPPLICABLE_RULES
 from hgsearch.models import build_model
 from hgsearch.runtime import resolve_runtime
 from hgsearch.train import sgd_settings, train

@@ -13,7 +13,8 @@ import re
 from pathlib import Path
 
 from hgsearch.cli import build_parser
-from hgsearch.config import FIELDS, INAPPLICABLE_RULES, key_table
+from hgsearch.config import FIELDS, key_table
+from hgsearch.inapplicable import INAPPLICABLE_RULES
 
 ROOT = Path(__file__).resolve().parents[1]
 

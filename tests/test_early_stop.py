@@ -144,7 +144,7 @@ def test_a_trial_without_early_stop_trains_on_from_a_stopped_entry(
 
 
 def test_early_stop_keys_are_inapplicable_where_they_cannot_act():
-    from hgsearch.config import inapplicable_keys
+    from hgsearch.inapplicable import inapplicable_keys
 
     assert {"early_stop_ratio", "early_stop_rungs"} <= inapplicable_keys({"early_stop": False})
     assert "early_stop" in inapplicable_keys({"reg": "none"})

@@ -1,4 +1,4 @@
-"""config.inapplicable_keys: the keys it calls inert really change nothing, and rows say null."""
+"""inapplicable_keys: the keys it calls inert really change nothing, and rows say null."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from hgsearch.config import FIELDS, TrialConfig, inapplicable_keys
+from hgsearch.config import FIELDS, TrialConfig
+from hgsearch.inapplicable import inapplicable_keys
 from hgsearch.models import build_model
 from hgsearch.regularizers import hgsr_loss
 from hgsearch.results import empty_metrics, honest_row, load_results, write_row

@@ -62,7 +62,8 @@ def _allowed(meta: dict) -> str:
 
 def trial_keys_page() -> str:
     """Every trial key, grouped as ``TrialConfig`` declares them, and when each does not apply."""
-    from hgsearch.config import FIELDS, INAPPLICABLE_RULES, type_name
+    from hgsearch.config import FIELDS, type_name
+    from hgsearch.inapplicable import INAPPLICABLE_RULES
 
     lines = [
         "# Trial keys",
@@ -99,7 +100,7 @@ def trial_keys_page() -> str:
         "",
         "A key that has no effect on a trial, given its other keys, is null in the trial's row",
         "(never an unused default) and is not proposed by a search. The rules",
-        "(`hgsearch.config.INAPPLICABLE_RULES`):",
+        "(`hgsearch.inapplicable.INAPPLICABLE_RULES`):",
         "",
         "| keys that do not apply | why |",
         "|---|---|",

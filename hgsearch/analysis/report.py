@@ -167,7 +167,7 @@ def _search_figures(rows: pd.DataFrame, objs: list[tuple[str, str]], keys: list[
         out.append(_figure("parallel", plots.parallel(searched, keys, objs[0][0]),
                            f"One line per usable searched trial, coloured by {objs[0][0]}; drag "
                            "along an axis to filter. n/a: the key does not apply to the trial "
-                           "(config.inapplicable_keys)."))
+                           "(inapplicable.inapplicable_keys)."))
         try:
             scores = importances(searched, keys, objs)
             out.append(_figure("importance", plots.importance(scores),

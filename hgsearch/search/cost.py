@@ -17,7 +17,7 @@ import itertools
 import math
 from typing import NamedTuple
 
-from hgsearch import config
+from hgsearch import config, inapplicable
 from hgsearch.search.space import Param, Space
 
 Span = tuple[int, int]          # (least, most)
@@ -72,7 +72,7 @@ def _candidates(sp: Space, p: Param) -> list:
 
 def ladder_may_be_off(sp: Space, limit: int = 4096) -> bool:
     """Whether a trial can go without the ladder key (its ``when`` fails, or the keys drawn
-    before it make it inapplicable, ``config.inapplicable_keys``): its network then has no
+    before it make it inapplicable, ``inapplicable.inapplicable_keys``): its network then has no
     siblings. Decided over the deciding values of those keys; past ``limit`` combinations,
     assumed so."""
     ladder = sp.ladder
@@ -82,7 +82,7 @@ def ladder_may_be_off(sp: Space, limit: int = 4096) -> bool:
     options = [_candidates(sp, p) for p in before]
     if math.prod(len(o) for o in options) > limit:
         return True
-    return any(ladder.key in config.inapplicable_keys(
+    return any(ladder.key in inapplicable.inapplicable_keys(
         {**sp.fixed, **{p.key: v for p, v in zip(before, combo)}})
         for combo in itertools.product(*options))
 

@@ -95,13 +95,13 @@ class Space:
 
         A key the trial already holds (an orphan adopted on resume) keeps its stored value:
         Optuna's ``suggest_*`` returns it instead of sampling again. A key that has no effect
-        given the keys sampled before it (``config.inapplicable_keys``: ``reg_outer`` on one
+        given the keys sampled before it (``inapplicable.inapplicable_keys``: ``reg_outer`` on one
         level, the group keys with ``reg=l1``...) is not proposed, so the study holds only
         parameters that mattered; its row holds null for it. A ladder is a categorical over its
         values: every trial has the same distribution, and a sibling (ladder.py) is an enqueued
         trial whose value is fixed.
         """
-        from hgsearch.config import inapplicable_keys
+        from hgsearch.inapplicable import inapplicable_keys
 
         values = dict(self.fixed)
         for p in self.params:

@@ -8,7 +8,7 @@ import itertools
 
 import pytest
 
-from hgsearch import config
+from hgsearch import inapplicable
 from hgsearch.search.cost import sweep_cost
 from hgsearch.search.space_file import parse_space
 from tests.search.test_space_file import VALID
@@ -112,7 +112,7 @@ CONDITIONAL = {
     # under when: only trials with reg=l1 have the ladder
     "when": {"reg": {"choice": ["l1", "group_l12"]},
              "prune_ratio": {"ladder": [0.3, 0.5, 0.7], "when": {"reg": "l1"}}},
-    # inapplicable: prune_scope means nothing with prune_ratio=0 (config.inapplicable_keys)
+    # inapplicable: prune_scope means nothing with prune_ratio=0 (inapplicable.inapplicable_keys)
     "inapplicable": {"prune_ratio": {"choice": [0.5, 0.0]},
                      "prune_scope": {"ladder": ["global", "layer"]}},
 }
@@ -123,7 +123,7 @@ CONDITIONAL = {
 def test_a_ladder_some_trials_lack_trains_between_one_network_per_group_and_one_per_trial(
         num_samples, how):
     sp = _space_with(num_samples, search=CONDITIONAL[how])
-    assert "prune_scope" in config.inapplicable_keys({"prune_ratio": 0.0})
+    assert "prune_scope" in inapplicable.inapplicable_keys({"prune_ratio": 0.0})
     size = len(sp.ladder.choices)
     networks = {len(_groups(num_samples, size, lambda i, d=draw: d[i]))
                 for draw in itertools.product([True, False], repeat=num_samples)}

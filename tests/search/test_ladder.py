@@ -207,7 +207,7 @@ def test_a_parent_that_diverged_in_training_takes_its_siblings_with_it(tmp_path,
 
 
 def test_a_parent_without_the_key_has_no_siblings(tmp_path):
-    """finetune_lr is inert when finetune_epochs is 0 (config.inapplicable_keys)."""
+    """finetune_lr is inert when finetune_epochs is 0 (inapplicable.inapplicable_keys)."""
     space = _space(search={"finetune_epochs": {"choice": [0, 2]},
                            "finetune_lr": {"ladder": [0.01, 0.05]}}, num_samples=8)
     _drive(make_searcher(space, name="s", folder=tmp_path), "a")

@@ -7,7 +7,7 @@ import optuna
 import pytest
 import yaml
 
-from hgsearch import config
+from hgsearch import config, inapplicable
 from hgsearch.cli import main
 from hgsearch.errors import UserError
 from hgsearch.search.baseline import BASELINE_VALUES
@@ -220,7 +220,7 @@ def test_suggest_samples_each_key_in_its_range_and_honours_conditions():
 
 
 def test_a_key_the_trial_does_not_use_is_not_proposed():
-    """No `when:` in the file: reg=l1 makes the group keys inert (config.inapplicable_keys),
+    """No `when:` in the file: reg=l1 makes the group keys inert (inapplicable.inapplicable_keys),
     so they are absent from the Optuna params whenever l1 was drawn, present otherwise."""
     data = {"fixed": {"epochs": 1}, "objectives": {"acc_final": "max", "params_ratio": "min"},
             "search": {"reg": {"choice": ["l1", "group_l12"]}, "reg_levels": {"choice": [1, 2]},
@@ -232,7 +232,7 @@ def test_a_key_the_trial_does_not_use_is_not_proposed():
         expected = set() if params["reg"] == "l1" else (
             {"reg_levels", "reg_outer"} if params["reg_levels"] == 2 else {"reg_levels"})
         assert set(params) - {"reg"} == expected
-        assert set(params).isdisjoint(config.inapplicable_keys({**data["fixed"], **params}))
+        assert set(params).isdisjoint(inapplicable.inapplicable_keys({**data["fixed"], **params}))
 
 
 def test_a_condition_on_a_fixed_key_is_static():
