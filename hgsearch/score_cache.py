@@ -26,10 +26,11 @@ from typing import Any
 import torch
 
 from hgsearch.config import TrialConfig
-from hgsearch.dense_store import DenseStore, SharedDense
+from hgsearch.dense_store import DenseStore
 from hgsearch.fileio import version_of
 from hgsearch.models import ResNet
 from hgsearch.pruning import Criterion, get_criterion
+from hgsearch.shared_dense import SharedDense
 
 
 def score_images(cfg: TrialConfig, net: ResNet, train_size: int) -> int:

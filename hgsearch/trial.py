@@ -26,7 +26,7 @@ import torch
 from hgsearch.checkpoint import PHASES, Checkpointer
 from hgsearch.config import TrialConfig, make_config
 from hgsearch.data import load_dataset
-from hgsearch.dense_store import DenseStore, SharedDense
+from hgsearch.dense_store import DenseStore
 from hgsearch.early_stop import Stopped
 from hgsearch.errors import UserError
 from hgsearch.fileio import utc_now, versions_text
@@ -48,6 +48,7 @@ from hgsearch.results import empty_metrics, row_warnings, write_curve, write_row
 from hgsearch.results_layout import ResultsFolder
 from hgsearch.runtime import Runtime, emulated_bf16_warning, resolve_runtime
 from hgsearch.score_cache import ScoreCache, score_images
+from hgsearch.shared_dense import SharedDense
 from hgsearch.train import Diverged, evaluate, recalibrate_bn, sgd_settings, train
 
 Log = Callable[[str], None]

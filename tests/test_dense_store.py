@@ -237,8 +237,8 @@ def test_a_reuser_keeps_the_images_it_trained_itself_before_a_resume(tiny, tmp_p
     """A trial resumed from its own checkpoint (epoch 1 trained, its row says so) that finds
     the network stored meanwhile reuses it: the images it trained were still processed."""
     from hgsearch.data import load_dataset
-    from hgsearch.dense_store import SharedDense
     from hgsearch.models import build_model
+    from hgsearch.shared_dense import SharedDense
 
     store = DenseStore(tmp_path / "dense")
     keys, first, _ = _trained_entry(tiny, store)
