@@ -10,8 +10,8 @@ from typing import Any
 
 from hgsearch.config import FIELDS, TrialConfig
 
-# Keys a trial's other keys switch off (docs/method.md parts 1-3, and what trial.py, proximal.py and
-# the data loaders actually read): (condition on the config, keys it makes inapplicable, why).
+# Keys a trial's other keys switch off (docs/method.md parts 1-3, and what phases.py, proximal.py
+# and the data loaders actually read): (condition on the config, keys it makes inapplicable, why).
 # The HGSR rules depend on the solver: the subgradient solver reads a key only through the
 # penalty, while the proximal step (hgsearch/proximal.py) also picks its operator by reg and
 # reg_levels and zeroes groups by reg_grouping. tests/test_dense_address.py trains random pairs

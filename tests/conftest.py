@@ -32,10 +32,10 @@ def one_thread():
 def trained_epochs(monkeypatch) -> list[int]:
     """Epochs of dense training run in this process (phase "train" of hgsearch.train.train),
     also when early stopping ends the phase."""
-    import hgsearch.trial as trial_module
+    import hgsearch.phases as trial_phases
 
     epochs: list[int] = []
-    original = trial_module.train
+    original = trial_phases.train
 
     def counting(*args, **kwargs):
         if kwargs.get("phase") == "train":
@@ -49,7 +49,7 @@ def trained_epochs(monkeypatch) -> list[int]:
             kwargs["on_epoch_end"] = counted
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(trial_module, "train", counting)
+    monkeypatch.setattr(trial_phases, "train", counting)
     return epochs
 
 

@@ -11,7 +11,7 @@ from hgsearch.config import TrialConfig
 from hgsearch.models import build_model, default_widths, save_model
 
 DENSE = default_widths("resnet20")
-# What trial.py stores beside the weights: how the network was fed (synthetic data's classes)
+# What phases.py stores beside the weights: how the network was fed (synthetic data's classes)
 FEED = {"dataset": "synthetic", "image_size": 32, "mean": [0.45, 0.5, 0.55],
         "std": [0.2, 0.25, 0.3], "classes": ["disk", "ring", "square", "triangle", "plus",
                                                "hstripes", "vstripes", "dstripes", "checks",

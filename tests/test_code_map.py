@@ -45,9 +45,9 @@ def test_every_module_of_the_package_is_on_the_map_or_under_a_named_folder():
         assert path in named or path.parent in folders, f"{path.relative_to(ROOT)} not on the map"
 
 
-def test_the_phases_the_map_names_are_functions_of_trial_py():
-    line = next(x for x in _map_lines() if "hgsearch/trial.py" in x)
+def test_the_phases_the_map_names_are_functions_of_phases_py():
+    line = next(x for x in _map_lines() if "hgsearch/phases.py" in x)
     phases = re.search(r"\(([^)]*)\)", line).group(1).replace(" ", "").split(",")
-    tree = ast.parse((ROOT / "hgsearch" / "trial.py").read_text())
+    tree = ast.parse((ROOT / "hgsearch" / "phases.py").read_text())
     functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     assert phases and set(phases) <= functions

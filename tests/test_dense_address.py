@@ -25,11 +25,11 @@ import torch
 from hgsearch.config import FIELDS, make_config
 from hgsearch.data import DeviceData
 from hgsearch.dense_store import dense_key
+from hgsearch.hgsr_hooks import hgsr_hooks
 from hgsearch.inapplicable import INAPPLICABLE_RULES
 from hgsearch.models import build_model
 from hgsearch.runtime import resolve_runtime
 from hgsearch.train import sgd_settings, train
-from hgsearch.trial import hgsr_hooks
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -94,7 +94,7 @@ def _data() -> DeviceData:
 
 
 def trained(values: dict) -> dict[str, torch.Tensor]:
-    """The dense network ``values`` trains (3 steps), as trial._pipeline seeds it."""
+    """The dense network ``values`` trains (3 steps), as phases.run_phases seeds it."""
     cfg = make_config({**values, "epochs": 1, "batch_size": 16, "device": "cpu"})
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, 4, WIDTHS)

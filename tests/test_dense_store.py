@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import hgsearch.trial as trial_module
+import hgsearch.phases as trial_phases
 from hgsearch import inapplicable
 from hgsearch.config import FIELDS, dense_keys, make_config
 from hgsearch.dense_store import DenseStore, data_fingerprint, dense_key, normalized_keys
@@ -257,7 +257,7 @@ def test_a_training_that_crashes_lets_its_claim_go_and_stores_nothing(tiny, tmp_
     def crash(*args, **kwargs):
         raise RuntimeError("node lost")
 
-    monkeypatch.setattr(trial_module, "train", crash)
+    monkeypatch.setattr(trial_phases, "train", crash)
     store = DenseStore(tmp_path / "dense")
     with pytest.raises(RuntimeError, match="node lost"):
         run_trial({**tiny, "trial_id": "crash"}, log=None, dense_store=store)
@@ -267,14 +267,14 @@ def test_a_training_that_crashes_lets_its_claim_go_and_stores_nothing(tiny, tmp_
 
 def test_a_network_that_diverged_is_stored_and_not_trained_again(tiny, tmp_path, one_thread,
                                                                   monkeypatch):
-    trainings, train = [], trial_module.train
+    trainings, train = [], trial_phases.train
 
     def counting(*args, **kwargs):
         if kwargs.get("phase") == "train":
             trainings.append(kwargs.get("start_epoch", 1))
         return train(*args, **kwargs)
 
-    monkeypatch.setattr(trial_module, "train", counting)
+    monkeypatch.setattr(trial_phases, "train", counting)
     keys = {**tiny, "epochs": 2, "lr": 1.0e6}
     plain = run_trial({**keys, "trial_id": "plain"}, log=None)           # no store at all
     store = DenseStore(tmp_path / "dense")

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from hgsearch.config import make_config
+from hgsearch.hgsr_hooks import hgsr_hooks
 from hgsearch.train import SGDSettings, lr_factor, sgd_optimizer
-from hgsearch.trial import hgsr_hooks
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

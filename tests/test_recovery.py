@@ -6,16 +6,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-import hgsearch.trial as trial_module
+import hgsearch.phases as trial_phases
 from hgsearch.config import make_config
 from hgsearch.data import DeviceData, load_dataset
+from hgsearch.hgsr_hooks import hgsr_hooks
 from hgsearch.models import build_model
 from hgsearch.pruning import CRITERIA
 from hgsearch.regularizers import hgsr_loss
 from hgsearch.results import load_curves
 from hgsearch.runtime import resolve_runtime
 from hgsearch.train import recalibrate_bn
-from hgsearch.trial import hgsr_hooks, run_trial
+from hgsearch.trial import run_trial
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -48,7 +49,7 @@ def _split_images(cfg: dict) -> dict[str, set[bytes]]:
 
 def test_scoring_and_recalibration_draw_only_training_images(tiny, monkeypatch):
     seen: dict[str, list[torch.Tensor]] = {"score": [], "recal": []}
-    real_crit, real_recal = CRITERIA["l1_norm"], trial_module.recalibrate_bn
+    real_crit, real_recal = CRITERIA["l1_norm"], trial_phases.recalibrate_bn
 
     def spy_criterion(model, x, y, **kw):
         seen["score"].append(x.detach().clone())
@@ -59,7 +60,7 @@ def test_scoring_and_recalibration_draw_only_training_images(tiny, monkeypatch):
         return real_recal(model, x, **kw)
 
     monkeypatch.setitem(CRITERIA, "l1_norm", spy_criterion)
-    monkeypatch.setattr(trial_module, "recalibrate_bn", spy_recal)
+    monkeypatch.setattr(trial_phases, "recalibrate_bn", spy_recal)
     cfg = {**tiny, "score_method": "l1_norm", "bn_recalibrate": 40, "prune_steps": 2,
            "finetune_epochs": 0}
     row = run_trial(cfg, log=None)

@@ -18,16 +18,16 @@ def _normalized_rows(data, split: str) -> set[bytes]:
 
 
 def test_prune_scores_on_training_images_only(tiny, monkeypatch):
-    import hgsearch.trial as trial
+    import hgsearch.phases as trial_phases
 
     seen: list[torch.Tensor] = []
-    real = trial.prune
+    real = trial_phases.prune
 
     def spy(model, x, y, **kwargs):
         seen.append(x.detach().cpu().clone())
         return real(model, x, y, **kwargs)
 
-    monkeypatch.setattr(trial, "prune", spy)
+    monkeypatch.setattr(trial_phases, "prune", spy)
     cfg = {**tiny, "prune_ratio": 0.5, "finetune_epochs": 0, "score_samples": 64,
            "trial_id": "split"}
     assert run_trial(cfg, log=None)["status"] == "ok"

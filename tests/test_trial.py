@@ -75,12 +75,12 @@ def test_divergence_is_recorded_not_raised(tiny):
 
 
 def test_a_crash_writes_a_failed_row_and_reraises(tiny, monkeypatch):
-    import hgsearch.trial as trial
+    import hgsearch.phases as trial_phases
 
     def broken(*args, **kwargs):
         raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(trial, "count_params", broken)
+    monkeypatch.setattr(trial_phases, "count_params", broken)
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_trial({**tiny, "trial_id": "crash"}, log=None)
     df = load_results(tiny["out_dir"])
@@ -98,13 +98,13 @@ def test_device_data_matches_dataset(tiny):
 def test_a_restarted_trial_resumes_from_its_checkpoint_and_ends_the_same(tiny, monkeypatch):
     """Crash in fine-tuning epoch 2, rerun: training and scoring are skipped, the result is
     identical to an uninterrupted run with the same seed."""
-    import hgsearch.trial as trial
+    import hgsearch.phases as trial_phases
     from hgsearch.checkpoint import FileCheckpointer
 
     keys = {**tiny, "epochs": 2, "finetune_epochs": 2, "checkpoint_every": 1}
     straight = run_trial({**keys, "trial_id": "straight"}, log=None)
 
-    calls = _crash_in(monkeypatch, trial, "finetune", after_epoch=2, message="node lost")
+    calls = _crash_in(monkeypatch, trial_phases, "finetune", after_epoch=2, message="node lost")
     ckpt = FileCheckpointer(f"{tiny['out_dir']}/ckpt/resumed.pt")
     with pytest.raises(RuntimeError, match="node lost"):
         run_trial({**keys, "trial_id": "resumed"}, log=None, checkpoint=ckpt)
@@ -121,12 +121,12 @@ def test_a_restarted_trial_resumes_from_its_checkpoint_and_ends_the_same(tiny, m
 
 
 def test_resume_mid_training_matches_an_uninterrupted_run(tiny, monkeypatch):
-    import hgsearch.trial as trial
+    import hgsearch.phases as trial_phases
     from hgsearch.checkpoint import FileCheckpointer
 
     keys = {**tiny, "epochs": 3, "finetune_epochs": 1, "checkpoint_every": 1}
     straight = run_trial({**keys, "trial_id": "s"}, log=None)
-    _crash_in(monkeypatch, trial, "train", after_epoch=2, message="preempted")
+    _crash_in(monkeypatch, trial_phases, "train", after_epoch=2, message="preempted")
     ckpt = FileCheckpointer(f"{tiny['out_dir']}/ckpt/r.pt")
     with pytest.raises(RuntimeError, match="preempted"):
         run_trial({**keys, "trial_id": "r"}, log=None, checkpoint=ckpt)
@@ -141,7 +141,7 @@ def test_resume_mid_training_matches_an_uninterrupted_run(tiny, monkeypatch):
 def test_resume_at_a_phase_boundary_matches_an_uninterrupted_run(tiny, monkeypatch, phase):
     """A state saved after HGSR training (or after pruning): the rerun trains only what comes
     after it and ends bit-identical to the run that saved it."""
-    import hgsearch.trial as trial
+    import hgsearch.phases as trial_phases
 
     keys = {**tiny, "prune_ratio": 0.5}
     recorder = _Recorder()
@@ -152,13 +152,13 @@ def test_resume_at_a_phase_boundary_matches_an_uninterrupted_run(tiny, monkeypat
         def load(self):
             return copy.deepcopy(state)
 
-    real_train, phases = trial.train, []
+    real_train, phases = trial_phases.train, []
 
     def spy(*args, **kwargs):
         phases.append(kwargs["phase"])
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(trial, "train", spy)
+    monkeypatch.setattr(trial_phases, "train", spy)
     resumed = run_trial({**keys, "trial_id": "r"}, log=None, checkpoint=FromState())
     assert phases == ["finetune"]
     for key in ("acc_dense", "acc_pruned", "acc_final", "test_acc_final", "params_final",
@@ -171,10 +171,11 @@ def test_resume_at_a_phase_boundary_matches_an_uninterrupted_run(tiny, monkeypat
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def _crash_in(monkeypatch, trial, phase: str, *, after_epoch: int, message: str) -> list[str]:
-    """Make ``trial.train`` raise after ``after_epoch`` of a first (not resumed) run of
+def _crash_in(monkeypatch, trial_phases, phase: str, *, after_epoch: int,
+              message: str) -> list[str]:
+    """Make ``trial_phases.train`` raise after ``after_epoch`` of a first (not resumed) run of
     ``phase``, its checkpoint of that epoch taken; returns the phases ``train`` is called for."""
-    real_train, calls = trial.train, []
+    real_train, calls = trial_phases.train, []
 
     def crashing_train(*args, **kwargs):
         calls.append(kwargs["phase"])
@@ -188,7 +189,7 @@ def _crash_in(monkeypatch, trial, phase: str, *, after_epoch: int, message: str)
             kwargs["on_epoch_end"] = save_then_crash
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(trial, "train", crashing_train)
+    monkeypatch.setattr(trial_phases, "train", crashing_train)
     return calls
 
 

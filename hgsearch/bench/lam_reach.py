@@ -34,11 +34,11 @@ def zero_share(*, arch: str, reg: str, lam: float, lam_scale: str, epochs: int,
 
     from hgsearch.config import make_config
     from hgsearch.data import DeviceData, load_dataset
+    from hgsearch.hgsr_hooks import hgsr_hooks
     from hgsearch.metrics import zero_filter_fraction
     from hgsearch.models import build_model
     from hgsearch.runtime import resolve_runtime
     from hgsearch.train import sgd_settings, train
-    from hgsearch.trial import hgsr_hooks
 
     cfg = make_config({"dataset": "synthetic", "synthetic_train_size": train_size,
                        "arch": arch, "reg": reg, "reg_levels": 1, "mix": 1.0,

@@ -178,11 +178,11 @@ def _train_dense(cfg: Any, splits: dict[str, Any], num_classes: int, runtime: An
     """The network of one (setting, seed), trained as a trial trains it, and its record."""
     import torch
 
+    from hgsearch.hgsr_hooks import hgsr_hooks
     from hgsearch.metrics import nonzero_keep, zero_filter_fraction
     from hgsearch.models import build_model
     from hgsearch.pruning import prune_model
     from hgsearch.train import sgd_settings, train
-    from hgsearch.trial import hgsr_hooks
 
     torch.manual_seed(cfg.seed)
     model = runtime.prepare(build_model(cfg.arch, num_classes))

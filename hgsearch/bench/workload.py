@@ -50,7 +50,7 @@ def trial_recipe(batch: int, *, epochs: int = 1) -> tuple[Any, Callable[[Any], A
     """(SGDSettings, HGSR penalty) of a trial with the default keys (TrialConfig) at ``batch``.
 
     The settings come from ``hgsearch.train.sgd_settings``, as the trial's; the penalty is the
-    one ``hgsearch.trial.hgsr_hooks`` gives for the default keys (tests/bench check it), built
+    one ``hgsearch.hgsr_hooks.hgsr_hooks`` gives for the default keys (tests/bench check it), built
     here since the trial module needs pandas.
     """
     from dataclasses import replace

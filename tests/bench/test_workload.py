@@ -9,8 +9,8 @@ import pytest
 
 from hgsearch.bench.workload import trial_recipe
 from hgsearch.config import TrialConfig
+from hgsearch.hgsr_hooks import hgsr_hooks
 from hgsearch.models import build_model
-from hgsearch.trial import hgsr_hooks
 
 
 @pytest.mark.parametrize("batch", [8, 128])
