@@ -27,7 +27,7 @@ REGS = ("none", "l1", "group_lasso", "exclusive", "group_l12")
 SCORE_METHODS = ("loss_increase", "l1_norm", "bn_scale", "taylor", "random")
 
 # Names that become file names (trial ids, sweep names): no separators, no dot-files.
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")   # \Z: "$" passes a final "\n"
 
 
 # Groups whose keys change the trained dense network (``dense`` metadata, ``dense_keys``).

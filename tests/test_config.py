@@ -50,6 +50,7 @@ def test_values_are_coerced_to_the_key_type(key, text, expected):
     ({"dataset": "cifar10"}, "data_dir is empty"),
     ({"trial_id": "../x"}, "trial_id='../x'"),
     ({"trial_id": ".hidden"}, "trial_id='.hidden'"),
+    ({"trial_id": "t1\n"}, "trial_id='t1\\n'"),     # "$" alone would let a final newline by
     ({"round_to": 8, "min_channels": 4}, "min_channels=4: must be a multiple of round_to=8"),
 ])
 def test_bad_values_name_the_key_and_what_is_allowed(values, fragment):

@@ -229,7 +229,12 @@ def check_storage(storage: str | None, *, source: str = "--storage") -> str | No
         return None
     if "://" not in storage:
         path = Path(storage).expanduser().resolve()
-        existing = next(p for p in (path, *path.parents) if p.exists())
+        try:
+            existing = next(p for p in (path, *path.parents) if p.exists())
+        except OSError as err:      # a parent this user may not look into
+            raise UserError(f"{source} {storage}: cannot be checked ({err.strerror}); expected "
+                            "a folder this user can write, or a URI such as s3://bucket/path") \
+                from None
         if not existing.is_dir():
             raise UserError(f"{source} {storage}: {existing} is a file, not a folder; expected "
                             "a folder (created if missing) or a URI such as s3://bucket/path")

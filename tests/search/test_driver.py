@@ -218,3 +218,23 @@ def test_copy_of_a_finished_sweep_elsewhere_adds_no_trial(swept, tmp_path):
     assert out.complete and sorted(out.rows.trial_id) == sorted(result.rows.trial_id)
     study = optuna.load_study(study_name="s", storage=optuna_storage_url(copy))
     assert len(study.trials) == 4
+
+
+def test_a_storage_folder_that_cannot_be_looked_into_is_one_line_not_a_traceback(
+        tmp_path, monkeypatch):
+    # As a user without the right to list a parent folder sees it (root sees everything, so the
+    # refusal is made here): Path.exists raises PermissionError on Python 3.11.
+    from pathlib import Path
+
+    from hgsearch.search.driver import check_storage
+
+    real = Path.exists
+
+    def exists(self):
+        if self == tmp_path / "locked":
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "exists", exists)
+    with pytest.raises(UserError, match=r"--storage .*locked/ckpt: cannot be checked"):
+        check_storage(str(tmp_path / "locked" / "ckpt"))

@@ -280,6 +280,7 @@ def test_bad_space_is_refused_before_anything_is_written(tmp_path, capsys):
 
 @pytest.mark.parametrize("args,message", [
     (["--name", "../up"], "--name"),
+    (["--name", "up\n"], "--name"),
     (["--num-samples", "0"], "--num-samples"),
     (["--resume"], "--name"),
     (["--resume", "--name", "nope"], "no sweep 'nope'"),
