@@ -18,9 +18,10 @@ from hgsearch.errors import UserError
 DATASETS = ("synthetic", "cifar10", "cifar100", "tinyimagenet", "imagefolder")
 # The CIFAR ResNets and resnet18_small (3x3 stem, 32-64 px), then torchvision's ResNets under
 # torchvision's names and parameter names (hgsearch.models; hgsearch.models.ARCHS is the same).
+TORCHVISION_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+                     "wide_resnet50_2")
 ARCHS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet18_small",
-         "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2")
-TORCHVISION_ARCHS = ARCHS[6:]
+         *TORCHVISION_ARCHS)
 MIN_TORCHVISION_IMAGE_SIZE = 32   # they downsample by 32 (hgsearch.models.torchvision_resnet)
 REGS = ("none", "l1", "group_lasso", "exclusive", "group_l12")
 # Filter-scoring criteria (hgsearch.pruning.criteria.CRITERIA has one object per name).
@@ -288,6 +289,15 @@ def check(key: str, value: Any) -> str | None:
     return None
 
 
+def image_size_problem(arch: str, image_size: int) -> str | None:
+    """Why ``arch`` cannot take ``image_size`` px images (torchvision's downsample by 32), or
+    None; the one statement of that rule, before torch is imported."""
+    if arch in TORCHVISION_ARCHS and image_size < MIN_TORCHVISION_IMAGE_SIZE:
+        return (f"image_size={image_size}: arch={arch} downsamples by 32 and needs "
+                f"image_size >= {MIN_TORCHVISION_IMAGE_SIZE}")
+    return None
+
+
 def data_dir_problem(dataset: str, data_dir: str) -> str | None:
     """Why ``data_dir`` cannot serve ``dataset`` before looking at the disk: only empty is."""
     if dataset != "synthetic" and not data_dir:
@@ -316,10 +326,9 @@ def problems_of(values: Mapping[str, Any]) -> list[str]:
                         "(at most 128, not starting with '.' or '-')")
     if problem := data_dir_problem(merged["dataset"], merged["data_dir"]):
         problems.append(problem)
-    if merged["arch"] in TORCHVISION_ARCHS and merged["dataset"] == "imagefolder" \
-            and merged["image_size"] < MIN_TORCHVISION_IMAGE_SIZE:
-        problems.append(f"image_size={merged['image_size']}: arch={merged['arch']} downsamples "
-                        f"by 32 and needs image_size >= {MIN_TORCHVISION_IMAGE_SIZE}")
+    if merged["dataset"] == "imagefolder" and (
+            problem := image_size_problem(merged["arch"], merged["image_size"])):
+        problems.append(problem)
     if merged["skip_training"] and not merged["init_weights"]:
         problems.append("skip_training=true: only with init_weights (a network to start from)")
     if merged["warmup_epochs"] >= merged["epochs"]:   # epochs >= 1: no warmup always passes

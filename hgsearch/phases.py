@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import torch
 
 from hgsearch.checkpoint import PHASES, Checkpointer
-from hgsearch.config import TrialConfig
+from hgsearch.config import TrialConfig, image_size_problem
 from hgsearch.dense_store import DenseStore
 from hgsearch.errors import UserError
 from hgsearch.hgsr_hooks import hgsr_hooks
@@ -31,8 +31,8 @@ from hgsearch.metrics import (
     zero_filter_fraction,
     zero_group_fraction,
 )
-from hgsearch.models import PrunableNet, build_model, check_image_size, save_model
-from hgsearch.models.weights import initial_model
+from hgsearch.models import PrunableNet, build_model, save_model
+from hgsearch.models.weights import UserWeights, initial_model
 from hgsearch.pruning import prune, prune_model
 from hgsearch.results_layout import ResultsFolder
 from hgsearch.runtime import Runtime
@@ -94,13 +94,14 @@ class _Start(NamedTuple):
 
 def run_phases(cfg: TrialConfig, data: Any, runtime: Runtime, row: dict[str, Any],
               curve: list[dict], log: Log, checkpoint: Checkpointer | None,
-              store: DenseStore | None) -> None:
-    """The trial's phases in order; fills ``row`` and ``curve``, resuming from ``checkpoint``."""
+              store: DenseStore | None, *, weights: UserWeights | None = None) -> None:
+    """The trial's phases in order; fills ``row`` and ``curve``, resuming from ``checkpoint``.
+    ``weights``: the trial's ``init_weights``, read and checked already."""
     torch.manual_seed(cfg.seed)
-    if problem := check_image_size(cfg.arch, data.image_size):
+    if problem := image_size_problem(cfg.arch, data.image_size):   # every dataset's size
         raise UserError(problem)
     trial = _Trial(cfg, data, runtime, row, curve, log, checkpoint, store)
-    model = runtime.prepare(_initial(cfg, data, row, log))
+    model = runtime.prepare(_initial(cfg, data, row, log, weights))
     # From the freshly initialized network, also when resuming: lam_scale=init needs it.
     penalty, prox = hgsr_hooks(cfg, model)
     start = _resume(trial, checkpoint.load() if checkpoint else None, model)
@@ -116,12 +117,13 @@ def run_phases(cfg: TrialConfig, data: Any, runtime: Runtime, row: dict[str, Any
     finish(trial, compact)
 
 
-def _initial(cfg: TrialConfig, data: Any, row: dict[str, Any], log: Log) -> PrunableNet:
+def _initial(cfg: TrialConfig, data: Any, row: dict[str, Any], log: Log,
+             weights: UserWeights | None) -> PrunableNet:
     """The network training starts from: freshly initialized, or the user's ``init_weights``
     (UserError, before anything is written, for a file that does not fit)."""
     if not cfg.init_weights:
         return build_model(cfg.arch, data.num_classes)
-    given = initial_model(cfg.init_weights, cfg.arch, data.num_classes)
+    given = initial_model(weights or cfg.init_weights, cfg.arch, data.num_classes)
     row.update(init_weights_sha256=given.sha256, init_weights_note=given.note or None)
     log(f"trial {cfg.trial_id}: {cfg.arch} from {cfg.init_weights} (sha256 "
         f"{given.sha256[:12]})" + (f"; {given.note}" if given.note else ""))

@@ -26,7 +26,7 @@ from hgsearch.dense_store import DenseStore
 from hgsearch.early_stop import Stopped
 from hgsearch.errors import UserError
 from hgsearch.fileio import utc_now, versions_text
-from hgsearch.models.weights import initial_model
+from hgsearch.models.weights import read_weights
 from hgsearch.phases import run_phases
 from hgsearch.results import empty_metrics, row_warnings, write_curve, write_row
 from hgsearch.runtime import emulated_bf16_warning, resolve_runtime
@@ -67,13 +67,14 @@ def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, An
     if warning := emulated_bf16_warning(runtime):
         log(warning)
 
-    if cfg.init_weights:   # a file that does not fit: UserError before the data is read
-        initial_model(cfg.init_weights, cfg.arch, 1)
+    # A weights file that does not fit the arch: UserError before the data is read (and cached)
+    weights = read_weights(cfg.init_weights, cfg.arch) if cfg.init_weights else None
     t0 = time.perf_counter()
     data = load_dataset(cfg)  # UserError for a bad folder: raised before anything is written
     row.update(seconds_data=time.perf_counter() - t0, num_classes=data.num_classes)
     try:
-        run_phases(cfg, data, runtime, row, curve, log, checkpoint, dense_store)
+        run_phases(cfg, data, runtime, row, curve, log, checkpoint, dense_store,
+                   weights=weights)
         row["status"] = "ok"
         if found := row_warnings(row):    # suspect figures: said in the log and the row
             row["warnings"] = "; ".join(found)

@@ -19,10 +19,10 @@ from hgsearch.models import cifar, torchvision_resnet
 from hgsearch.models.base import PrunableNet
 from hgsearch.models.blocks import Unit
 from hgsearch.models.cifar import ARCH_SPECS, ResNet
-from hgsearch.models.torchvision_resnet import MIN_IMAGE_SIZE, TORCHVISION_SPECS
+from hgsearch.models.torchvision_resnet import TORCHVISION_SPECS
 
 __all__ = ["ARCHS", "ARCH_SPECS", "MODEL_FORMAT", "PrunableNet", "ResNet", "Unit",
-           "build_model", "check_image_size", "default_widths", "load_model", "save_model"]
+           "build_model", "default_widths", "load_model", "save_model"]
 
 MODEL_FORMAT = "hgsearch-model-v2"
 # v1 files predate torchvision's ResNets: their "resnet18" is today's "resnet18_small".
@@ -56,14 +56,6 @@ def build_model(arch: str, num_classes: int, widths: list[int] | None = None) ->
     if arch in TORCHVISION_SPECS:
         return torchvision_resnet.TorchvisionResNet(arch, num_classes, widths)
     return ResNet(arch, num_classes, widths)
-
-
-def check_image_size(arch: str, image_size: int) -> str | None:
-    """Why ``arch`` cannot take ``image_size`` px images, or None."""
-    if arch in TORCHVISION_SPECS and image_size < MIN_IMAGE_SIZE:
-        return (f"image_size={image_size}: arch={arch} downsamples by 32 and needs "
-                f"image_size >= {MIN_IMAGE_SIZE}")
-    return None
 
 
 def _check_arch(arch: str) -> None:

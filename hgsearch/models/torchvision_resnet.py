@@ -3,7 +3,8 @@
 Module and parameter names are torchvision's (conv1, bn1, layer1.0.conv1, layer1.0.downsample.0,
 fc, ...), so ``model.load_state_dict(torchvision_model.state_dict(), strict=True)`` works for the
 full widths. The stem is torchvision's: 7x7 stride-2 conv, BN, ReLU, 3x3 stride-2 max-pool; the
-network downsamples by 32, so it takes images of at least ``MIN_IMAGE_SIZE`` px.
+network downsamples by 32, so it takes images of at least 32 px
+(``config.image_size_problem`` refuses smaller ones).
 
 resnext50_32x4d is left out: its 3x3 convs are grouped (32 groups), which the fast scorer and the
 per-channel surgery here do not handle (see docs/guides/own-network.md).
@@ -21,11 +22,9 @@ from hgsearch.models.blocks import Block
 from hgsearch.models.blocks.basic import BasicBlock
 from hgsearch.models.blocks.bottleneck import Bottleneck
 
+
 # Stride 32 end to end: at 32 px the last stage sees 1 x 1 maps. Smaller images would reach the
 # last stages as maps made of zero padding only.
-MIN_IMAGE_SIZE = 32
-
-
 @dataclass(frozen=True)
 class TorchvisionSpec:
     bottleneck: bool

@@ -96,47 +96,69 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str | No
     return state, arch
 
 
-def initial_model(path: str | Path, arch: str, num_classes: int) -> InitialModel:
-    """``arch`` for ``num_classes`` classes with the weights of file ``path``.
+class UserWeights(NamedTuple):
+    """A weights file read once and checked against an architecture (``read_weights``)."""
 
-    Call after seeding: a replaced classifier keeps its fresh (seeded) initialization.
-    """
+    path: str
+    state: dict[str, torch.Tensor]
+    widths: list[int]       # each unit's width, as the file's producer weights give it
+    sha256: str             # of the file's bytes
+
+
+def read_weights(path: str | Path, arch: str) -> UserWeights:
+    """Read ``path`` and check it holds a state dict of ``arch`` (any class count), or raise a
+    UserError naming the first key that does not fit: before any data is read or written."""
     sha = weights_sha256(path)
     state, file_arch = read_state_dict(path)
     where = f"init_weights={str(path)!r}"
     if file_arch is not None and file_arch != arch:
         raise UserError(f"{where}: holds an hgsearch {file_arch} model, the trial's arch={arch}")
-    model = build_model(arch, num_classes, _widths_of(state, arch))
-    expected = model.state_dict()
+    widths = _widths_of(state, arch)
+    fc = state.get("fc.weight")
+    classes = int(fc.shape[0]) if isinstance(fc, torch.Tensor) and fc.dim() == 2 else 1
+    # On the meta device, the global generator untouched: the trial's seeded init comes later.
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        expected = build_model(arch, classes, widths).state_dict()
     for name, tensor in state.items():
         if name not in expected:
             raise UserError(f"{where}: not a {arch} state dict: unexpected key {name!r} of "
                             f"shape {tuple(tensor.shape)}")
     for name, tensor in expected.items():
-        if name not in state:
+        # A checkpoint from before BatchNorm counted its batches loads as load_state_dict
+        # loads it (strict=True fills the count in).
+        if name not in state and not name.endswith("num_batches_tracked"):
             raise UserError(f"{where}: not a {arch} state dict: missing key {name!r} of shape "
                             f"{tuple(tensor.shape)}")
-    note = ""
-    fc = state.get("fc.weight")
-    if fc is not None and fc.dim() == 2 and fc.shape[1] == model.fc.in_features \
-            and fc.shape[0] != num_classes:
-        note = (f"classifier fc replaced: the weights have {fc.shape[0]} classes, the data "
-                f"{num_classes}; fc is re-initialized")
-        state = {k: v for k, v in state.items() if k not in _CLASSIFIER}
-        state.update({k: expected[k] for k in _CLASSIFIER})
     for name, tensor in state.items():
         if tuple(tensor.shape) != tuple(expected[name].shape):
             raise UserError(f"{where}: not a {arch} state dict: {name!r} has shape "
                             f"{tuple(tensor.shape)} in the file, {arch} expects "
                             f"{tuple(expected[name].shape)}")
+    return UserWeights(str(path), state, widths, sha)
+
+
+def initial_model(weights: UserWeights | str | Path, arch: str, num_classes: int) -> InitialModel:
+    """``arch`` for ``num_classes`` classes with the given weights (a file, or one already read
+    by ``read_weights``).
+
+    Call after seeding: a replaced classifier keeps its fresh (seeded) initialization.
+    """
+    if not isinstance(weights, UserWeights):
+        weights = read_weights(weights, arch)
+    model = build_model(arch, num_classes, weights.widths)
+    state, note = dict(weights.state), ""
+    fc = state.get("fc.weight")
+    if fc is not None and fc.shape[0] != num_classes:
+        note = (f"classifier fc replaced: the weights have {fc.shape[0]} classes, the data "
+                f"{num_classes}; fc is re-initialized")
+        state.update({k: model.state_dict()[k] for k in _CLASSIFIER})
     model.load_state_dict(state, strict=True)
-    return InitialModel(model, sha, note)
+    return InitialModel(model, weights.sha256, note)
 
 
 def _widths_of(state: Mapping[str, torch.Tensor], arch: str) -> list[int]:
     """Each unit's width as the file's producer weights give it (default where absent: the
     key check then names what is missing)."""
-    # On the meta device, the global generator untouched: the trial's seeded init comes after.
     with torch.random.fork_rng(devices=[]), torch.device("meta"):
         probe = build_model(arch, 1)
     names = {module: name for name, module in probe.named_modules()}

@@ -38,6 +38,19 @@ def same_weights(a: torch.nn.Module, b: dict[str, torch.Tensor], skip=()) -> boo
     return all(torch.equal(v, b[k]) for k, v in a.state_dict().items() if k not in skip)
 
 
+def test_a_checkpoint_without_batch_counts_loads_as_strict_load_state_dict_loads_it(tv18, tmp_path):
+    # BatchNorm's num_batches_tracked came later; torch's own strict load fills it in, so must we.
+    net, _ = tv18
+    state = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+    reference = torchvision.models.resnet18(weights=None)
+    reference.load_state_dict(state, strict=True)       # what torch accepts
+    torch.save(state, tmp_path / "old.pth")
+    given = initial_model(tmp_path / "old.pth", "resnet18", 1000)
+    assert all(torch.equal(given.model.state_dict()[k], v) for k, v in state.items())
+    assert set(given.model.state_dict()) - set(state) == {
+        k for k in reference.state_dict() if k.endswith("num_batches_tracked")}
+
+
 @pytest.mark.parametrize("wrap", ["plain", "state_dict", "model", "module.", "safetensors"])
 def test_every_accepted_format_loads_the_same_weights(tv18, tmp_path, wrap):
     net, _ = tv18

@@ -95,3 +95,23 @@ def test_a_pruned_bottleneck_network_round_trips_through_its_file(tmp_path):
     x = torch.randn(2, 3, 32, 32)
     assert again.arch == "resnet50" and again.widths == widths
     assert torch.equal(again(x), model(x))
+
+
+def test_the_configs_arch_list_is_the_models():
+    # config names the architectures without importing torch; the two lists must not drift.
+    from hgsearch import config, models
+
+    assert config.ARCHS == models.ARCHS
+    assert config.TORCHVISION_ARCHS == tuple(TORCHVISION_SPECS)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_the_smallest_image_size_allowed_runs_and_one_less_is_refused(arch):
+    # 32 px reaches the last stage as 1 x 1 maps; config.image_size_problem says where it ends.
+    from hgsearch.config import image_size_problem
+
+    net = build_model(arch, 3).eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 3, 32, 32)).shape == (1, 3)
+    assert image_size_problem(arch, 32) is None
+    assert "image_size >= 32" in image_size_problem(arch, 31)
