@@ -29,7 +29,7 @@ from hgsearch.hgsr_hooks import hgsr_hooks
 from hgsearch.inapplicable import INAPPLICABLE_RULES
 from hgsearch.models import build_model
 from hgsearch.runtime import resolve_runtime
-from hgsearch.train import sgd_settings, train
+from hgsearch.train import Diverged, sgd_settings, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -94,15 +94,21 @@ def _data() -> DeviceData:
 
 
 def trained(values: dict) -> dict[str, torch.Tensor]:
-    """The dense network ``values`` trains (3 steps), as phases.run_phases seeds it."""
+    """The dense network ``values`` trains (3 steps), as phases.run_phases seeds it. A run that
+    diverges (a large lam at the larger lr can) is an outcome too: its weights as they stood,
+    and the epoch it diverged in under ``"diverged"``."""
     cfg = make_config({**values, "epochs": 1, "batch_size": 16, "device": "cpu"})
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, 4, WIDTHS)
     penalty, prox = hgsr_hooks(cfg, model)
-    train(model, _data(), settings=sgd_settings(cfg, cfg.epochs, cfg.lr, dense=True),
-          runtime=RUNTIME, generator=torch.Generator().manual_seed(cfg.seed), penalty=penalty,
-          after_step=prox, log=None)
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    outcome = {}
+    try:
+        train(model, _data(), settings=sgd_settings(cfg, cfg.epochs, cfg.lr, dense=True),
+              runtime=RUNTIME, generator=torch.Generator().manual_seed(cfg.seed),
+              penalty=penalty, after_step=prox, log=None)
+    except Diverged as exc:
+        outcome["diverged"] = torch.tensor(exc.epoch)
+    return {**{k: v.detach().clone() for k, v in model.state_dict().items()}, **outcome}
 
 
 def address(values: dict) -> str:
@@ -110,7 +116,12 @@ def address(values: dict) -> str:
 
 
 def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return all(torch.equal(a[k], b[k]) for k in a)
+    """Bitwise equal, NaN included (a diverged run's NaN equals the same run's NaN)."""
+    def raw(t: torch.Tensor) -> torch.Tensor:
+        return t.contiguous().view(-1).view(torch.uint8)
+
+    return a.keys() == b.keys() and all(
+        a[k].dtype == b[k].dtype and torch.equal(raw(a[k]), raw(b[k])) for k in a)
 
 
 def rule_pairs(seed: int) -> list[tuple[dict, dict]]:
