@@ -58,6 +58,9 @@ class _Trial:
         n = len(self.splits["train"])   # an epoch trains on n images less the partial batch
         self.epoch_images = n - n % cfg.batch_size
         self.dense: PrunableNet | None = None   # kept until the end: timed beside the final net
+        # (loss, top-1) of the compact net on val as pruned; its final figures when nothing
+        # fine-tunes it (None after a resume: measured again then)
+        self.pruned_val: tuple[float, float] | None = None
 
     def accuracy(self, net: torch.nn.Module, split: str) -> tuple[float, float]:
         """(mean cross-entropy, top-1) of ``net`` on ``split``."""
@@ -175,7 +178,10 @@ def train_dense(trial: _Trial, model: PrunableNet, penalty: Callable | None, pro
         row["acc_init"] = trial.accuracy(model, "val")[1]
         row["test_acc_init"] = trial.accuracy(model, "test")[1]
     if cfg.skip_training:    # init_weights only: the given network, evaluated as it is
-        _measure_dense(trial, model, trial.accuracy(model, "val")[1])
+        given = row.get("acc_init") is not None     # measured just above: not twice
+        _measure_dense(trial, model,
+                       row["acc_init"] if given else trial.accuracy(model, "val")[1],
+                       test_acc=row["test_acc_init"] if given else None)
         return
     run = functools.partial(
         train, model, trial.splits["train"],
@@ -191,11 +197,12 @@ def train_dense(trial: _Trial, model: PrunableNet, penalty: Callable | None, pro
     _measure_dense(trial, model, trial.curve[-1]["val_acc"])
 
 
-def _measure_dense(trial: _Trial, model: PrunableNet, val_acc: float) -> None:
+def _measure_dense(trial: _Trial, model: PrunableNet, val_acc: float,
+                   test_acc: float | None = None) -> None:
     """The dense network's figures in the row, then the phase's checkpoint."""
     cfg, row = trial.cfg, trial.row
     row["acc_dense"] = val_acc
-    row["test_acc_dense"] = trial.accuracy(model, "test")[1]
+    row["test_acc_dense"] = trial.accuracy(model, "test")[1] if test_acc is None else test_acc
     row["zero_group_fraction"] = zero_group_fraction(model, grouping=cfg.reg_grouping,
                                                      tol=cfg.zero_tol)
     row["zero_filter_fraction"] = zero_filter_fraction(model)
@@ -234,7 +241,8 @@ def prune_dense(trial: _Trial, model: PrunableNet) -> PrunableNet:
         compact = copy.deepcopy(model)
     row["seconds_score"] = time.perf_counter() - t0
     row["kept_channels"] = list(compact.widths)
-    row["acc_pruned"] = trial.accuracy(compact, "val")[1]
+    trial.pruned_val = trial.accuracy(compact, "val")
+    row["acc_pruned"] = trial.pruned_val[1]
     row["params_final"] = count_params(compact)
     row["macs_final"] = count_macs(compact, trial.size)
     row["params_ratio"] = row["params_final"] / row["params_dense"]
@@ -261,7 +269,9 @@ def finetune(trial: _Trial, compact: PrunableNet, first: int, opt_state: dict | 
               start_epoch=first, optimizer_state=opt_state,
               on_epoch_end=trial.every("finetune", compact), curve=trial.curve)
     row["seconds_finetune"] = (row["seconds_finetune"] or 0.0) + time.perf_counter() - t0
-    row["val_loss_final"], row["acc_final"] = trial.accuracy(compact, "val")
+    unchanged = cfg.finetune_epochs == 0 and trial.pruned_val is not None
+    row["val_loss_final"], row["acc_final"] = (trial.pruned_val if unchanged
+                                               else trial.accuracy(compact, "val"))
     row["test_acc_final"] = trial.accuracy(compact, "test")[1]
 
 

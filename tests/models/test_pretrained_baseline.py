@@ -57,6 +57,25 @@ def test_the_baseline_trial_evaluates_the_given_network_untrained(tiny, tmp_path
     assert len(load_curves(tiny["out_dir"])) == 0           # nothing was trained
 
 
+def test_the_given_network_is_evaluated_once_per_split(tiny, tmp_path, monkeypatch):
+    import hgsearch.phases as phases
+    seen: list[tuple[int, str]] = []
+    accuracy = phases._Trial.accuracy
+
+    def counted(self, net, split):
+        seen.append((id(net), split))
+        return accuracy(self, net, split)
+
+    monkeypatch.setattr(phases._Trial, "accuracy", counted)
+    _, weights = given_network(tmp_path)
+    row = run_trial({**tiny, "trial_id": "b", "init_weights": str(weights),
+                     "skip_training": True, "finetune_epochs": 0, "reg": "none",
+                     "prune_ratio": 0.0}, log=None)
+    assert row["status"] == "ok"
+    repeated = {k for k in seen if seen.count(k) > 1}
+    assert not repeated, f"evaluated twice: {repeated} in {seen}"
+
+
 def test_a_sweep_from_weights_gets_the_pretrained_baseline_values():
     problems: list[str] = []
     fixed = {"init_weights": "w.pt", "arch": "resnet20"}
