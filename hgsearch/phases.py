@@ -19,6 +19,7 @@ import torch
 
 from hgsearch.checkpoint import PHASES, Checkpointer
 from hgsearch.config import TrialConfig, image_size_problem
+from hgsearch.data.images import eval_resize
 from hgsearch.dense_store import DenseStore
 from hgsearch.errors import UserError
 from hgsearch.hgsr_hooks import hgsr_hooks
@@ -281,7 +282,9 @@ def finish(trial: _Trial, compact: PrunableNet) -> None:
     _measure(trial, compact)
     save_model(compact, ResultsFolder(cfg.out_dir).model(cfg.trial_id),
                extra={"trial_id": cfg.trial_id, "dataset": cfg.dataset,
-                      "image_size": data.image_size, "mean": list(data.mean),
+                      "image_size": data.image_size,
+                      "resize_side": eval_resize(data.image_size, cfg.dataset),
+                      "mean": list(data.mean),
                       "std": list(data.std), "classes": list(data.classes)})
     trial.log(f"trial {cfg.trial_id} done: val {100 * row['acc_final']:.2f}%  test "
               f"{100 * row['test_acc_final']:.2f}%  params x{row['params_ratio']:.3f}  "

@@ -3,10 +3,12 @@
 ``hgsearch predict MODEL IMAGES...`` and ``predict(model, images)`` read ``model.pt`` (PyTorch, as
 trials and ``hgsearch select`` write it) or ``model.onnx`` (onnxruntime, from ``hgsearch
 select``). Both files carry the preprocessing (``preprocessing_of``): each image is decoded to RGB
-with its EXIF orientation, its shorter side resized (to ``image_size``, or for an imagefolder
-model to round(image_size / 0.875)) (bilinear, antialiased) and the centre ``image_size`` square
-cropped, exactly by the function the data loaders use (``data/images.py``), then
-scaled to ``(x / 255 - mean) / std`` per channel as float32 in NCHW layout.
+with its EXIF orientation, its shorter side resized to the side the file records
+(``resize_side``: ``image_size``, or for an imagefolder model round(image_size / 0.875); a file
+written before the side was recorded resized to ``image_size``, the rule of its day) (bilinear,
+antialiased) and the centre ``image_size`` square cropped, exactly by the function the data
+loaders use (``data/images.py``), then scaled to ``(x / 255 - mean) / std`` per channel as
+float32 in NCHW layout.
 """
 
 from __future__ import annotations
@@ -25,12 +27,18 @@ INPUT_RANGE = "(x / 255 - mean) / std per channel, x the 0..255 RGB value"
 
 
 def preprocessing_of(*, image_size: int, mean: Sequence[float] | None,
-                     std: Sequence[float] | None, dataset: str | None = None) -> dict[str, Any]:
-    """The preprocessing record that model_card.json, arch.json and the ONNX metadata carry."""
+                     std: Sequence[float] | None, dataset: str | None = None,
+                     resize_side: int | None = None) -> dict[str, Any]:
+    """The preprocessing record that model_card.json, arch.json and the ONNX metadata carry.
+
+    ``resize_side``: the shorter side before the centre crop, as the model file records it; a
+    file from before it was recorded resized to ``image_size`` (the rule then), so None is that.
+    """
     from hgsearch.data.images import resize_rule
 
-    return {"image_size": int(image_size), "resize": resize_rule(int(image_size), dataset),
-            "channel_order": "RGB",
+    side = int(image_size) if resize_side is None else int(resize_side)
+    return {"image_size": int(image_size), "resize_side": side,
+            "resize": resize_rule(int(image_size), side), "channel_order": "RGB",
             "layout": "NCHW", "input_dtype": "float32", "input_range": INPUT_RANGE,
             "mean": None if mean is None else [float(v) for v in mean],
             "std": None if std is None else [float(v) for v in std], "dataset": dataset}
@@ -58,7 +66,7 @@ def read_model_pt(path: Path) -> tuple[Any, dict[str, Any], list[str]]:
         raise UserError(f"{path}: holds no preprocessing (mean, std, image_size); it was "
                         "written by an older hgsearch: rerun its trial to predict with it")
     pre = preprocessing_of(image_size=extra["image_size"], mean=extra["mean"], std=extra["std"],
-                           dataset=extra.get("dataset"))
+                           dataset=extra.get("dataset"), resize_side=extra.get("resize_side"))
     return model, pre, [str(c) for c in extra.get("classes") or range(model.num_classes)]
 
 
@@ -82,7 +90,8 @@ def _read_onnx(path: Path) -> tuple[Any, dict[str, Any], list[str]]:
     meta = session.get_modelmeta().custom_metadata_map
     try:
         pre = {key: json.loads(meta[key]) for key in ("image_size", "mean", "std")}
-        pre = preprocessing_of(**pre, dataset=json.loads(meta.get("dataset", "null")))
+        pre = preprocessing_of(**pre, dataset=json.loads(meta.get("dataset", "null")),
+                               resize_side=json.loads(meta.get("resize_side", "null")))
         classes = [str(c) for c in json.loads(meta["classes"])]
     except (KeyError, ValueError, TypeError):
         raise UserError(f"{path}: its metadata holds no preprocessing (image_size, mean, std, "
@@ -99,10 +108,10 @@ def load_images(files: Sequence[Path], preprocessing: Mapping[str, Any]) -> np.n
     import torch
 
     from hgsearch.data.device import DeviceData
-    from hgsearch.data.images import decode_images, eval_resize
+    from hgsearch.data.images import decode_images
 
     size = int(preprocessing["image_size"])
-    resize = eval_resize(size, preprocessing.get("dataset") or "")
+    resize = int(preprocessing.get("resize_side") or size)
     x = torch.from_numpy(decode_images(list(files), size=size, resize=resize))
     data = DeviceData(x, torch.zeros(len(x), dtype=torch.int64), device="cpu",
                       mean=tuple(preprocessing["mean"]), std=tuple(preprocessing["std"]))

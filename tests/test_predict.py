@@ -99,12 +99,37 @@ def test_non_square_images_are_resized_as_the_loader_does(tmp_path):
     files = sorted(p for p in (tmp_path / "data" / "val").rglob("*")
                    if p.suffix.lower() in (".png", ".jpg", ".jpeg") and p.name[0] != ".")
     pre = {"image_size": 24, "mean": list(data.mean), "std": list(data.std),
-           "dataset": "imagefolder"}   # resized to round(24 / 0.875) before the crop
+           "dataset": "imagefolder", "resize_side": round(24 / 0.875)}   # then the crop
     got = load_images([wide], pre)
     split = DeviceData(data.test_x, data.test_y, mean=data.mean, std=data.std, device="cpu")
     ref = next(split.eval_batches(1000))[0].numpy()
     assert any(np.array_equal(got[0], r) for r in ref)   # bit-identical to one loader image
     assert len(files) == len(ref) and fixture.classes == data.classes
+
+
+@pytest.mark.parametrize("recorded,side", [(None, 24), (27, 27)])
+def test_the_resize_side_is_the_files_own_and_older_files_keep_theirs(tmp_path, recorded, side):
+    # A model file from before the side was recorded was trained on images resized to
+    # image_size; one written now says its side. predict follows the file, not today's rule.
+    from hgsearch.predict import read_model_pt
+
+    extra = {"image_size": 24, "mean": [0.5] * 3, "std": [0.25] * 3, "dataset": "imagefolder",
+             **({} if recorded is None else {"resize_side": recorded})}
+    save_model(build_model("resnet20", 3), tmp_path / "m.pt", extra=extra)
+    _, pre, _ = read_model_pt(tmp_path / "m.pt")
+    assert pre["resize_side"] == side and f"scaled to {side} " in pre["resize"]
+    wide = tmp_path / "wide.png"
+    pixels = np.random.default_rng(1).integers(0, 255, (30, 50, 3), np.uint8)
+    Image.fromarray(pixels).save(wide)
+    # torchvision's rule: the shorter side to `side`, the longer int(side * long / short), then
+    # CenterCrop's int(round((length - 24) / 2)) offsets
+    by_hand = Image.fromarray(pixels).resize((int(side * 50 / 30), side), Image.BILINEAR,
+                                             reducing_gap=None)
+    left = int(round((by_hand.width - 24) / 2))
+    top = int(round((by_hand.height - 24) / 2))
+    crop = np.asarray(by_hand.crop((left, top, left + 24, top + 24)), np.float32)
+    want = (crop.transpose(2, 0, 1) / 255 - 0.5) / 0.25
+    assert np.allclose(load_images([wide], pre)[0], want, atol=1e-5)
 
 
 @pytest.mark.parametrize("what", ["no model", "not a model", "bad image", "no images",

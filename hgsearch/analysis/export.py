@@ -125,7 +125,8 @@ def feeding(source: Path, model: Any, row: pd.Series) -> tuple[dict[str, Any], l
     extra = torch.load(source, map_location="cpu", weights_only=True).get("extra") or {}
     size = extra.get("image_size") or input_size(row)
     pre = preprocessing_of(image_size=size, mean=extra.get("mean"), std=extra.get("std"),
-                           dataset=extra.get("dataset") or jsonable(row.get("dataset")))
+                           dataset=extra.get("dataset") or jsonable(row.get("dataset")),
+                           resize_side=extra.get("resize_side"))
     classes = [str(c) for c in extra.get("classes") or range(model.num_classes)]
     return pre, classes
 

@@ -50,9 +50,8 @@ def eval_resize(size: int, dataset: str) -> int:
     return round(size / EVAL_CROP_FRACTION) if dataset == "imagefolder" else size
 
 
-def resize_rule(size: int, dataset: str | None) -> str:
-    """The resizing of ``dataset``'s images at ``size``, in words (a model's preprocessing)."""
-    r = eval_resize(size, dataset or "")
+def resize_rule(size: int, r: int) -> str:
+    """Shorter side to ``r``, then the centre ``size`` crop, in words (a model's preprocessing)."""
     return (f"shorter side scaled to {r} (bilinear, antialiased; longer side int({r} x long / "
             f"short)), centre {size} x {size} square cropped; an image already that size is not "
             "resampled; EXIF orientation applied, converted to RGB")

@@ -71,6 +71,8 @@ def test_trial_from_weights_records_them_and_its_selected_model_predicts(users_n
     selected = out / "selected"
     images = [str(p) for p in sorted((root / "data" / "val").rglob("*"))
               if p.suffix.lower() in (".png", ".jpg", ".jpeg") and not p.name.startswith(".")]
+    extra = torch.load(selected / "model.pt", weights_only=True)["extra"]
+    assert extra["resize_side"] == round(64 / 0.875)        # as the folder was resized
     pt = predict(selected / "model.pt", images)
     onnx = predict(selected / "model.onnx", images)
     assert [p.label for p in pt] == [p.label for p in onnx]
