@@ -156,8 +156,14 @@ def export_onnx(model: Any, path: Path, *, size: int,
             torch.onnx.export(net, (dummy,), str(path), input_names=["input"],
                               output_names=["logits"], dynamo=False,
                               dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-    except Exception:   # the TorchScript exporter removed or unable: the current one
-        _export_onnx_dynamo(net, dummy, path)
+    except Exception as first:   # the TorchScript exporter removed or unable: the current one
+        try:
+            _export_onnx_dynamo(net, dummy, path)
+        except UserError:
+            raise
+        except Exception as second:   # both failed: say both, not only the last
+            raise RuntimeError(f"ONNX export failed with both exporters: TorchScript: {first!r}; "
+                               f"torch.export: {second!r}") from second
     if metadata:
         import onnx
 

@@ -77,6 +77,20 @@ def test_onnx_file_runs_like_the_model(exported):
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
 
 
+def test_onnx_export_names_both_exporters_when_both_fail(tmp_path, monkeypatch):
+    pytest.importorskip("onnxscript")
+    from hgsearch.analysis.export import export_onnx
+    from hgsearch.models import build_model
+
+    def failing(*args, dynamo=False, **kwargs):
+        raise ValueError("dynamo fails" if dynamo else "torchscript fails")
+
+    monkeypatch.setattr(torch.onnx, "export", failing)
+    with pytest.raises(RuntimeError, match="TorchScript: ValueError.'torchscript fails'.*"
+                                           "torch.export: ValueError.'dynamo fails'"):
+        export_onnx(build_model("resnet20", 3), tmp_path / "m.onnx", size=32)
+
+
 def test_export_replaces_a_previous_selection_and_writes_nothing_on_error(tmp_path):
     df = write_results(tmp_path)
     export_selection(tmp_path, select_trial(df, rule="budget", budget=0.2), onnx=False)
