@@ -212,3 +212,23 @@ def test_every_torch_load_passes_weights_only_true():
             given = {k.arg: k.value for k in call.keywords}
             assert isinstance(given.get("weights_only"), ast.Constant) and (
                 given["weights_only"].value is True), f"{rel}:{call.lineno} ({func})"
+
+
+# Not a torch.load: CIFAR's official files are python pickles, read by torchvision's readers
+# with pickle.load. A data_dir from elsewhere (a shared /data, a mirror) is as untrusted as a
+# weights file: data/cifar.py unpickles each file with numpy's array globals only, first.
+def test_a_hostile_cifar_pickle_is_refused_and_runs_nothing(tmp_path):
+    from hgsearch.data.cifar import load_cifar
+    from tests.data_fixtures import write_cifar
+
+    write_cifar(tmp_path)
+    marker = tmp_path / "ran"
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    batch.write_bytes(pickle.dumps({"data": _Runs(f"open({str(marker)!r}, 'w').close()"),
+                                    "labels": []}, protocol=2))
+    with pytest.raises(UserError) as refused:
+        load_cifar(tmp_path, variant="cifar10")
+    assert not marker.exists(), "the file's code ran"
+    # protocol 2 writes builtins under its Python 2 name
+    assert str(refused.value) == (f"{batch}: refused, not unpickled: it names __builtin__.exec,"
+                                  " and a CIFAR pickle holds only data and numpy arrays")
