@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
@@ -88,11 +89,39 @@ def test_front_and_select_print_recovery_keys_and_warnings(tmp_path, capsys):
     assert "warning: the choice rests on 5 candidate trial(s)" in out
 
 
+def figure_data(page: str, name: str) -> list[dict]:
+    """The traces of the page's figure ``name`` as the browser gets them (Plotly.newPlot's
+    data argument), numpy arrays decoded from plotly's typed-array form."""
+    start = page.index("Plotly.newPlot(", page.index(f'<figure class="plot" data-plot="{name}"'))
+    start = page.index("[", page.index(f'"plot-{name}"', start))
+    traces, _ = json.JSONDecoder().raw_decode(page, start)
+
+    def decoded(value):
+        if isinstance(value, dict) and set(value) == {"dtype", "bdata"}:
+            return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        if isinstance(value, dict):
+            return {k: decoded(v) for k, v in value.items()}
+        return value
+    return [decoded(t) for t in traces]
+
+
 def test_report_draws_recovery_latency_spread_and_warnings(tmp_path):
     df = honest_folder(tmp_path, sweep_keys=["lam", "mix"])
+    df["latency_final_b1_iqr_ms"] = np.linspace(0.1, 0.5, len(df))   # each trial its own
     page = render_report(df, results_dir=tmp_path, keys=["lam", "mix"])
     assert 'data-plot="recovery"' in page and 'data-plot="latency_pair_b1"' in page
-    assert '"error_y"' in page or "error_y" in page
+    # The spread as drawn: each trial's marker at its median with a bar of half its IQR either
+    # side (plotly.js itself holds the string "error_y", so the page's text proves nothing).
+    by_id = df.set_index("trial_id")
+    traces = {t["name"]: t for t in figure_data(page, "latency_pair_b1")}
+    assert set(traces) == {"dense", "compact"}
+    for name, column in (("dense", "dense"), ("compact", "final")):
+        trace, rows = traces[name], by_id.loc[traces[name]["x"]]
+        assert list(trace["x"]) == list(df.trial_id[df.status == "ok"])   # the usable ones
+        np.testing.assert_allclose(trace["y"], rows[f"latency_{column}_b1_ms"])
+        bar = trace["error_y"]
+        assert bar["type"] == "data" and bar["visible"] is True and "arrayminus" not in bar
+        np.testing.assert_allclose(bar["array"], rows[f"latency_{column}_b1_iqr_ms"] / 2)
     assert "<h2>Warnings</h2>" in page and "t05: acc_final 12.0% is at chance" in page
     assert "parameter importance rests on" in page
     assert "t01: latency_final_b1_ms differs from the dense network" in page   # 1.77 vs 2.0

@@ -40,6 +40,7 @@ except Exception as err:
     print("REFUSED", type(err).__name__)
 """
 LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+DASHBOARD_PORT = 8265   # Ray's default
 
 
 def _free_port_block() -> int:
@@ -72,6 +73,16 @@ def _listening(pids: set[int]) -> list[tuple[str, int, str, int]]:
         except psutil.NoSuchProcess:
             continue
     return out
+
+
+def _is_dashboard(pid: int) -> bool:
+    import psutil
+
+    try:
+        cmdline = psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return False
+    return any(part.endswith("dashboard/dashboard.py") for part in cmdline)
 
 
 def _in_sessions(sessions: set[int]) -> set[int]:
@@ -132,6 +143,10 @@ def test_local_cluster_nodes_listen_on_loopback_only_with_token_auth(tmp_path):
         assert sum(name.startswith("ray::Holder") for name in names) == 2, sockets
         assert driver.pid in {pid for _, pid, *_ in sockets}
         assert [s for s in sockets if s[2] not in LOOPBACK] == []
+        # --include-dashboard=false: nothing serves the dashboard, on loopback or elsewhere
+        # (Ray still runs dashboard.py, minimal, for its own use).
+        dashboard = {pid for pid in _in_sessions(sessions) if _is_dashboard(pid)}
+        assert [s for s in sockets if s[1] in dashboard or s[3] == DASHBOARD_PORT] == []
     finally:
         if driver is not None:
             driver.stdin.close()

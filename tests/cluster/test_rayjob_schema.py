@@ -76,6 +76,22 @@ def test_rayjob_manifest_matches_kuberays_schema(schema):
     assert problems(manifest, schema) == []
 
 
+def test_rayjob_cluster_requires_a_token_and_keeps_the_dashboard_on_loopback():
+    """What the manifest's security comment promises, read from the manifest itself: KubeRay's
+    token authentication (it generates the Secret and sets RAY_AUTH_MODE=token in every Ray
+    container) and the dashboard bound to the head pod's loopback, with no port of its own."""
+    cluster = yaml.safe_load(MANIFEST.read_text())["spec"]["rayClusterSpec"]
+    assert cluster["authOptions"]["mode"] == "token"
+    head = cluster["headGroupSpec"]
+    assert head["rayStartParams"]["dashboard-host"] == "127.0.0.1"
+    ports = [p for c in head["template"]["spec"]["containers"] for p in c.get("ports", [])]
+    assert 8265 not in {p["containerPort"] for p in ports}, ports
+    env = [e for g in [head, *cluster["workerGroupSpecs"]]
+           for c in g["template"]["spec"]["containers"] for e in c.get("env", [])]
+    # a container's own env must not turn off what authOptions turned on
+    assert all(e.get("value") == "token" for e in env if e["name"] == "RAY_AUTH_MODE"), env
+
+
 # Each planted in the file's text as a hand would: a misspelled or unknown field at each level
 # (the RayJob, its cluster, a worker group, the pod template's PodSpec and container), or a
 # value of the wrong type.

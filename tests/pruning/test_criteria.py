@@ -10,7 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from hgsearch.config import FIELDS
-from hgsearch.pruning import CRITERIA, SCORE_METHODS, exact_math, get_criterion, prune
+from hgsearch.pruning import (
+    CRITERIA,
+    SCORE_METHODS,
+    criteria,
+    exact_math,
+    get_criterion,
+    prune,
+    select_filters,
+)
 from hgsearch.pruning.criteria import l2_normalized, taylor_per_sample_mean
 from hgsearch.pruning.scoring import score_filters_reference
 from tests.nets import randomized_net
@@ -195,15 +203,26 @@ def test_taylor_equals_a_per_sample_autograd_loop_normalized_per_block(sample):
         assert g.norm().item() == pytest.approx(1.0) or g.norm().item() == 0.0
 
 
-def test_taylor_global_ranking_is_blind_to_a_blocks_scale(sample):
-    """Per-block L2 normalization: multiplying one block's raw scores (as a larger feature
-    map would under a sum over pixels) changes neither its normalized scores nor the order."""
+def test_taylor_global_ranking_is_blind_to_a_blocks_scale(sample, monkeypatch):
+    """Per-block L2 normalization: block 0's raw scores multiplied by 16 (as a larger feature
+    map would under a sum over pixels) change neither the Taylor criterion's scores nor the
+    filters a global ranking prunes; ranked raw, the same scale does move filters (the control,
+    so the check has something to see)."""
     x, y = sample
     model = criteria_net()
     raw = taylor_per_sample_mean(model, x, y, batch_size=64)
     scaled = [s * (16.0 if b == 0 else 1.0) for b, s in enumerate(raw)]
-    for r, s in zip(raw, scaled):
-        assert torch.allclose(l2_normalized(r), l2_normalized(s), rtol=1e-12, atol=0)
+
+    def pruned(raws):   # the criterion as prune runs it, on these raw scores
+        monkeypatch.setattr(criteria, "taylor_per_sample_mean",
+                            lambda *args, **kwargs: [r.clone() for r in raws])
+        return prune(model, x, y, ratio=0.3, criterion="taylor", batch_size=64)
+
+    plain, big = pruned(raw), pruned(scaled)
+    for a, b in zip(plain.scores, big.scores):
+        assert torch.allclose(a, b, rtol=1e-12, atol=0)
+    assert big.keep == plain.keep
+    assert select_filters(scaled, ratio=0.3).keep != select_filters(raw, ratio=0.3).keep
     assert torch.equal(l2_normalized(torch.zeros(3)), torch.zeros(3))
 
 
