@@ -24,6 +24,7 @@ from typing import Any
 FAMILIES = ("l1", "group_lasso", "exclusive", "group_l12")
 # Four decades each; under lam_scale=init lam is a share of the initial penalty (config: <= 10).
 LAMS = {"none": (1e-4, 1e-3, 1e-2, 1e-1), "init": (1e-2, 1e-1, 1.0, 10.0)}
+ONSET_SHARE = 0.1     # "starts to zero filters": a tenth of them exactly zero
 
 
 def zero_share(*, arch: str, reg: str, lam: float, lam_scale: str, epochs: int,
@@ -109,8 +110,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = utc_now("seconds")
     rows = sweep(arch=a.arch, families=a.families, scales=a.lam_scale, epochs=a.epochs,
                  train_size=a.train_size, batch_size=a.batch_size, lams=a.lams)
+    onset = first_lam(rows, ONSET_SHARE)
+    for (reg, scale), lam in sorted(onset.items()):
+        print(f"{reg:12s} lam_scale={scale:4s}: first lam with {ONSET_SHARE:.0%} of filters "
+              f"zero: {'none in the grid' if lam is None else f'{lam:g}'}")
     report = {"started_at": started, "finished_at": utc_now("seconds"), "args": vars(a),
-              "versions": versions(), "rows": rows}
+              "versions": versions(), "rows": rows,
+              "onset": [{"reg": reg, "lam_scale": scale, "share": ONSET_SHARE, "lam": lam}
+                        for (reg, scale), lam in sorted(onset.items())]}
     write_text_atomic(a.out, json.dumps(report, indent=1))
 
 

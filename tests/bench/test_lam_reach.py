@@ -29,3 +29,5 @@ def test_main_writes_a_row_per_grid_point(tmp_path, monkeypatch):
     assert [(r["reg"], r["lam"]) for r in rows] == [("l1", 0.0), ("l1", 3.0)]
     # lam 0 leaves every filter; lam 3 thresholds every weight of the first step to zero
     assert rows[0]["zero_filter_fraction"] == 0.0 and rows[1]["zero_filter_fraction"] == 1.0
+    onset = json.loads(out.read_text())["onset"]
+    assert onset == [{"reg": "l1", "lam_scale": "none", "share": 0.1, "lam": 3.0}]
