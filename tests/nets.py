@@ -34,3 +34,22 @@ def randomized_net(arch: str = "resnet20", seed: int = 0, *, classes: int = 10,
     if sharpen != 1.0:
         model.fc.weight.data *= sharpen
     return model.eval()
+
+
+def scoring_sample(n: int, size: int, classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` float64 images of ``size`` px and labels (seeded): the scoring tests' sample."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 3, size, size, generator=gen, dtype=torch.float64)
+    return x, torch.randint(0, classes, (n,), generator=gen)
+
+
+def reference_scores(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The slow reference deltas of ``net`` in float64, on one thread (reproducible sums)."""
+    from hgsearch.pruning.scoring import score_filters_reference
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return score_filters_reference(net.double(), x, y, batch_size=64)
+    finally:
+        torch.set_num_threads(before)

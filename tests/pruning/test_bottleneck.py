@@ -12,9 +12,10 @@ from hgsearch.models import build_model, default_widths
 from hgsearch.proximal import conv_bn_pairs, proximal_step
 from hgsearch.pruning import prune
 from hgsearch.pruning.criteria import get_criterion
-from hgsearch.pruning.scoring import score_filters, score_filters_reference
+from hgsearch.pruning.scoring import score_filters
 from hgsearch.pruning.surgery import mask_model, prune_model
 from hgsearch.regularizers import regularized_weights
+from tests.nets import reference_scores, scoring_sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 N_UNITS = len(default_widths("resnet50"))   # 32: two per Bottleneck
@@ -42,19 +43,12 @@ def bottleneck_net(seed: int = 0, width: int = 5) -> torch.nn.Module:
 
 @pytest.fixture(scope="module")
 def sample():
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(6, 3, 32, 32, generator=gen, dtype=torch.float64)
-    return x, torch.randint(0, 10, (6,), generator=gen)
+    return scoring_sample(6, 32)
 
 
 @pytest.fixture(scope="module")
 def reference(sample):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return score_filters_reference(bottleneck_net().double(), *sample, batch_size=64)
-    finally:
-        torch.set_num_threads(before)
+    return reference_scores(bottleneck_net(), *sample)
 
 
 def test_units_are_both_inner_widths_of_each_bottleneck():

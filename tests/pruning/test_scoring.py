@@ -10,7 +10,7 @@ from hgsearch.bench.scoring import measure_scoring_speedup
 from hgsearch.models import build_model
 from hgsearch.pruning.scoring import mean_ce, score_filters, score_filters_reference
 from hgsearch.pruning.surgery import prune_model
-from tests.nets import randomized_net
+from tests.nets import randomized_net, reference_scores, scoring_sample
 
 DEAD = ((0, 3), (4, 0), (4, 5), (8, 63))   # (block, channel) forced to output exactly zero
 
@@ -29,20 +29,13 @@ def scoring_net(seed: int = 0) -> torch.nn.Module:
 
 @pytest.fixture(scope="module")
 def sample():
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(24, 3, 8, 8, generator=gen, dtype=torch.float64)
-    return x, torch.randint(0, 10, (24,), generator=gen)
+    return scoring_sample(24, 8)
 
 
 @pytest.fixture(scope="module")
 def reference(sample):
     """Reference deltas in float64 (computed once: 336 full forwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return score_filters_reference(scoring_net().double(), *sample, batch_size=64)
-    finally:
-        torch.set_num_threads(before)
+    return reference_scores(scoring_net(), *sample)
 
 
 def test_reference_equals_loss_difference_of_rebuilt_networks(sample, reference):
