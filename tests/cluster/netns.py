@@ -192,3 +192,35 @@ class NetnsCluster:
         if done.returncode:
             raise RuntimeError(f"netns_cluster.sh {command} {' '.join(args)} failed "
                                f"({done.returncode}):\n{done.stdout[-3000:]}")
+
+
+# The cluster tests' trial: two epochs, the fewest that still resume (or are cancelled) in the
+# middle of training, a checkpoint after each.
+EPOCHS = 2
+TINY = {"dataset": "synthetic", "synthetic_train_size": 100, "synthetic_test_size": 20,
+        "arch": "resnet20", "epochs": EPOCHS, "checkpoint_every": 1, "batch_size": 50,
+        "eval_batch_size": 100, "finetune_epochs": 1, "score_samples": 8,
+        "latency_repeats": 1, "latency_batch": 1, "device": "cpu", "prune_ratio": 0.3}
+
+
+def write_space(folder: Path, name: str, **keys) -> str:
+    """A two-trial random search over lam of TINY as ``folder/NAME.yaml``; its file name."""
+    import yaml
+
+    data = {"fixed": TINY, "search": {"lam": {"loguniform": [1.0e-6, 1.0e-4]}},
+            "objectives": {"acc_final": "max", "params_ratio": "min"},
+            "sampler": {"name": "random", "seed": 0}, "num_samples": 2, "max_concurrent": 2,
+            "resources": {"cpu": 1}, "retries": 0, "baseline": False, **keys}
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(data))
+    return f"{name}.yaml"
+
+
+def cluster_up(c: NetnsCluster):
+    """Yield ``c`` up; afterwards down, and nothing of it left (a fixture's body)."""
+    try:
+        c.up()
+        yield c
+    finally:
+        c.down()
+        left = c.leftovers()
+        assert not left, f"left behind: {left}"

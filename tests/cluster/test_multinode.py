@@ -17,18 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from hgsearch.results import load_curves, load_results
-from tests.cluster.netns import NetnsCluster, unavailable
+from tests.cluster.netns import EPOCHS, NetnsCluster, cluster_up, unavailable, write_space
 
 pytestmark = pytest.mark.multinode
 
-EPOCHS = 2     # the fewest that still resume mid-training: a checkpoint after epoch 1 of 2
-TINY = {"dataset": "synthetic", "synthetic_train_size": 100, "synthetic_test_size": 20,
-        "arch": "resnet20", "epochs": EPOCHS, "checkpoint_every": 1, "batch_size": 50,
-        "eval_batch_size": 100, "finetune_epochs": 1, "score_samples": 8,
-        "latency_repeats": 1, "latency_batch": 1, "device": "cpu", "prune_ratio": 0.3}
 STORAGE = "s3://hgsearch/ckpt"
 RESULTS = "/tmp/results"       # on the head's disk
 SWEEP_S = 420
@@ -42,22 +36,11 @@ def cluster(tmp_path_factory):
             pytest.fail(f"multi-node tests cannot run in CI: {reason}")
         pytest.skip(f"no namespace cluster here: {reason}")
     c = NetnsCluster(tmp_path_factory.mktemp("netns"), workers=2)
-    try:
-        c.up()
-        yield c
-    finally:
-        c.down()
-        left = c.leftovers()
-        assert not left, f"left behind: {left}"
+    yield from cluster_up(c)
 
 
 def _space(c: NetnsCluster, name: str, **keys) -> str:
-    data = {"fixed": TINY, "search": {"lam": {"loguniform": [1.0e-6, 1.0e-4]}},
-            "objectives": {"acc_final": "max", "params_ratio": "min"},
-            "sampler": {"name": "random", "seed": 0}, "num_samples": 2, "max_concurrent": 2,
-            "resources": {"cpu": 1}, "retries": 0, "baseline": False, **keys}
-    (c.disk("head") / "work" / f"{name}.yaml").write_text(yaml.safe_dump(data))
-    return f"{name}.yaml"         # relative to the head's working directory
+    return write_space(c.disk("head") / "work", name, **keys)     # relative to where the job starts
 
 
 def _on(c: NetnsCluster, node: str, script: str, *args: str) -> str:

@@ -18,18 +18,19 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from hgsearch.results import load_curves, load_results
-from tests.cluster.netns import NetnsCluster, slurm_unavailable, unavailable
+from tests.cluster.netns import (
+    EPOCHS,
+    NetnsCluster,
+    cluster_up,
+    slurm_unavailable,
+    unavailable,
+    write_space,
+)
 
 pytestmark = pytest.mark.multinode
 
-EPOCHS = 2     # a trial long enough to be cancelled in the middle of
-TINY = {"dataset": "synthetic", "synthetic_train_size": 100, "synthetic_test_size": 20,
-        "arch": "resnet20", "epochs": EPOCHS, "checkpoint_every": 1, "batch_size": 50,
-        "eval_batch_size": 100, "finetune_epochs": 1, "score_samples": 8,
-        "latency_repeats": 1, "latency_batch": 1, "device": "cpu", "prune_ratio": 0.3}
 JOB_S = 420
 # A CPU cluster's user overrides the script's GPUs and CPUs on sbatch's command line.
 SBATCH = ("sbatch", "--parsable", "--gpus-per-node=0", "--cpus-per-task=1")
@@ -48,22 +49,11 @@ def cluster(tmp_path_factory):
             pytest.fail(f"Slurm tests cannot run in CI: {reason}")
         pytest.skip(f"no Slurm cluster here: {reason}")
     c = NetnsCluster(tmp_path_factory.mktemp("slurm"), workers=2, ray=False, slurm=True)
-    try:
-        c.up()
-        yield c
-    finally:
-        c.down()
-        left = c.leftovers()
-        assert not left, f"left behind: {left}"
+    yield from cluster_up(c)
 
 
 def _space(c: NetnsCluster, name: str, **keys) -> str:
-    data = {"fixed": TINY, "search": {"lam": {"loguniform": [1.0e-6, 1.0e-4]}},
-            "objectives": {"acc_final": "max", "params_ratio": "min"},
-            "sampler": {"name": "random", "seed": 0}, "num_samples": 2, "max_concurrent": 2,
-            "resources": {"cpu": 1}, "retries": 0, "baseline": False, **keys}
-    (c.home() / f"{name}.yaml").write_text(yaml.safe_dump(data))
-    return f"{name}.yaml"             # relative to the home, where the job starts
+    return write_space(c.home(), name, **keys)     # relative to where the job starts
 
 
 def _head(c: NetnsCluster, command: str, timeout: float = 60) -> str:
