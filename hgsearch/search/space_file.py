@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from hgsearch import config
+from hgsearch.config_file import read_config_file
 from hgsearch.errors import UserError
 from hgsearch.objectives import DIRECTIONS
 from hgsearch.search.baseline import early_stop_default, early_stop_notes, parse_baseline
@@ -69,7 +70,7 @@ def load_space(path: str | Path, *, overrides: Mapping[str, Any] | None = None) 
 
     ``overrides`` replaces top-level sections (the CLI's --num-samples, --max-concurrent).
     """
-    data = config.read_config_file(path)    # UserError if unreadable or not a mapping
+    data = read_config_file(path)    # UserError if unreadable or not a mapping
     return parse_space({**data, **(overrides or {})}, source=str(path))
 
 
