@@ -107,6 +107,29 @@ def controls_table(df: pd.DataFrame, trial_ids: list[str]) -> pd.DataFrame:
     return table
 
 
+def controls_on_axes(df: pd.DataFrame) -> pd.DataFrame:
+    """Every ok control of ``df`` with ``params_ratio`` and ``macs_ratio`` taken against the dense
+    network of the trial it controls (its own are 1), and ``acc_se``: points on the report's
+    trade-off axes beside the trials."""
+    by_id = {str(r["trial_id"]): r for _, r in df.iterrows()}
+    out = []
+    for _, c in df[control_mask(df)].iterrows():
+        target = by_id.get(str(c["control_of"]))
+        if target is None or c.get("status") != "ok" or math.isnan(_number(c["acc_final"])):
+            continue
+        acc = float(c["acc_final"])
+        out.append({"trial_id": c["trial_id"], "control": c["control"],
+                    "control_of": c["control_of"], "acc_final": acc,
+                    "acc_se": standard_error(acc, _count(c.get("val_images"))),
+                    "params_ratio": _number(c.get("params_final"))
+                    / _number(target.get("params_dense")),
+                    "macs_ratio": _number(c.get("macs_final")) / _number(target.get("macs_dense")),
+                    "test_acc_final": _number(c.get("test_acc_final"))})
+    columns = ["trial_id", "control", "control_of", "acc_final", "acc_se", "params_ratio",
+               "macs_ratio", "test_acc_final"]
+    return pd.DataFrame(out, columns=columns)
+
+
 def _number(value: object) -> float:
     v = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
     return math.nan if pd.isna(v) else float(v)

@@ -1,4 +1,5 @@
-"""Which keys a set of trials searched, and the table of every trial for the report."""
+"""Which keys a set of trials searched, and the report's tables of every trial and of the
+controls."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from html import escape
 
 import pandas as pd
 
+from hgsearch.analysis.controls import controls_table
 from hgsearch.analysis.front import format_table
 from hgsearch.config import FIELDS
 from hgsearch.results import baseline_mask, control_mask, row_warnings
@@ -54,3 +56,15 @@ def trials_table(df: pd.DataFrame, objectives: list[tuple[str, str]], keys: list
         body.append(f"<tr{cls}>{tds}</tr>")
     return (f'<table class="sortable trials"><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def controls_html(df: pd.DataFrame, front_ids: list[str]) -> str:
+    """The controls of the front's trials as a table under the front; nothing without any."""
+    table = controls_table(df, front_ids)
+    if table.empty:
+        return ""
+    return ("<h3>Controls of the front's trials</h3><p class=\"note\">Trained from scratch at "
+            "the trial's size (scratch: its widths; uniform: every width scaled to its "
+            "parameter count); +-: binomial standard error of acc_final.</p>"
+            + format_table(table).to_html(index=False, border=0, escape=True,
+                                          classes="sortable"))

@@ -6,8 +6,9 @@ selected trial (``of: selected``, the knee of the front, as ``hgsearch select --
 the first ``max`` trials of the front (``of: front``), the space's ``controls:`` entry runs:
 
 - ``scratch``: the pruned network's widths (its ``kept_channels``) from random initialization,
-  for the trial's epochs + finetune_epochs at its dense recipe (Liu et al.'s Scratch-E; Scratch-B,
-  the same compute and so more epochs for the smaller network, is not offered);
+  for all the epochs its trial trained (epochs, finetune_between rounds, finetune_epochs) at its
+  dense recipe (Liu et al.'s Scratch-E; Scratch-B, the same compute and so more epochs for the
+  smaller network, is not offered);
 - ``uniform``: every inner width of the arch times one factor, found by bisection on the built
   network's parameter count, then single units moved by one channel until the count is within
   ``TOLERANCE`` of the pruned network's; trained the same way.
@@ -149,8 +150,10 @@ def control_keys(target: Mapping[str, Any], kind: str, *, folder: Path,
     keys = {k: _scalar(target[k]) for k in config.FIELDS if k not in _NOT_COPIED
             and k in target and _present(target[k])}
     keys.update(CONTROL_VALUES)
-    # Scratch-E: as many epochs as the pruned network had, dense and fine-tuning together.
-    keys["epochs"] = int(target["epochs"]) + int(target.get("finetune_epochs") or 0)
+    # Scratch-E: as many epochs as the pruned trial trained, dense, between the pruning rounds
+    # and fine-tuning together.
+    between = int(target.get("finetune_between") or 0) * (int(target.get("prune_steps") or 1) - 1)
+    keys["epochs"] = int(target["epochs"]) + between + int(target.get("finetune_epochs") or 0)
     keys.update(trial_id=control_id(str(target["trial_id"]), kind), out_dir=str(folder))
     if kind == "scratch":
         keys["widths"] = widths_text(target["kept_channels"])

@@ -83,6 +83,15 @@ def test_a_scratch_control_keeps_the_widths_and_the_epochs(tmp_path):
     assert parse_widths(keys["widths"]) == kept and keys["trial_id"] == "t0001-scratch"
     assert (keys["epochs"], keys["finetune_epochs"], keys["reg"], keys["prune_ratio"]) == \
         (7, 0, "none", 0.0)
+    rounds = control_keys({**target, "prune_steps": 3, "finetune_between": 2}, "scratch",
+                          folder=tmp_path, log=lambda _l: None)
+    assert rounds["epochs"] == 4 + 2 * 2 + 3          # dense, between the 3 rounds, fine-tuning
+
+
+def test_validate_says_what_the_controls_cost():
+    lines = parse_space(_space(controls={"of": "front", "max": 3}), source="s.yaml").describe()
+    assert "  controls:   scratch, uniform for the first 3 of the front, after the search: up " \
+        "to 6 more trial(s) from scratch, each of its trial's epochs + finetune_epochs" in lines
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +154,9 @@ def test_select_prints_the_choice_against_its_controls(swept, capsys):
     assert main(["front", str(result.folder)]) == 0
     front_out = capsys.readouterr().out
     assert "controls of the front's trials" in front_out and "-scratch" in front_out
+    assert main(["report", str(result.folder)]) == 0
+    page = (result.folder / "report" / "index.html").read_text()
+    assert "control: uniform" in page and f"{chosen.trial_id}-scratch" in page
 
 
 def test_a_resumed_sweep_does_not_run_its_controls_again(swept):
