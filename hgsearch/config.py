@@ -275,6 +275,8 @@ def coerce(key: str, value: Any) -> Any:
             return value
         if value is None:
             return ""
+        if key == "widths" and isinstance(value, (list, tuple)):    # YAML's [16, 8, ...]
+            return ",".join(str(v) for v in value)
         # YAML 1.1 reads an unquoted on/off as a boolean: give such keys back their word.
         if isinstance(value, bool) and {"on", "off"} <= set(FIELDS[key].metadata["choices"] or ()):
             return "on" if value else "off"

@@ -74,6 +74,17 @@ def test_bad_widths_are_one_line_user_errors(values, fragment):
     assert fragment in err.value.problems[0]
 
 
+def test_a_yaml_list_of_widths_reads_as_the_list(tmp_path):
+    from hgsearch.config_file import compose_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("arch: resnet20\nwidths: [3, 5, 7, 9, 11, 13, 15, 17, 19]\n")
+    assert compose_config(config_file=path).widths == "3,5,7,9,11,13,15,17,19"
+    path.write_text("widths: [3, 5]\n")
+    with pytest.raises(UserError, match="resnet20 has 9 prunable units, got 2 widths"):
+        compose_config(config_file=path)
+
+
 def test_bad_widths_exit_2_at_the_cli(tmp_path, capsys):
     code = main(["trial", "--set", "widths=1,2", "--out", str(tmp_path)])
     assert code == 2

@@ -7,6 +7,7 @@ the command line only parses and prints. pandas is imported when a function runs
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,6 +148,7 @@ def select_and_export(results: str | Path, *, rule: str, objectives: str | None 
     """Choose one trial of RESULTS by ``rule`` (``analysis.select_trial``), export it, and
     rewrite an existing report, which must show the current selection, not the one it was made
     with."""
+    from hgsearch.analysis.controls import compare
     from hgsearch.analysis.export import export_selection
     from hgsearch.analysis.select_trial import baseline_of, select_trial
     from hgsearch.results import baseline_mask
@@ -155,8 +157,9 @@ def select_and_export(results: str | Path, *, rule: str, objectives: str | None 
     objs = objectives_of(results, objectives)
     selection = select_trial(df, rule=rule, objectives=objs, budget=budget,
                        budget_column=budget_column, max_drop=max_drop)
+    against = [{**dataclasses.asdict(c), "clear": c.clear} for c in compare(df, selection.row)]
     folder = export_selection(results, selection, onnx=onnx,
-                              baseline=baseline_of(df, selection.row))
+                              baseline=baseline_of(df, selection.row), controls=against)
     report = Path(results) / "report" / "index.html"
     rewrite = report.is_file()
     if rewrite:

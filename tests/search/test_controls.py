@@ -3,6 +3,7 @@ and a real tiny sweep whose controls run once, stay off the front and are compar
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -154,6 +155,10 @@ def test_select_prints_the_choice_against_its_controls(swept, capsys):
     assert main(["front", str(result.folder)]) == 0
     front_out = capsys.readouterr().out
     assert "controls of the front's trials" in front_out and "-scratch" in front_out
+    card = json.loads((result.folder / "selected" / "model_card.json").read_text())
+    assert {c["kind"] for c in card["controls"]} == {"scratch", "uniform"}
+    assert all(c["ahead"] == pytest.approx(float(row.acc_final) - c["acc"])
+               for c in card["controls"])
     assert main(["report", str(result.folder)]) == 0
     page = (result.folder / "report" / "index.html").read_text()
     assert "control: uniform" in page and f"{chosen.trial_id}-scratch" in page
