@@ -2,8 +2,9 @@
 
 Liu et al. (ICLR 2019, "Rethinking the Value of Network Pruning") found that many pruned networks
 are matched by their architecture trained from random initialization. After the search, for the
-selected trial (``of: selected``, the knee of the front, as ``hgsearch select --rule knee``) or
-the first ``max`` trials of the front (``of: front``), the space's ``controls:`` entry runs:
+selected trial (``of: selected``: the knee of the pruned trials' front, as ``hgsearch select
+--rule knee`` chooses it) or the first ``max`` trials of that front (``of: front``), the
+space's ``controls:`` entry runs:
 
 - ``scratch``: the pruned network's widths (its ``kept_channels``) from random initialization,
   for all the epochs its trial trained (epochs, finetune_between rounds, finetune_epochs) at its
@@ -218,7 +219,12 @@ def run_controls(spec: ControlSpec | None, *, rows: Any, objectives: list[tuple[
         if len(pending) >= max_concurrent:
             _done, pending = ray.wait(pending, num_returns=1)
         pending.append(task.remote(keys, extra, run))
-    ray.get(pending)
+    for ref in pending:
+        try:
+            ray.get(ref)
+        except Exception as err:     # noqa: BLE001 - a lost worker: said below, run on --resume
+            log(f"controls: a control's worker ended abnormally ({err.__class__.__name__}); a "
+                "control without a row runs again with --resume")
     for keys, _ in wanted:
         row = read_row(folder, keys["trial_id"]) or {}
         log(f"control {keys['trial_id']}: {row.get('status', 'no row')}, val "

@@ -15,6 +15,7 @@ from hgsearch.analysis.controls import compare, standard_error
 from hgsearch.analysis.front import pareto_front
 from hgsearch.analysis.select_trial import select_trial
 from hgsearch.cli import main
+from hgsearch.errors import UserError
 from hgsearch.models import build_model, default_widths
 from hgsearch.search.controls import ControlSpec, control_keys, uniform_widths
 from hgsearch.search.driver import run_sweep
@@ -99,8 +100,10 @@ def test_validate_says_what_the_controls_cost():
 def swept(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("controls")
     space = tmp / "controls.yaml"
-    space.write_text(yaml.safe_dump(_space(controls={"kinds": ["scratch", "uniform"],
-                                                     "of": "selected"})))
+    # one pruned trial and its two controls: the least a sweep with controls runs
+    space.write_text(yaml.safe_dump(_space(
+        search={"prune_ratio": {"choice": [0.5]}}, num_samples=1, baseline=False,
+        controls={"kinds": ["scratch", "uniform"], "of": "selected"})))
     lines: list[str] = []
     torch.set_num_threads(1)
     result = run_sweep(space, name="c", results=tmp / "r", num_cpus=2, log=lines.append)
@@ -134,9 +137,8 @@ def test_controls_are_never_on_the_front_nor_selected(swept):
     front = pareto_front(rows)
     assert not front.trial_id.str.contains("-").any()
     assert front.attrs["excluded"]["controls"] == 2
-    only_controls = rows[rows.control.notna() | rows.is_baseline.eq(True)]
-    with pytest.raises(Exception, match="no usable trial|no trial to choose"):
-        select_trial(only_controls, rule="knee")
+    with pytest.raises(UserError, match="no usable trial among 2 rows .left out: 2 controls"):
+        select_trial(rows[rows.control.notna()], rule="knee")
 
 
 def test_select_prints_the_choice_against_its_controls(swept, capsys):
