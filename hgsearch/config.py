@@ -1,19 +1,20 @@
 """Trial keys: one frozen dataclass with flat keys, parsed and validated from YAML or ``--set``.
 
 One key means one thing everywhere: the CLI's ``--set KEY=VALUE``, a YAML config, a search space
-and a Parquet column all use these names. ``hgsearch keys`` prints this table.
+and a Parquet column all use these names. ``hgsearch keys`` prints this table; config_file.py reads
+them from a YAML file and ``--set`` items.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hgsearch.errors import UserError
+from hgsearch.widths import widths_problem
 
 DATASETS = ("synthetic", "cifar10", "cifar100", "tinyimagenet", "imagefolder")
 # The CIFAR ResNets and resnet18_small (3x3 stem, 32-64 px), then torchvision's ResNets under
@@ -108,6 +109,12 @@ class TrialConfig:
     skip_training: bool = _key(False, "with init_weights: no HGSR training, the given network "
                                "goes as it is to scoring (a sweep's pretrained baseline sets it, "
                                "with prune_ratio=0 and finetune_epochs=0)", group="train")
+    widths: str = _key("", "inner width of each prunable unit, comma-separated (a pruned row's "
+                       "kept_channels, say), from random initialization; empty: the arch's own "
+                       "(hgsearch/widths.py)", group="train")
+    width_scale: float = _key(1.0, "every inner width x this, rounded, at least 1, from random "
+                              "initialization (a uniformly thinner network)", lo=0.0, hi=1.0,
+                              group="train")
     epochs: int = _key(5, "training epochs with the regularizer", lo=1, hi=10_000, group="train")
     batch_size: int = _key(128, "images per SGD step", lo=1, hi=65_536, group="train")
     lr: float = _key(0.1, "peak learning rate (per batch_size images)", lo=0.0, hi=1e6,
@@ -268,6 +275,8 @@ def coerce(key: str, value: Any) -> Any:
             return value
         if value is None:
             return ""
+        if key == "widths" and isinstance(value, (list, tuple)):    # YAML's [16, 8, ...]
+            return ",".join(str(v) for v in value)
         # YAML 1.1 reads an unquoted on/off as a boolean: give such keys back their word.
         if isinstance(value, bool) and {"on", "off"} <= set(FIELDS[key].metadata["choices"] or ()):
             return "on" if value else "off"
@@ -331,6 +340,8 @@ def problems_of(values: Mapping[str, Any]) -> list[str]:
         problems.append(problem)
     if merged["skip_training"] and not merged["init_weights"]:
         problems.append("skip_training=true: only with init_weights (a network to start from)")
+    if problem := widths_problem(merged):
+        problems.append(problem)
     if merged["warmup_epochs"] >= merged["epochs"]:   # epochs >= 1: no warmup always passes
         problems.append(f"warmup_epochs={merged['warmup_epochs']}: must be less than "
                         f"epochs={merged['epochs']}")
@@ -347,49 +358,3 @@ def make_config(values: Mapping[str, Any] | None = None) -> TrialConfig:
     if problems:
         raise UserError(*problems)
     return TrialConfig(**{k: coerce(k, v) for k, v in values.items()})
-
-
-def parse_assignments(items: list[str]) -> dict[str, str]:
-    """``["lam=1e-3", "arch=resnet56"]`` -> ``{"lam": "1e-3", "arch": "resnet56"}``."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set lam=1e-3")
-        out[key.strip()] = value
-    return out
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """A YAML file holding a flat mapping of trial keys."""
-    import yaml
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: cannot read ({err.__class__.__name__})") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path}:{where} is not valid YAML") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping of trial keys, found {type(data).__name__}")
-    return data
-
-
-def compose_config(*, config_file: str | Path | None = None, assignments: Sequence[str] = (),
-                   out_dir: str | None = None) -> TrialConfig:
-    """The config of ``hgsearch trial``: a YAML file, then ``KEY=VALUE`` items, then ``out_dir``.
-
-    Later sources override earlier ones; every problem is raised as one UserError.
-    """
-    values = read_config_file(config_file) if config_file else {}
-    values.update(parse_assignments(list(assignments)))
-    if out_dir:
-        values["out_dir"] = out_dir
-    return make_config(values)

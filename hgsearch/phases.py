@@ -32,7 +32,7 @@ from hgsearch.metrics import (
     zero_filter_fraction,
     zero_group_fraction,
 )
-from hgsearch.models import PrunableNet, build_model, save_model
+from hgsearch.models import PrunableNet, build_model, default_widths, save_model
 from hgsearch.models.weights import UserWeights, initial_model
 from hgsearch.pruning import prune, prune_model
 from hgsearch.results_layout import ResultsFolder
@@ -40,6 +40,7 @@ from hgsearch.runtime import Runtime
 from hgsearch.score_cache import ScoreCache, score_images
 from hgsearch.shared_dense import SharedDense
 from hgsearch.train import evaluate, recalibrate_bn, sgd_settings, train
+from hgsearch.widths import trial_widths
 
 Log = Callable[[str], None]
 
@@ -125,8 +126,9 @@ def _initial(cfg: TrialConfig, data: Any, row: dict[str, Any], log: Log,
              weights: UserWeights | None) -> PrunableNet:
     """The network training starts from: freshly initialized, or the user's ``init_weights``
     (UserError, before anything is written, for a file that does not fit)."""
-    if not cfg.init_weights:
-        return build_model(cfg.arch, data.num_classes)
+    if not cfg.init_weights:   # widths / width_scale: a thinner network (hgsearch/widths.py)
+        widths = trial_widths(default_widths(cfg.arch), cfg.widths, cfg.width_scale)
+        return build_model(cfg.arch, data.num_classes, widths)
     given = initial_model(weights or cfg.init_weights, cfg.arch, data.num_classes)
     row.update(init_weights_sha256=given.sha256, init_weights_note=given.note or None)
     log(f"trial {cfg.trial_id}: {cfg.arch} from {cfg.init_weights} (sha256 "

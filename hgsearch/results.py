@@ -39,6 +39,7 @@ METRIC_TYPES: dict[str, pa.DataType] = {
     "status": pa.string(),            # ok | diverged | failed | stopped (early stop: no objectives)
     "error": pa.string(),
     "num_classes": pa.int64(),
+    "val_images": pa.int64(),         # validation images: n of an accuracy's standard error
     "acc_dense": pa.float64(),        # validation top-1 after HGSR training (fraction)
     "test_acc_dense": pa.float64(),
     "acc_pruned": pa.float64(),       # validation top-1 of the compact network before fine-tuning
@@ -119,6 +120,10 @@ SWEEP_TYPES: dict[str, pa.DataType] = {
     "restarts": pa.int64(),           # times the trial resumed from a checkpoint
     "checkpoint_note": pa.string(),   # why a checkpoint was not used (unreadable: started over)
     "attempts": pa.int64(),           # on a driver-written failed row: attempts Tune made
+    # A control (hgsearch/search/controls.py): a network of the pruned trial's size trained from
+    # scratch, never on the front nor selected; null on every other row.
+    "control": pa.string(),           # scratch | uniform
+    "control_of": pa.string(),        # the trial_id of the pruned trial it controls
 }
 
 CURVE_TYPES: dict[str, pa.DataType] = {
@@ -255,6 +260,13 @@ def baseline_mask(rows: pd.DataFrame) -> np.ndarray:
     if "is_baseline" not in rows.columns:
         return np.zeros(len(rows), dtype=bool)
     return rows["is_baseline"].eq(True).fillna(False).to_numpy(dtype=bool)
+
+
+def control_mask(rows: pd.DataFrame) -> np.ndarray:
+    """True on the rows of a sweep's controls (``control`` set): references, not candidates."""
+    if "control" not in rows.columns:
+        return np.zeros(len(rows), dtype=bool)
+    return rows["control"].notna().to_numpy(dtype=bool)
 
 
 def load_results(path: str | Path) -> pd.DataFrame:

@@ -71,7 +71,8 @@ def run_trial(config: TrialConfig | Mapping[str, Any], *, extra: Mapping[str, An
     weights = read_weights(cfg.init_weights, cfg.arch) if cfg.init_weights else None
     t0 = time.perf_counter()
     data = load_dataset(cfg)  # UserError for a bad folder: raised before anything is written
-    row.update(seconds_data=time.perf_counter() - t0, num_classes=data.num_classes)
+    row.update(seconds_data=time.perf_counter() - t0, num_classes=data.num_classes,
+               val_images=len(data.val_y))
     try:
         run_phases(cfg, data, runtime, row, curve, log, checkpoint, dense_store,
                    weights=weights)

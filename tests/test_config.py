@@ -7,13 +7,11 @@ import pytest
 from hgsearch.config import (
     FIELDS,
     TrialConfig,
-    compose_config,
     key_table,
     make_config,
-    parse_assignments,
     problems_of,
-    read_config_file,
 )
+from hgsearch.config_file import compose_config, parse_assignments, read_config_file
 from hgsearch.errors import UserError
 
 

@@ -7,6 +7,7 @@ the command line only parses and prints. pandas is imported when a function runs
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,11 +107,13 @@ class Front:
     baselines: int               # usable rows that are baselines: references, not candidates
     keys: list[str]              # the searched keys the table shows
     cautions: list[str]          # what makes the front or its trials suspect (analysis.cautions)
+    controls: pd.DataFrame | None = None   # controls of the front's trials (analysis.controls)
 
 
 def front_of(results: str | Path, *, objectives: str | None = None,
              on_skipped: OnSkipped | None = None) -> Front:
     """The Pareto front of RESULTS under ``objectives`` (default: see ``objectives_of``)."""
+    from hgsearch.analysis.controls import controls_table
     from hgsearch.analysis.front import format_table, front_table, pareto_front
     from hgsearch.analysis.select_trial import baseline_count
 
@@ -119,10 +122,12 @@ def front_of(results: str | Path, *, objectives: str | None = None,
     front = pareto_front(df, objs)
     keys = searched_keys_of(results, df)
     baselines = baseline_count(df, objs)
+    controls = controls_table(df, [str(t) for t in front["trial_id"]])
     return Front(objectives=objs, table=format_table(front_table(front, objs, keys)),
                  usable=front.attrs["usable"], excluded=dict(front.attrs["excluded"]),
                  baselines=baselines, keys=keys,
-                 cautions=cautions_of(df, front, front.attrs["usable"] - baselines))
+                 cautions=cautions_of(df, front, front.attrs["usable"] - baselines),
+                 controls=format_table(controls) if len(controls) else None)
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,7 @@ class Exported:
     folder: Path                 # RESULTS/selected/
     report: Path | None          # RESULTS/report/index.html when one existed and was rewritten
     cautions: list[str]          # what makes the choice suspect (analysis.cautions)
+    controls: list[str] = ()     # the choice against its controls (analysis.controls)
 
 
 def select_and_export(results: str | Path, *, rule: str, objectives: str | None = None,
@@ -142,6 +148,7 @@ def select_and_export(results: str | Path, *, rule: str, objectives: str | None 
     """Choose one trial of RESULTS by ``rule`` (``analysis.select_trial``), export it, and
     rewrite an existing report, which must show the current selection, not the one it was made
     with."""
+    from hgsearch.analysis.controls import compare
     from hgsearch.analysis.export import export_selection
     from hgsearch.analysis.select_trial import baseline_of, select_trial
     from hgsearch.results import baseline_mask
@@ -150,8 +157,9 @@ def select_and_export(results: str | Path, *, rule: str, objectives: str | None 
     objs = objectives_of(results, objectives)
     selection = select_trial(df, rule=rule, objectives=objs, budget=budget,
                        budget_column=budget_column, max_drop=max_drop)
+    against = [{**dataclasses.asdict(c), "clear": c.clear} for c in compare(df, selection.row)]
     folder = export_selection(results, selection, onnx=onnx,
-                              baseline=baseline_of(df, selection.row))
+                              baseline=baseline_of(df, selection.row), controls=against)
     report = Path(results) / "report" / "index.html"
     rewrite = report.is_file()
     if rewrite:
@@ -163,8 +171,10 @@ def select_and_export(results: str | Path, *, rule: str, objectives: str | None 
     candidates = int((~baseline_mask(usable(df, objs))).sum())
     cautions = cautions_of(df, df[df["trial_id"].astype(str).eq(selection.trial_id)],
                            candidates, subject="the choice")
+    from hgsearch.analysis.controls import comparison_lines
+
     return Exported(selection=selection, folder=folder, report=report if rewrite else None,
-                    cautions=cautions)
+                    cautions=cautions, controls=comparison_lines(df, selection.row))
 
 
 def report_of(results: str | Path, *, objectives: str | None = None,

@@ -1,10 +1,11 @@
 """Pareto front and hypervolume of a sweep's trials, on plain pandas DataFrames.
 
-A trial is usable when its ``status`` is ``"ok"`` and every objective is a number; the other rows
-are left out and counted. Every function takes a DataFrame (one row per trial, as
-``hgsearch.results.load_results`` returns), so several sweeps concatenated in pandas, or a sweep
-still running, are analysed the same way. Objectives are a list of ``(column, "max"|"min")``
-pairs, a dict ``{column: direction}`` or the text ``"acc_final:max,params_ratio:min"``.
+A trial is usable when its ``status`` is ``"ok"``, every objective is a number and it is no
+control (``results.control_mask``); the other rows are left out and counted. Every function
+takes a DataFrame (one row per trial, as ``hgsearch.results.load_results`` returns), so several
+sweeps concatenated in pandas, or a sweep still running, are analysed the same way. Objectives
+are a list of ``(column, "max"|"min")`` pairs, a dict ``{column: direction}`` or the text
+``"acc_final:max,params_ratio:min"``.
 
 Hypervolume is computed exactly by moocore (López-Ibáñez et al.'s C library for multi-objective
 performance assessment: the 2-D sweep, the 3-D algorithm of Beume et al. and WFG above), which is
@@ -24,6 +25,7 @@ import pandas as pd
 
 from hgsearch.errors import UserError
 from hgsearch.objectives import DIRECTIONS
+from hgsearch.results import control_mask
 
 Objectives = list[tuple[str, str]]
 ObjectivesLike = Sequence[tuple[str, str]] | Mapping[str, str] | str | None
@@ -86,9 +88,13 @@ def _usable_mask(df: pd.DataFrame, objs: Objectives) -> tuple[np.ndarray, dict[s
             raise UserError(f"objective {name!r}: no such column in the results; numeric "
                             f"columns are {', '.join(map(str, numeric)) or 'none'}")
     status = df["status"] if "status" in df.columns else pd.Series("ok", index=df.index)
-    ok = status.eq("ok").fillna(False).to_numpy(dtype=bool)
+    control = control_mask(df)      # references trained from scratch, never on the front
+    ok = status.eq("ok").fillna(False).to_numpy(dtype=bool) & ~control
     finite = np.isfinite(_numbers(df, objs)).all(axis=1)
-    excluded = {str(k): int(v) for k, v in status[~ok].fillna("unknown").value_counts().items()}
+    excluded = {str(k): int(v) for k, v in
+                status[~ok & ~control].fillna("unknown").value_counts().items()}
+    if control.any():
+        excluded["controls"] = int(control.sum())
     if (ok & ~finite).any():
         excluded["missing"] = int((ok & ~finite).sum())
     if not (ok & finite).any():

@@ -16,6 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 FRONT, BASE, PICK, OTHER, BAD = "#1f77b4", "#000000", "#d62728", "#9a9a9a", "#ff7f0e"
+CONTROL = "#2ca02c"
 PHASE_DASH = {"train": "solid", "finetune": "dot"}
 LAYOUT = dict(template="plotly_white", height=420, width=560, hovermode="closest",
               margin=dict(l=70, r=20, t=50, b=60), legend=dict(orientation="h", y=-0.2))
@@ -59,9 +60,10 @@ def _merged(xs: np.ndarray, ys: np.ndarray, texts: list[str]) -> tuple[list, lis
 
 
 def tradeoff(rows: pd.DataFrame, marks: dict[str, np.ndarray], x_key: str, x_label: str,
-             keys: Sequence[str], step: bool) -> go.Figure:
+             keys: Sequence[str], step: bool, controls: pd.DataFrame | None = None) -> go.Figure:
     """Validation accuracy against ``x_key``: trials, the front (a staircase when it is the
-    front of exactly these two objectives), the baseline and the selected model."""
+    front of exactly these two objectives), the baseline, the selected model and the
+    ``controls`` (``analysis.controls.controls_on_axes``, with their standard errors)."""
     acc, xs = numeric(rows, "acc_final") * 100.0, numeric(rows, x_key)
     shown = np.isfinite(acc) & np.isfinite(xs)
     texts = [label(r, keys) for _, r in rows.iterrows()]
@@ -88,6 +90,17 @@ def tradeoff(rows: pd.DataFrame, marks: dict[str, np.ndarray], x_key: str, x_lab
         fig.add_trace(go.Scatter(x=gx, y=gy, mode="markers", name=name, hovertext=gt,
                                  hoverinfo="text", marker=dict(size=size, opacity=0.8,
                                                                **style)))
+    for kind, symbol in (("scratch", "x"), ("uniform", "triangle-up")):
+        mine = controls[controls["control"] == kind] if controls is not None else None
+        if mine is None or mine.empty:
+            continue
+        fig.add_trace(go.Scatter(
+            x=mine[x_key], y=mine["acc_final"] * 100.0, mode="markers",
+            name=f"control: {kind}", marker=dict(size=10, color=CONTROL, symbol=symbol),
+            error_y=dict(type="data", array=mine["acc_se"] * 100.0, visible=True),
+            hovertext=[f"<b>{r.trial_id}</b><br>{kind} control of {r.control_of}<br>val "
+                       f"{r.acc_final:.2%} +- {100 * r.acc_se:.2f}" for r in mine.itertuples()],
+            hoverinfo="text"))
     fig.update_layout(title=f"validation accuracy vs {x_key}", xaxis_title=x_label,
                       yaxis_title="validation accuracy (%)", **LAYOUT)
     return fig

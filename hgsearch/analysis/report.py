@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from hgsearch.analysis import plots
+from hgsearch.analysis.controls import comparison_lines, controls_on_axes
 from hgsearch.analysis.export import SELECTED
 from hgsearch.analysis.front import (
     ObjectivesLike,
@@ -35,7 +36,7 @@ from hgsearch.analysis.front import (
     usable,
 )
 from hgsearch.analysis.select_trial import TrialChoice, select_trial
-from hgsearch.analysis.tables import searched_keys, trials_table
+from hgsearch.analysis.tables import controls_html, searched_keys, trials_table
 from hgsearch.config import FIELDS
 from hgsearch.errors import UserError
 from hgsearch.fileio import utc_now, write_text_atomic
@@ -240,10 +241,16 @@ def render_report(df: pd.DataFrame, *, objectives: ObjectivesLike = None,
     names = ", ".join(f"{n} ({d})" for n, d in objs)
     sweeps = sorted({str(s) for s in df["sweep"].dropna()})
 
+    controls = controls_on_axes(df)
+    beside = (" Controls (green, with the binomial standard error of their accuracy) are "
+              "networks of a pruned trial's size trained from scratch, their size taken against "
+              "that trial's dense network; never on the front." if len(controls) else "")
     figures = [_figure(key, plots.tradeoff(rows, marks, key, label, keys,
-                                           step=[n for n, _ in objs] == ["acc_final", key]),
+                                           step=[n for n, _ in objs] == ["acc_final", key],
+                                           controls=controls),
                        f"Each marker is a usable trial (hover: its id and keys; trials at the "
-                       f"same point share one larger marker); the front is that of {names}.")
+                       f"same point share one larger marker); the front is that of {names}."
+                       + beside)
                for key, label in AXES if np.isfinite(plots.numeric(rows, key)).any()]
     if np.isfinite(plots.numeric(rows, "test_acc_final")).any():
         figures.append(_figure("val_test", plots.val_test(rows, keys),
@@ -290,11 +297,12 @@ def render_report(df: pd.DataFrame, *, objectives: ObjectivesLike = None,
         "<p class=\"note\">Accuracy is top-1 in %; ratios are fractions of the dense network; "
         "MACs count one multiply-accumulate of a conv or linear layer as one.</p>",
         cautions,
-        "<h2>Selected model</h2>", _selected_html(selection, note, results_dir),
+        "<h2>Selected model</h2>", _selected_html(selection, note, results_dir, df),
         "<h2>Trade-offs</h2>", *figures,
         "<h2>The search</h2>", *search, _curve_figure(curves, front_ids),
         "<h2>Pareto front</h2>",
         table.to_html(index=False, border=0, escape=True, classes="sortable"),
+        controls_html(df, front_ids),
         "<h2>All trials</h2>",
         "<p class=\"note\">Click a column to sort. Failed, diverged and stopped trials are "
         "shaded, with their error.</p>",
@@ -332,7 +340,8 @@ def _cautions_html(rows: pd.DataFrame, searched: pd.DataFrame) -> str:
     return f'<h2>Warnings</h2><ul class="warnings">{lis}</ul>'
 
 
-def _selected_html(selection: TrialChoice | None, note: str, results_dir: Path) -> str:
+def _selected_html(selection: TrialChoice | None, note: str, results_dir: Path,
+                   df: pd.DataFrame) -> str:
     if selection is None:
         return f'<p class="note">{escape(note)}</p>'
     row = selection.row
@@ -347,6 +356,8 @@ def _selected_html(selection: TrialChoice | None, note: str, results_dir: Path) 
     html = [f"<p><b>{escape(selection.trial_id)}</b> ({escape(note)}; rule "
             f"{escape(selection.rule)}): {escape(', '.join(facts))}.</p>",
             f"<p>{escape(selection.reason)}</p>"]
+    if against := comparison_lines(df, row):
+        html.append("<p>" + "<br>".join(escape(line.strip()) for line in against) + "</p>")
     folder = ResultsFolder(results_dir).selected
     files = [f for f in ("model_card.json", "arch.json", "model.pt", "model.onnx")
              if (folder / f).is_file()]

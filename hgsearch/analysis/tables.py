@@ -1,4 +1,5 @@
-"""Which keys a set of trials searched, and the table of every trial for the report."""
+"""Which keys a set of trials searched, and the report's tables of every trial and of the
+controls."""
 
 from __future__ import annotations
 
@@ -6,17 +7,19 @@ from html import escape
 
 import pandas as pd
 
+from hgsearch.analysis.controls import controls_table
 from hgsearch.analysis.front import format_table
 from hgsearch.config import FIELDS
-from hgsearch.results import baseline_mask, row_warnings
+from hgsearch.results import baseline_mask, control_mask, row_warnings
 
 # Keys that vary between trials without being hyperparameters of the method.
 NOT_SEARCHED = ("trial_id", "out_dir", "cache_dir", "data_dir")
 
 
 def searched_keys(df: pd.DataFrame) -> list[str]:
-    """Trial keys taking two or more values among the trials that are not a baseline."""
-    rows = df[~baseline_mask(df)]
+    """Trial keys taking two or more values among the trials that are neither a baseline nor a
+    control."""
+    rows = df[~baseline_mask(df) & ~control_mask(df)]
     return [k for k in FIELDS if k in rows.columns and k not in NOT_SEARCHED
             and rows[k].dropna().astype(str).nunique() > 1]
 
@@ -28,7 +31,8 @@ def trials_table(df: pd.DataFrame, objectives: list[tuple[str, str]], keys: list
     existed get theirs too."""
     df = df.assign(warnings=["; ".join(row_warnings(r)) or None for r in df.to_dict("records")])
     cols = ["trial_id", "status", *[n for n, _ in objectives], "acc_dense", "acc_pruned",
-            "acc_final", "test_acc_final", *keys, "seconds_total", "warnings", "error"]
+            "acc_final", "test_acc_final", *keys, "control", "control_of", "seconds_total",
+            "warnings", "error"]
     cols = list(dict.fromkeys(c for c in cols if c in df.columns))
     ok = df["status"].eq("ok").fillna(False).to_numpy(dtype=bool) if "status" in df else None
     first, direction = objectives[0]
@@ -52,3 +56,15 @@ def trials_table(df: pd.DataFrame, objectives: list[tuple[str, str]], keys: list
         body.append(f"<tr{cls}>{tds}</tr>")
     return (f'<table class="sortable trials"><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def controls_html(df: pd.DataFrame, front_ids: list[str]) -> str:
+    """The controls of the front's trials as a table under the front; nothing without any."""
+    table = controls_table(df, front_ids)
+    if table.empty:
+        return ""
+    return ("<h3>Controls of the front's trials</h3><p class=\"note\">Trained from scratch at "
+            "the trial's size (scratch: its widths; uniform: every width scaled to its "
+            "parameter count); +-: binomial standard error of acc_final.</p>"
+            + format_table(table).to_html(index=False, border=0, escape=True,
+                                          classes="sortable"))

@@ -35,6 +35,7 @@ import yaml
 
 from hgsearch import config
 from hgsearch.bench import cost_curves
+from hgsearch.config_file import read_config_file
 from hgsearch.errors import UserError
 from hgsearch.fileio import utc_now, versions
 
@@ -151,7 +152,7 @@ def run_sweep_cost(space: str | Path | None = None, *, seeds: Sequence[int] = (0
     from hgsearch.search.space_file import find_default_space, parse_space
 
     path = Path(space) if space is not None else find_default_space()
-    raw = config.read_config_file(path)
+    raw = read_config_file(path)
     parse_space(raw, source=str(path))      # the file as given first: its own problems, named
     spaces = {(v, s): variant_space(raw, v, s, scale) for s in seeds for v in VARIANTS}
     parsed = {key: parse_space(sp, source=f"{path} ({key[0]})") for key, (sp, _) in

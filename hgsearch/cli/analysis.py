@@ -67,6 +67,10 @@ def front_command(args: argparse.Namespace) -> int:
           f"{candidates_text(front.usable, front.baselines)}.")
     print(f"searched keys: {', '.join(front.keys) or 'none'}; acc_dense, acc_pruned, acc_final: "
           "validation accuracy after HGSR training, right after pruning, after fine-tuning")
+    if front.controls is not None:
+        print("\ncontrols of the front's trials (trained from scratch at its size; never on the "
+              "front; +-: binomial standard error of acc_final):")
+        print(front.controls.to_string(index=False))
     _print_cautions(front.cautions)
     print(UNITS)
     return 0
@@ -100,6 +104,8 @@ def select_command(args: argparse.Namespace) -> int:
     print(f"  parameters {_ratio(row.get('params_ratio'))} of dense, "
           f"MACs {_ratio(row.get('macs_ratio'))} of dense (multiply-accumulates)")
     print(f"  why: {selection.reason}")
+    for line in done.controls:
+        print(line)
     files = ", ".join(sorted(p.name for p in done.folder.iterdir()))
     print(f"  exported to {done.folder}/ ({files})")
     if done.report is not None:

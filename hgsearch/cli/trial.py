@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def trial_command(args: argparse.Namespace) -> int:
     """Run the trial; exit 1 when it did not end ``ok`` (its row is written all the same)."""
-    from hgsearch.config import compose_config
+    from hgsearch.config_file import compose_config
 
     cfg = compose_config(config_file=args.config, assignments=args.set or [], out_dir=args.out)
     from hgsearch.results_layout import ResultsFolder

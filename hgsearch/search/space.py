@@ -13,12 +13,13 @@ from typing import Any
 
 from hgsearch import config
 from hgsearch.errors import UserError
+from hgsearch.search.controls import ControlSpec
 from hgsearch.search.samplers import SamplerSpec, make_sampler
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice", "ladder")
 MODIFIERS = ("when", "log", "step")
 SECTIONS = ("fixed", "search", "objectives", "sampler", "num_samples", "max_concurrent",
-            "resources", "retries", "baseline", "keep_checkpoints", "share_dense")
+            "resources", "retries", "baseline", "keep_checkpoints", "share_dense", "controls")
 # Groups whose keys act after the dense training: one of them may be a ladder (ladder.py).
 LADDER_GROUPS = ("prune", "finetune")
 
@@ -71,6 +72,7 @@ class Space:
     notes: tuple[str, ...] = ()                 # advice that is no error
     keep_checkpoints: bool = False              # keep a trial's checkpoints after its row
     share_dense: bool = True                    # trials reuse equal dense networks (store)
+    controls: ControlSpec | None = None         # after the search (controls.py); None: none
 
     @property
     def ladder(self) -> Param | None:
@@ -136,6 +138,13 @@ class Space:
                      f"cpu {self.cpu:g} gpu {self.gpu:g} each, {self.retries} retries")
         lines.append(f"  dense:      {'shared' if self.share_dense else 'trained by each trial'}"
                      + (f"; ladder over {self.ladder.key}" if self.ladder else ""))
+        if self.controls is not None:
+            c = self.controls
+            whom = "the selected trial" if c.of == "selected" else f"the first {c.max} of the front"
+            count = len(c.kinds) * (1 if c.of == "selected" else c.max)
+            lines.append(f"  controls:   {', '.join(c.kinds)} for {whom}, after the search: up "
+                         f"to {count} more trial(s) from scratch, each of its trial's epochs + "
+                         "finetune_epochs")
         lines.extend(f"  note: {n}" for n in self.notes)
         return lines
 

@@ -20,6 +20,7 @@ example)::
     baseline: true          # also train the unregularized, unpruned network (docs/method.md part 4)
     keep_checkpoints: false # keep a trial's checkpoints once its row is written
     share_dense: true       # trials whose dense keys are equal reuse one trained network
+    controls: {kinds: [scratch, uniform], of: selected, max: 1}   # after the search (controls.py)
 
 A ladder (one at most, on a prune or finetune key): each trained network serves every value,
 each its own trial and row, all within num_samples. With a baseline, searched trials get
@@ -34,9 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from hgsearch import config
+from hgsearch.config_file import read_config_file
 from hgsearch.errors import UserError
 from hgsearch.objectives import DIRECTIONS
 from hgsearch.search.baseline import early_stop_default, early_stop_notes, parse_baseline
+from hgsearch.search.controls import parse_controls
 from hgsearch.search.ladder import ladder_notes
 from hgsearch.search.samplers import parse_sampler, sampler_notes
 from hgsearch.search.space import (
@@ -69,7 +72,7 @@ def load_space(path: str | Path, *, overrides: Mapping[str, Any] | None = None) 
 
     ``overrides`` replaces top-level sections (the CLI's --num-samples, --max-concurrent).
     """
-    data = config.read_config_file(path)    # UserError if unreadable or not a mapping
+    data = read_config_file(path)    # UserError if unreadable or not a mapping
     return parse_space({**data, **(overrides or {})}, source=str(path))
 
 
@@ -118,6 +121,7 @@ class _Parser:
                      "devices it asked for)")
         retries = self.integer(data, "retries", 0, lo=0)
         baseline = parse_baseline(data.get("baseline", True), fixed, params, self.bad)
+        controls = parse_controls(data.get("controls"), self.bad)
         keep, share = (data.get(k, d) for k, d in (("keep_checkpoints", False),
                                                     ("share_dense", True)))
         for key, value in (("keep_checkpoints", keep), ("share_dense", share)):
@@ -132,9 +136,10 @@ class _Parser:
                      params=tuple(params), objectives=tuple(objectives), sampler=sampler,
                      num_samples=num_samples, max_concurrent=max_concurrent, cpu=cpu, gpu=gpu,
                      retries=retries, baseline=baseline, keep_checkpoints=keep is True,
-                     share_dense=shared, notes=(*sampler_notes(sampler, params, num_samples),
-                                                *ladder_notes(params, num_samples, shared),
-                                                *early_stop_notes(fixed, params, shared, baseline)))
+                     share_dense=shared, controls=controls,
+                     notes=(*sampler_notes(sampler, params, num_samples),
+                            *ladder_notes(params, num_samples, shared),
+                            *early_stop_notes(fixed, params, shared, baseline)))
 
     # ----------------------------------------------------------------- sections
 

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from hgsearch import config
 from hgsearch.bench import cost_curves, sweep_cost
 from hgsearch.cli import main
+from hgsearch.config_file import read_config_file
 from hgsearch.search.space_file import parse_space
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,7 +185,7 @@ def test_variant_spaces_seed_and_scale():
 
 
 def test_the_demo_space_gives_two_valid_spaces():
-    raw = config.read_config_file(ROOT / "search_spaces" / "demo.yaml")
+    raw = read_config_file(ROOT / "search_spaces" / "demo.yaml")
     for variant in sweep_cost.VARIANTS:
         space, _ = sweep_cost.variant_space(raw, variant, 1)
         parsed = parse_space(space, source=variant)
@@ -258,7 +258,7 @@ def test_a_bad_space_exits_2_in_one_line_before_any_sweep(tmp_path, capsys, monk
                                                            key, value):
     calls = fake_sweeps(monkeypatch)
     space, out = tmp_path / "bad.yaml", tmp_path / "out"
-    raw = config.read_config_file(ROOT / "search_spaces" / "demo.yaml")
+    raw = read_config_file(ROOT / "search_spaces" / "demo.yaml")
     space.write_text(yaml.safe_dump({**raw, key: value}))
     message = f"{key}:"
     assert main(["bench", "--suite", "sweep-cost", "--space", str(space), "--out", str(out)]) == 2

@@ -9,6 +9,7 @@ import yaml
 
 from hgsearch import config, inapplicable
 from hgsearch.cli import main
+from hgsearch.config_file import read_config_file
 from hgsearch.errors import UserError
 from hgsearch.search.baseline import BASELINE_VALUES
 from hgsearch.search.samplers import sampler_names
@@ -351,7 +352,7 @@ def test_early_stopping_that_may_stop_nothing_is_said_by_validate():
     """Its reference curve lives in the dense store and is the baseline's network: without the
     store, without a baseline, or where a dense key differs from the baseline's, a trial's
     rungs may have nothing to compare with."""
-    raw = config.read_config_file(REPO / "search_spaces" / "demo.yaml")
+    raw = read_config_file(REPO / "search_spaces" / "demo.yaml")
 
     def notes(**changes):
         return [n for n in parse_space({**raw, **changes}, source="x").notes
