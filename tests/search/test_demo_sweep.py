@@ -23,15 +23,25 @@ def test_the_demo_front_holds_a_half_size_model_within_two_points(tmp_path):
     rows = result.rows.set_index("trial_id")
     assert (rows.status == "ok").all(), rows[["status", "error"]]
     base = rows.loc["baseline", "acc_final"]
-    searched = rows.drop(index="baseline")
+    controls = rows[rows.control.notna()]
+    searched = rows.drop(index=["baseline", *controls.index])
     # The promise: a pruned model with at most half the parameters within 2 points.
     good = searched[(searched.params_ratio <= 0.5) & (searched.acc_final >= base - 0.02)]
     assert len(good), searched[["acc_final", "params_ratio"]]
     # The economy: 6 rows from 2 trained networks (each ladder's siblings reused it) and the
     # baseline's own.
-    assert searched.dense_key.nunique() == 2 and rows.dense_key.nunique() == 3
+    assert searched.dense_key.nunique() == 2
+    assert rows.drop(index=controls.index).dense_key.nunique() == 3
     assert int((~searched.dense_reused.astype(bool)).sum()) == 2
     assert (searched.loc[searched.dense_reused.astype(bool), "images_train"] == 0).all()
     store = tmp_path / "demo" / "dense"
-    assert {p.name for p in store.iterdir()} == set(rows.dense_key)     # 3 networks, no more
+    assert {p.name for p in store.iterdir()} == set(rows.dense_key.dropna())   # 3, no more
     assert not list(store.glob("*/claim"))
+    # The controls: the knee's two, each once, at its widths or its parameter count.
+    assert sorted(controls.control) == ["scratch", "uniform"]
+    knee = rows.loc[controls.control_of.iloc[0]]
+    assert (controls.control_of == knee.name).all()
+    scratch = controls[controls.control == "scratch"].iloc[0]
+    uniform = controls[controls.control == "uniform"].iloc[0]
+    assert list(scratch.widths_dense) == list(knee.kept_channels)
+    assert abs(uniform.params_dense / knee.params_final - 1) <= 0.01
