@@ -51,8 +51,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def sweep_command(args: argparse.Namespace) -> int:
     """Run or resume the sweep; exit 1 when it stopped with trials not ended."""
-    if args.progress_every is not None and not args.progress_every > 0:
-        raise UserError(f"--progress-every {args.progress_every:g}: expected seconds > 0")
     from hgsearch.search.driver import run_sweep  # Ray and Optuna load only for this command
     from hgsearch.trackers import make_trackers
 

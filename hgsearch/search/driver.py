@@ -80,6 +80,8 @@ def run_sweep(space: str | Path | None = None, *, name: str | None = None,
     for flag, value in (("--num-samples", num_samples), ("--max-concurrent", max_concurrent)):
         if value is not None and value < 1:
             raise UserError(f"{flag} {value}: expected an integer >= 1")
+    if progress_every is not None and not progress_every > 0:   # NaN too
+        raise UserError(f"--progress-every {progress_every:g}: expected seconds > 0")
     check_name(name)
     given_storage = storage
     storage = storage or os.environ.get(STORAGE_ENV) or None

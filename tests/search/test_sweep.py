@@ -282,6 +282,8 @@ def test_bad_space_is_refused_before_anything_is_written(tmp_path, capsys):
     (["--name", "../up"], "--name"),
     (["--name", "up\n"], "--name"),
     (["--num-samples", "0"], "--num-samples"),
+    (["--progress-every", "0"], "--progress-every"),
+    (["--progress-every", "nan"], "--progress-every"),
     (["--resume"], "--name"),
     (["--resume", "--name", "nope"], "no sweep 'nope'"),
 ])
@@ -301,6 +303,12 @@ def test_reusing_a_name_without_resume_is_refused(tmp_path, capsys):
     assert _cli(str(path), "--results", str(tmp_path / "r")) == 2
     assert "--resume" in capsys.readouterr().err
     assert [p.name for p in folder.iterdir()] == ["sweep.json"]
+
+
+def test_the_library_call_checks_progress_every_too(tmp_path):
+    with pytest.raises(UserError, match="--progress-every -1: expected seconds > 0"):
+        run_sweep(_space(tmp_path / "s.yaml"), results=tmp_path / "r", progress_every=-1)
+    assert not (tmp_path / "r").exists()
 
 
 def test_missing_data_folder_is_refused_before_ray_starts(tmp_path):
