@@ -46,6 +46,28 @@ class WorkerSettings:
     dense_store: str | None = None   # root of the sweep's DenseStore; None: no sharing
 
 
+def quiet_exit_on_sigterm() -> None:
+    """Exit at once, without a traceback, where Ray's SIGTERM handler raises SystemExit inside
+    a garbage-collector callback (Python prints such an exception as "Exception ignored" and
+    goes on). Ray ends a sweep's idle workers with SIGTERM; without this, one in a few clean
+    sweep ends printed that traceback on the driver's console. The process was told to exit,
+    and the trial's row and files are written atomically before it: nothing is lost."""
+    previous = sys.unraisablehook
+    if getattr(previous, "hgsearch_quiet_exit", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, SystemExit):
+            code = unraisable.exc_value.code
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code if isinstance(code, int) else 1)
+        previous(unraisable)
+
+    hook.hgsearch_quiet_exit = True      # type: ignore[attr-defined]  (installed once)
+    sys.unraisablehook = hook
+
+
 def trainable(keys: dict, settings: WorkerSettings) -> None:
     """Runs in a Ray worker: one trial, then its end reported to Tune."""
     import ray
@@ -53,6 +75,7 @@ def trainable(keys: dict, settings: WorkerSettings) -> None:
     # Tune logs every checkpoint it persists at INFO, into the sweep's output: one line per
     # epoch saved says nothing the progress lines do not.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+    quiet_exit_on_sigterm()
     keys = dict(keys)
     folder = Path(settings.folder)
     trial_id = keys["trial_id"]
