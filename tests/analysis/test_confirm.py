@@ -144,3 +144,12 @@ def test_a_bad_count_is_one_line_and_writes_nothing(tmp_path, capsys, k):
     assert err == f"hgsearch: error: --confirm {k}: expected an integer >= 1 (seeds to add to " \
         "each trial compared)\n"
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_confirm_needs_a_sweep_folder_and_writes_nothing_without_one(tmp_path, capsys):
+    write_results(tmp_path)       # rows and models, as `hgsearch trial` runs leave them
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert main(["select", str(tmp_path), "--rule", "knee", "--confirm", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sweep.json" in err and "--confirm" in err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
