@@ -124,6 +124,10 @@ SWEEP_TYPES: dict[str, pa.DataType] = {
     # scratch, never on the front nor selected; null on every other row.
     "control": pa.string(),           # scratch | uniform
     "control_of": pa.string(),        # the trial_id of the pruned trial it controls
+    # A confirmation seed (hgsearch/search/confirm.py): a trial re-run with seed + confirm_seed,
+    # never on the front nor selected; null on every other row.
+    "confirm_of": pa.string(),        # the trial_id of the trial it re-runs
+    "confirm_seed": pa.int64(),       # k of seed + k, 1..K
 }
 
 CURVE_TYPES: dict[str, pa.DataType] = {
@@ -267,6 +271,13 @@ def control_mask(rows: pd.DataFrame) -> np.ndarray:
     if "control" not in rows.columns:
         return np.zeros(len(rows), dtype=bool)
     return rows["control"].notna().to_numpy(dtype=bool)
+
+
+def confirm_mask(rows: pd.DataFrame) -> np.ndarray:
+    """True on the rows of confirmation seeds (``confirm_of`` set): repeats, not candidates."""
+    if "confirm_of" not in rows.columns:
+        return np.zeros(len(rows), dtype=bool)
+    return rows["confirm_of"].notna().to_numpy(dtype=bool)
 
 
 def load_results(path: str | Path) -> pd.DataFrame:

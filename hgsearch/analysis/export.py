@@ -94,9 +94,11 @@ def jsonable(value: Any) -> Any:
 
 def model_card(selection: TrialChoice, *, arch: dict[str, Any],
                baseline: pd.Series | None = None,
-               controls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """What model_card.json holds: the trial's keys, its metrics, the rule and the reason, and
-    the trial against its controls (``analysis.controls.compare``) where the sweep ran some."""
+               controls: list[dict[str, Any]] | None = None,
+               confirmation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What model_card.json holds: the trial's keys, its metrics, the rule and the reason, the
+    trial against its controls (``analysis.controls.compare``) where the sweep ran some, and
+    against its baseline and controls over seeds (``analysis.confirm``) where they ran."""
     row = selection.row
     card: dict[str, Any] = {
         "trial_id": selection.trial_id,
@@ -116,6 +118,8 @@ def model_card(selection: TrialChoice, *, arch: dict[str, Any],
                                                          "test_acc_final", "params_final")}
     if controls:
         card["controls"] = controls
+    if confirmation:
+        card["confirmation"] = confirmation
     return jsonable(card)
 
 
@@ -192,7 +196,8 @@ def _export_onnx_dynamo(net: Any, dummy: Any, path: Path) -> None:
 
 def export_selection(results_dir: str | Path, selection: TrialChoice, *, onnx: bool = True,
                      baseline: pd.Series | None = None,
-                     controls: list[dict[str, Any]] | None = None) -> Path:
+                     controls: list[dict[str, Any]] | None = None,
+                     confirmation: dict[str, Any] | None = None) -> Path:
     """Write RESULTS/selected/ for ``selection`` atomically; return that folder."""
     from hgsearch.models import load_model
 
@@ -212,7 +217,8 @@ def export_selection(results_dir: str | Path, selection: TrialChoice, *, onnx: b
         if onnx:
             export_onnx(model, tmp / "model.onnx", size=arch["input_size"],
                         metadata=onnx_metadata(pre, classes))
-        card = model_card(selection, arch=arch, baseline=baseline, controls=controls)
+        card = model_card(selection, arch=arch, baseline=baseline, controls=controls,
+                          confirmation=confirmation)
         card["files"] = sorted(p.name for p in tmp.iterdir()) + ["model_card.json"]
         _write_json(tmp / "model_card.json", card)
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the selection is for sharing

@@ -139,6 +139,18 @@ class Exported:
     report: Path | None          # RESULTS/report/index.html when one existed and was rewritten
     cautions: list[str]          # what makes the choice suspect (analysis.cautions)
     controls: list[str] = ()     # the choice against its controls (analysis.controls)
+    confirmation: list[str] = ()  # ... over the confirmation seeds (analysis.confirm)
+
+
+def choose(results: str | Path, *, rule: str, objectives: str | None = None,
+           budget: float | None = None, budget_column: str = "params_ratio",
+           max_drop: float | None = None, on_skipped: OnSkipped | None = None) -> TrialChoice:
+    """The trial of RESULTS that ``rule`` chooses (``analysis.select_trial``)."""
+    from hgsearch.analysis.select_trial import select_trial
+
+    df = read_rows(results, on_skipped=on_skipped)
+    return select_trial(df, rule=rule, objectives=objectives_of(results, objectives),
+                        budget=budget, budget_column=budget_column, max_drop=max_drop)
 
 
 def select_and_export(results: str | Path, *, rule: str, objectives: str | None = None,
@@ -147,7 +159,9 @@ def select_and_export(results: str | Path, *, rule: str, objectives: str | None 
                       on_skipped: OnSkipped | None = None) -> Exported:
     """Choose one trial of RESULTS by ``rule`` (``analysis.select_trial``), export it, and
     rewrite an existing report, which must show the current selection, not the one it was made
-    with."""
+    with. Confirmation seeds of the choice (``analysis.confirm``) go into the card and the
+    lines."""
+    from hgsearch.analysis.confirm import confirmation_card, confirmation_lines
     from hgsearch.analysis.controls import compare
     from hgsearch.analysis.export import export_selection
     from hgsearch.analysis.select_trial import baseline_of, select_trial
@@ -159,7 +173,8 @@ def select_and_export(results: str | Path, *, rule: str, objectives: str | None 
                        budget_column=budget_column, max_drop=max_drop)
     against = [{**dataclasses.asdict(c), "clear": c.clear} for c in compare(df, selection.row)]
     folder = export_selection(results, selection, onnx=onnx,
-                              baseline=baseline_of(df, selection.row), controls=against)
+                              baseline=baseline_of(df, selection.row), controls=against,
+                              confirmation=confirmation_card(df, selection.row))
     report = Path(results) / "report" / "index.html"
     rewrite = report.is_file()
     if rewrite:
@@ -174,7 +189,8 @@ def select_and_export(results: str | Path, *, rule: str, objectives: str | None 
     from hgsearch.analysis.controls import comparison_lines
 
     return Exported(selection=selection, folder=folder, report=report if rewrite else None,
-                    cautions=cautions, controls=comparison_lines(df, selection.row))
+                    cautions=cautions, controls=comparison_lines(df, selection.row),
+                    confirmation=confirmation_lines(df, selection.row))
 
 
 def report_of(results: str | Path, *, objectives: str | None = None,

@@ -1,9 +1,10 @@
 """Pareto front and hypervolume of a sweep's trials, on plain pandas DataFrames.
 
-A trial is usable when its ``status`` is ``"ok"``, every objective is a number and it is no
-control (``results.control_mask``); the other rows are left out and counted. Every function
-takes a DataFrame (one row per trial, as ``hgsearch.results.load_results`` returns), so several
-sweeps concatenated in pandas, or a sweep still running, are analysed the same way. Objectives
+A trial is usable when its ``status`` is ``"ok"``, every objective is a number and it is
+neither a control (``results.control_mask``) nor a confirmation seed (``results.confirm_mask``);
+the other rows are left out and counted. Every function takes a DataFrame (one row per trial,
+as ``hgsearch.results.load_results`` returns), so several sweeps concatenated in pandas, or a
+sweep still running, are analysed the same way. Objectives
 are a list of ``(column, "max"|"min")`` pairs, a dict ``{column: direction}`` or the text
 ``"acc_final:max,params_ratio:min"``.
 
@@ -25,7 +26,7 @@ import pandas as pd
 
 from hgsearch.errors import UserError
 from hgsearch.objectives import DIRECTIONS
-from hgsearch.results import control_mask
+from hgsearch.results import confirm_mask, control_mask
 
 Objectives = list[tuple[str, str]]
 ObjectivesLike = Sequence[tuple[str, str]] | Mapping[str, str] | str | None
@@ -89,12 +90,15 @@ def _usable_mask(df: pd.DataFrame, objs: Objectives) -> tuple[np.ndarray, dict[s
                             f"columns are {', '.join(map(str, numeric)) or 'none'}")
     status = df["status"] if "status" in df.columns else pd.Series("ok", index=df.index)
     control = control_mask(df)      # references trained from scratch, never on the front
-    ok = status.eq("ok").fillna(False).to_numpy(dtype=bool) & ~control
+    repeat = confirm_mask(df) & ~control     # confirmation seeds (search/confirm.py): neither
+    ok = status.eq("ok").fillna(False).to_numpy(dtype=bool) & ~control & ~repeat
     finite = np.isfinite(_numbers(df, objs)).all(axis=1)
     excluded = {str(k): int(v) for k, v in
-                status[~ok & ~control].fillna("unknown").value_counts().items()}
+                status[~ok & ~control & ~repeat].fillna("unknown").value_counts().items()}
     if control.any():
         excluded["controls"] = int(control.sum())
+    if repeat.any():
+        excluded["confirmation seeds"] = int(repeat.sum())
     if (ok & ~finite).any():
         excluded["missing"] = int((ok & ~finite).sum())
     if not (ok & finite).any():

@@ -36,7 +36,12 @@ from hgsearch.analysis.front import (
     usable,
 )
 from hgsearch.analysis.select_trial import TrialChoice, select_trial
-from hgsearch.analysis.tables import controls_html, searched_keys, trials_table
+from hgsearch.analysis.tables import (
+    confirmation_html,
+    controls_html,
+    searched_keys,
+    trials_table,
+)
 from hgsearch.config import FIELDS
 from hgsearch.errors import UserError
 from hgsearch.fileio import utc_now, write_text_atomic
@@ -358,6 +363,7 @@ def _selected_html(selection: TrialChoice | None, note: str, results_dir: Path,
             f"<p>{escape(selection.reason)}</p>"]
     if against := comparison_lines(df, row):
         html.append("<p>" + "<br>".join(escape(line.strip()) for line in against) + "</p>")
+    html.append(confirmation_html(df, row))
     folder = ResultsFolder(results_dir).selected
     files = [f for f in ("model_card.json", "arch.json", "model.pt", "model.onnx")
              if (folder / f).is_file()]

@@ -1,5 +1,5 @@
-"""Which keys a set of trials searched, and the report's tables of every trial and of the
-controls."""
+"""Which keys a set of trials searched, and the report's tables of every trial, of the controls
+and of the confirmation seeds."""
 
 from __future__ import annotations
 
@@ -7,19 +7,20 @@ from html import escape
 
 import pandas as pd
 
+from hgsearch.analysis.confirm import NOISE, confirmation_table
 from hgsearch.analysis.controls import controls_table
 from hgsearch.analysis.front import format_table
 from hgsearch.config import FIELDS
-from hgsearch.results import baseline_mask, control_mask, row_warnings
+from hgsearch.results import baseline_mask, confirm_mask, control_mask, row_warnings
 
 # Keys that vary between trials without being hyperparameters of the method.
 NOT_SEARCHED = ("trial_id", "out_dir", "cache_dir", "data_dir")
 
 
 def searched_keys(df: pd.DataFrame) -> list[str]:
-    """Trial keys taking two or more values among the trials that are neither a baseline nor a
-    control."""
-    rows = df[~baseline_mask(df) & ~control_mask(df)]
+    """Trial keys taking two or more values among the trials that are neither a baseline, a
+    control nor a confirmation seed."""
+    rows = df[~baseline_mask(df) & ~control_mask(df) & ~confirm_mask(df)]
     return [k for k in FIELDS if k in rows.columns and k not in NOT_SEARCHED
             and rows[k].dropna().astype(str).nunique() > 1]
 
@@ -31,8 +32,8 @@ def trials_table(df: pd.DataFrame, objectives: list[tuple[str, str]], keys: list
     existed get theirs too."""
     df = df.assign(warnings=["; ".join(row_warnings(r)) or None for r in df.to_dict("records")])
     cols = ["trial_id", "status", *[n for n, _ in objectives], "acc_dense", "acc_pruned",
-            "acc_final", "test_acc_final", *keys, "control", "control_of", "seconds_total",
-            "warnings", "error"]
+            "acc_final", "test_acc_final", *keys, "control", "control_of", "confirm_of",
+            "confirm_seed", "seconds_total", "warnings", "error"]
     cols = list(dict.fromkeys(c for c in cols if c in df.columns))
     ok = df["status"].eq("ok").fillna(False).to_numpy(dtype=bool) if "status" in df else None
     first, direction = objectives[0]
@@ -68,3 +69,15 @@ def controls_html(df: pd.DataFrame, front_ids: list[str]) -> str:
             "parameter count); +-: binomial standard error of acc_final.</p>"
             + format_table(table).to_html(index=False, border=0, escape=True,
                                           classes="sortable"))
+
+
+def confirmation_html(df: pd.DataFrame, row: pd.Series) -> str:
+    """The selection against its baseline and controls over seeds (``analysis.confirm``) as a
+    small table; nothing where no confirmation seed ran."""
+    table = confirmation_table(df, row)
+    if table.empty:
+        return ""
+    return ("<p class=\"note\">Over seeds (hgsearch select --confirm K): acc_final of the "
+            "selection minus the other's, paired by seed, mean and standard error sd/sqrt(n) "
+            f"in points; within noise: |mean| &lt; {NOISE:g} standard errors.</p>"
+            + format_table(table).to_html(index=False, border=0, escape=True))

@@ -39,6 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "the baseline, in percentage points")
     p.add_argument("--objectives", help=objectives_help + " (rule knee)")
     p.add_argument("--no-onnx", action="store_true", help="do not write model.onnx")
+    p.add_argument("--confirm", type=int, metavar="K", help="first re-run the chosen trial, "
+                   "its baseline and its controls with seeds seed+1..seed+K (on a local Ray, "
+                   "the sweep's resources; only the seeds not yet run) and report the "
+                   "differences paired by seed with their standard errors")
     p.set_defaults(func=select_command)
 
     p = subparsers.add_parser("report", help="write RESULTS/report/index.html",
@@ -91,9 +95,17 @@ def select_command(args: argparse.Namespace) -> int:
         if value is not None and args.rule != rule]
     if misplaced:
         raise UserError(f"{misplaced[0]} does not apply to --rule {args.rule}")
-    done = select_and_export(args.results, rule=args.rule, objectives=args.objectives,
-                             budget=args.budget, budget_column=args.budget_column or
-                             "params_ratio", max_drop=args.max_drop, onnx=not args.no_onnx,
+    settings = {"rule": args.rule, "objectives": args.objectives, "budget": args.budget,
+                "budget_column": args.budget_column or "params_ratio",
+                "max_drop": args.max_drop}
+    if args.confirm is not None:
+        from hgsearch.analysis.folder import choose
+        from hgsearch.search.confirm import check_count, run_confirmation
+
+        check_count(args.confirm)
+        chosen = choose(args.results, **settings, on_skipped=_warn_skipped)
+        run_confirmation(args.results, chosen.row, args.confirm)
+    done = select_and_export(args.results, **settings, onnx=not args.no_onnx,
                              on_skipped=_warn_skipped)
     selection, row = done.selection, done.selection.row
     print(f"selected {selection.trial_id} (rule {selection.rule})")
@@ -104,7 +116,7 @@ def select_command(args: argparse.Namespace) -> int:
     print(f"  parameters {_ratio(row.get('params_ratio'))} of dense, "
           f"MACs {_ratio(row.get('macs_ratio'))} of dense (multiply-accumulates)")
     print(f"  why: {selection.reason}")
-    for line in done.controls:
+    for line in [*done.controls, *done.confirmation]:
         print(line)
     files = ", ".join(sorted(p.name for p in done.folder.iterdir()))
     print(f"  exported to {done.folder}/ ({files})")

@@ -22,16 +22,14 @@ have none.
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hgsearch import config
 from hgsearch.errors import UserError
 from hgsearch.search.records import ENDED, read_row
+from hgsearch.search.tasks import Log, TaskRun, run_tasks, trial_keys
 from hgsearch.widths import scaled_widths, widths_text
 
 KINDS = ("scratch", "uniform")
@@ -42,8 +40,6 @@ TOLERANCE = 0.01        # a uniform control's parameter count within 1% of the p
 CONTROL_VALUES = {"reg": "none", "lam": 0.0, "prune_ratio": 0.0, "finetune_epochs": 0,
                   "early_stop": False, "init_weights": "", "skip_training": False}
 _NOT_COPIED = ("trial_id", "out_dir", "widths", "width_scale")
-
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -148,8 +144,7 @@ def uniform_widths(arch: str, num_classes: int, target_params: int, *,
 def control_keys(target: Mapping[str, Any], kind: str, *, folder: Path,
                  log: Log) -> dict[str, Any]:
     """The trial keys of ``kind``'s control of the pruned trial ``target`` (its row)."""
-    keys = {k: _scalar(target[k]) for k in config.FIELDS if k not in _NOT_COPIED
-            and k in target and _present(target[k])}
+    keys = trial_keys(target, leave_out=_NOT_COPIED)
     keys.update(CONTROL_VALUES)
     # Scratch-E: as many epochs as the pruned trial trained, dense, between the pruning rounds
     # and fine-tuning together.
@@ -169,37 +164,12 @@ def control_keys(target: Mapping[str, Any], kind: str, *, folder: Path,
     return keys
 
 
-def _scalar(value: Any) -> Any:
-    """A numpy scalar of a DataFrame row as the Python value config.coerce takes."""
-    return value.item() if hasattr(value, "item") and not isinstance(value, str) else value
-
-
-def _present(value: Any) -> bool:
-    import pandas as pd
-
-    return value is not None and not (isinstance(value, float) and pd.isna(value)) \
-        and value is not pd.NA
-
-
-@dataclass(frozen=True)
-class ControlRun:
-    """What one control trial needs besides its keys."""
-
-    sweep: str
-    folder: str
-    runner: str
-    gpu: float
-    threads: int
-
-
 def run_controls(spec: ControlSpec | None, *, rows: Any, objectives: list[tuple[str, str]],
-                 run: ControlRun, cpu: float, max_concurrent: int, log: Log) -> list[str]:
+                 run: TaskRun, cpu: float, max_concurrent: int, log: Log) -> list[str]:
     """Run every control of ``spec`` that has no ended row yet, ``max_concurrent`` at a time
-    as Ray tasks with a trial's resources; the ids run."""
+    as Ray tasks with a trial's resources (``tasks.run_tasks``); the ids run."""
     if spec is None:
         return []
-    import ray
-
     folder = Path(run.folder)
     wanted = []
     for _, target in targets(rows, spec, objectives).iterrows():
@@ -213,56 +183,5 @@ def run_controls(spec: ControlSpec | None, *, rows: Any, objectives: list[tuple[
         return []
     log(f"controls: {len(wanted)} trial(s) from scratch ("
         + ", ".join(k["trial_id"] for k, _ in wanted) + ")")
-    task = ray.remote(_run_control).options(num_cpus=cpu, num_gpus=run.gpu, max_retries=0)
-    pending: list[Any] = []
-    for keys, extra in wanted:
-        if len(pending) >= max_concurrent:
-            _done, pending = ray.wait(pending, num_returns=1)
-        pending.append(task.remote(keys, extra, run))
-    for ref in pending:
-        try:
-            ray.get(ref)
-        except Exception as err:     # noqa: BLE001 - a lost worker: said below, run on --resume
-            log(f"controls: a control's worker ended abnormally ({err.__class__.__name__}); a "
-                "control without a row runs again with --resume")
-    for keys, _ in wanted:
-        row = read_row(folder, keys["trial_id"]) or {}
-        log(f"control {keys['trial_id']}: {row.get('status', 'no row')}, val "
-            f"{_pct(row.get('acc_final'))}")
-    return [k["trial_id"] for k, _ in wanted]
-
-
-def _pct(value: Any) -> str:
-    return "-" if value is None else f"{100 * float(value):.2f}%"
-
-
-def _run_control(keys: dict[str, Any], extra: dict[str, Any], run: ControlRun) -> str:
-    """Inside a Ray worker: one control trial, its row written (a failure too), files sent."""
-    from hgsearch.fileio import utc_now
-    from hgsearch.results import empty_metrics, write_row
-    from hgsearch.results_layout import ResultsFolder
-    from hgsearch.search.sink import send_files
-
-    module, _, function = run.runner.partition(":")
-    run_trial = getattr(importlib.import_module(module), function)
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(run.threads)
-    if run.gpu == 0 and keys.get("device", "auto") == "auto":
-        keys = {**keys, "device": "cpu"}
-    extra = {**extra, "sweep": run.sweep, "is_baseline": False}
-    folder, trial_id = Path(run.folder), keys["trial_id"]
-    log_path = ResultsFolder(folder).log(trial_id)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a", buffering=1) as log_file:
-        try:
-            row = run_trial(keys, extra=extra, log=lambda line: print(line, file=log_file))
-        except UserError as err:
-            print(f"control {trial_id}: {err}", file=log_file)
-            row = {**keys, **empty_metrics(), **extra, "status": "failed",
-                   "error": f"UserError: {err}", "finished_at": utc_now("milliseconds")}
-            write_row(folder, row)
-        except Exception:      # noqa: BLE001 - run_trial wrote its failed row; the sweep goes on
-            row = {"status": "failed"}
-    send_files(folder, trial_id, row=True)
-    return str(row.get("status"))
+    return run_tasks(wanted, run=run, cpu=cpu, max_concurrent=max_concurrent, what="control",
+                     log=log)

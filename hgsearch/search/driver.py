@@ -28,7 +28,7 @@ from hgsearch.search.cluster import (
     ray_session,
 )
 from hgsearch.search.console import Board, logs_note, make_board
-from hgsearch.search.controls import ControlRun, run_controls
+from hgsearch.search.controls import run_controls
 from hgsearch.search.progress import SESSIONS, Progress, Session, Tracker, track_all
 from hgsearch.search.records import (
     ENDED,
@@ -44,6 +44,7 @@ from hgsearch.search.records import (
 )
 from hgsearch.search.space import Space
 from hgsearch.search.space_file import find_default_space, load_space, parse_space
+from hgsearch.search.tasks import TaskRun
 
 
 @dataclass
@@ -199,7 +200,7 @@ def _run(sp: Space, *, name: str, folder: Path, recorded: dict, address: str | N
             reconcile.settle(study, folder, sp.metrics, log)
             # After the search, outside Optuna and Tune: rows of their own, written once.
             run_controls(sp.controls, rows=load_results(folder), objectives=list(sp.objectives),
-                         run=ControlRun(sweep=name, folder=str(folder), runner=runner,
+                         run=TaskRun(sweep=name, folder=str(folder), runner=runner,
                                         gpu=sp.gpu, threads=max(1, int(sp.cpu))),
                          cpu=sp.cpu, max_concurrent=sp.max_concurrent, log=log)
         track_all(folder)
