@@ -65,6 +65,7 @@ def run_confirmation(results: str | Path, row: Any, count: int, *, num_cpus: int
     from hgsearch.analysis.confirm import others_of
     from hgsearch.results import load_results
     from hgsearch.search.cluster import check_resources, ray_session
+    from hgsearch.search.console import make_board
     from hgsearch.search.records import read_sweep_json
     from hgsearch.search.space_file import parse_space
 
@@ -89,6 +90,6 @@ def run_confirmation(results: str | Path, row: Any, count: int, *, num_cpus: int
             run = TaskRun(sweep=str(recorded.get("name") or folder.name), folder=str(folder),
                           runner=runner, gpu=sp.gpu, threads=max(1, int(sp.cpu)))
             return run_tasks(wanted, run=run, cpu=sp.cpu, max_concurrent=sp.max_concurrent,
-                             what="confirmation", log=log)
+                             what="confirmation", log=log, board=make_board(folder, log=log))
     finally:
         held.close()

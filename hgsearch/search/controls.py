@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from hgsearch.errors import UserError
+from hgsearch.search.console import Board
 from hgsearch.search.records import ENDED, read_row
 from hgsearch.search.tasks import Log, TaskRun, run_tasks, trial_keys
 from hgsearch.widths import scaled_widths, widths_text
@@ -165,9 +166,11 @@ def control_keys(target: Mapping[str, Any], kind: str, *, folder: Path,
 
 
 def run_controls(spec: ControlSpec | None, *, rows: Any, objectives: list[tuple[str, str]],
-                 run: TaskRun, cpu: float, max_concurrent: int, log: Log) -> list[str]:
+                 run: TaskRun, cpu: float, max_concurrent: int, log: Log,
+                 board: Board | None = None) -> list[str]:
     """Run every control of ``spec`` that has no ended row yet, ``max_concurrent`` at a time
-    as Ray tasks with a trial's resources (``tasks.run_tasks``); the ids run."""
+    as Ray tasks with a trial's resources (``tasks.run_tasks``, progress on ``board``); the
+    ids run."""
     if spec is None:
         return []
     folder = Path(run.folder)
@@ -184,4 +187,4 @@ def run_controls(spec: ControlSpec | None, *, rows: Any, objectives: list[tuple[
     log(f"controls: {len(wanted)} trial(s) from scratch ("
         + ", ".join(k["trial_id"] for k, _ in wanted) + ")")
     return run_tasks(wanted, run=run, cpu=cpu, max_concurrent=max_concurrent, what="control",
-                     log=log)
+                     log=log, board=board)

@@ -202,7 +202,7 @@ def _run(sp: Space, *, name: str, folder: Path, recorded: dict, address: str | N
             run_controls(sp.controls, rows=load_results(folder), objectives=list(sp.objectives),
                          run=TaskRun(sweep=name, folder=str(folder), runner=runner,
                                         gpu=sp.gpu, threads=max(1, int(sp.cpu))),
-                         cpu=sp.cpu, max_concurrent=sp.max_concurrent, log=log)
+                         cpu=sp.cpu, max_concurrent=sp.max_concurrent, log=log, board=board)
         track_all(folder)
     finally:
         for tracker in trackers:

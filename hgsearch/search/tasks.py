@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,12 @@ from typing import Any
 
 from hgsearch import config
 from hgsearch.errors import UserError
+from hgsearch.search.console import Board
 from hgsearch.search.records import read_row
+from hgsearch.search.trial_status import StatusLog, status_path
 
 Log = Callable[[str], None]
+POLL_S = 1.0     # how often the running tasks' progress is looked at
 
 
 @dataclass(frozen=True)
@@ -52,28 +56,41 @@ def _present(value: Any) -> bool:
 
 
 def run_tasks(wanted: Sequence[tuple[dict[str, Any], dict[str, Any]]], *, run: TaskRun,
-              cpu: float, max_concurrent: int, what: str, log: Log) -> list[str]:
+              cpu: float, max_concurrent: int, what: str, log: Log,
+              board: Board | None = None) -> list[str]:
     """Run each (keys, extra columns) of ``wanted`` as a Ray task, ``max_concurrent`` at a
-    time; say how each ended (``what``: "control", "confirmation"); the ids run."""
+    time; say how each ended as it ends (``what``: "control", "confirmation"); the ids run.
+    ``board`` shows the running ones' phase and epoch meanwhile, as during the search."""
     import ray
 
     task = ray.remote(_run_task).options(num_cpus=cpu, num_gpus=run.gpu, max_retries=0)
-    pending: list[Any] = []
-    for keys, extra in wanted:
-        if len(pending) >= max_concurrent:
-            _done, pending = ray.wait(pending, num_returns=1)
-        pending.append(task.remote(keys, extra, run, what))
-    for ref in pending:
-        try:
-            ray.get(ref)
-        except Exception as err:     # noqa: BLE001 - a lost worker: said below, run again later
-            log(f"{what}: a worker ended abnormally ({err.__class__.__name__}); a trial "
-                "without a row runs again when asked again")
-    folder = Path(run.folder)
-    for keys, _ in wanted:
-        row = read_row(folder, keys["trial_id"]) or {}
-        log(f"{what} {keys['trial_id']}: {row.get('status', 'no row')}, val "
-            f"{_pct(row.get('acc_final'))}")
+    folder, queue = Path(run.folder), list(wanted)
+    pending: dict[Any, tuple[str, float]] = {}     # task -> (trial id, when it was started)
+    if board is not None:
+        board.start()
+    try:
+        while queue or pending:
+            while queue and len(pending) < max_concurrent:
+                keys, extra = queue.pop(0)
+                pending[task.remote(keys, extra, run, what)] = (keys["trial_id"],
+                                                                time.monotonic())
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+            for ref in done:
+                trial_id, _ = pending.pop(ref)
+                try:
+                    ray.get(ref)
+                except Exception as err:   # noqa: BLE001 - a lost worker: said, run again later
+                    log(f"{what}: {trial_id}'s worker ended abnormally "
+                        f"({err.__class__.__name__}); without a row it runs again when asked")
+                status_path(folder, trial_id).unlink(missing_ok=True)   # ended: off the board
+                row = read_row(folder, trial_id) or {}
+                log(f"{what} {trial_id}: {row.get('status', 'no row')}, val "
+                    f"{_pct(row.get('acc_final'))}")
+            if board is not None:
+                board.refresh(dict(pending.values()))
+    finally:
+        if board is not None:
+            board.stop()
     return [k["trial_id"] for k, _ in wanted]
 
 
@@ -86,7 +103,7 @@ def _run_task(keys: dict[str, Any], extra: dict[str, Any], run: TaskRun, what: s
     from hgsearch.fileio import utc_now
     from hgsearch.results import empty_metrics, write_row
     from hgsearch.results_layout import ResultsFolder
-    from hgsearch.search.sink import send_files
+    from hgsearch.search.sink import send_files, status_sender
 
     module, _, function = run.runner.partition(":")
     run_trial = getattr(importlib.import_module(module), function)
@@ -100,8 +117,11 @@ def _run_task(keys: dict[str, Any], extra: dict[str, Any], run: TaskRun, what: s
     log_path = ResultsFolder(folder).log(trial_id)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a", buffering=1) as log_file:
+        # each line to the log and, where the trial is, to its status file (the console's)
+        log = StatusLog(folder, trial_id, lambda line: print(line, file=log_file),
+                        publish=status_sender(folder))
         try:
-            row = run_trial(keys, extra=extra, log=lambda line: print(line, file=log_file))
+            row = run_trial(keys, extra=extra, log=log)
         except UserError as err:
             print(f"{what} {trial_id}: {err}", file=log_file)
             row = {**keys, **empty_metrics(), **extra, "status": "failed",

@@ -129,6 +129,14 @@ def test_controls_run_once_for_the_selection_with_its_size(swept):
     assert controls.lam.isna().all() and controls.finetune_lr.isna().all()
     assert controls.score_samples.isna().all() and (controls.reg == "none").all()
     assert sum("controls: 2 trial(s) from scratch" in line for line in lines) == 1
+    # the console is not silent while they run: their phases, as the search's trials show
+    start = next(i for i, line in enumerate(lines) if "controls: 2 trial(s)" in line)
+    shown = [line for line in lines[start:] if " running: " in line]
+    assert {line.split()[0] for line in shown} == {f"{chosen}-scratch", f"{chosen}-uniform"}
+    ended = [i for i, line in enumerate(lines) if line.startswith(f"control {chosen}-")
+             and ": ok, val " in line]
+    assert len(ended) == 2 and min(ended) > start
+    assert not list((Path(result.folder) / "logs").glob("*.status.json"))   # gone with them
 
 
 def test_controls_are_never_on_the_front_nor_selected(swept):
