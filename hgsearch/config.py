@@ -207,6 +207,12 @@ class TrialConfig:
     def replace(self, **changes: Any) -> TrialConfig:
         return make_config({**self.to_dict(), **changes})
 
+    @property
+    def regularized(self) -> bool:
+        """Dense training carries a penalty: reg is not none and lam > 0 (else, as the baseline,
+        it trains the plain network)."""
+        return self.reg != "none" and self.lam > 0
+
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrialConfig)}
 

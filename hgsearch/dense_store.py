@@ -71,7 +71,7 @@ def normalized_keys(cfg: TrialConfig) -> dict[str, Any]:
     values = cfg.to_dict()
     off = inapplicable_keys(values)
     out = {k: None if k in off else values[k] for k in dense_keys()}
-    if cfg.reg == "none" or cfg.lam == 0:
+    if not cfg.regularized:
         out.update({k: None for k in out if FIELDS[k].metadata["group"] == "hgsr"})
         out.update(reg="none", lam=0.0)
     return out

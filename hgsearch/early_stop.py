@@ -30,7 +30,7 @@ class Stopped(Exception):
 def active(cfg: TrialConfig) -> bool:
     """Early stopping applies: asked for, and there is a regularizer to blame (never reg=none,
     lam=0, so never the baseline)."""
-    return cfg.early_stop and cfg.reg != "none" and cfg.lam > 0
+    return cfg.early_stop and cfg.regularized
 
 
 def rung_epochs(epochs: int, rungs: int) -> list[int]:

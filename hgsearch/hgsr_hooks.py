@@ -9,39 +9,31 @@ import torch
 
 from hgsearch.config import TrialConfig
 from hgsearch.models import PrunableNet
-from hgsearch.proximal import exact, proximal_step
-from hgsearch.regularizers import hgsr_loss
+from hgsearch.proximal import ProximalStep
+from hgsearch.regularizers import Regularizer
 
 
-def hgsr_hooks(cfg: TrialConfig, model: PrunableNet) -> tuple[Callable | None, Callable | None]:
+def hgsr_hooks(cfg: TrialConfig, model: PrunableNet, *, trained: PrunableNet | None = None
+               ) -> tuple[Callable | None, Callable | None]:
     """(penalty added to the loss, step after each SGD step) for ``train``; None where unused.
 
-    ``model`` is the freshly initialized network (lam_scale=init divides by its penalty). An exact
-    proximal operator replaces the penalty's gradient; a thresholding comes on top of it.
+    ``model`` is the freshly initialized network (lam_scale=init divides by its penalty). The
+    hooks act on ``trained`` (default: ``model``; on resume, the network rebuilt from the
+    checkpoint) and refuse any other network: which weights, convs and BatchNorms they act on is
+    found once, here (``Regularizer``, ``ProximalStep``). An exact proximal operator replaces
+    the penalty's gradient; a thresholding comes on top of it.
     """
-    if cfg.reg == "none" or cfg.lam == 0:
+    if not cfg.regularized:
         return None, None
-    lam = _lam(cfg, model)
-    opts = {"reg": cfg.reg, "levels": cfg.reg_levels, "outer": cfg.reg_outer,
-            "grouping": cfg.reg_grouping, "lam": lam, "mix": cfg.mix}
-
-    def penalty(m: torch.nn.Module) -> torch.Tensor:
-        return hgsr_loss(m, **opts)
-
-    def prox(m: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        proximal_step(m, optimizer, lr=optimizer.param_groups[0]["lr"], **opts)
-
+    regularizer = Regularizer.from_config(cfg, model)
+    if trained is not None and trained is not model:
+        regularizer = regularizer.on(trained)
+    penalty = regularizer.penalty
     if cfg.reg_solver != "proximal":
         return penalty, None
-    return (None if exact(cfg.reg, cfg.reg_levels) else penalty), prox
+    step = ProximalStep(regularizer)
 
+    def prox(m: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        step.step(m, optimizer, lr=optimizer.param_groups[0]["lr"])
 
-def _lam(cfg: TrialConfig, model: PrunableNet) -> float:
-    """The penalty weight in use: lam, or under lam_scale=init lam / (penalty at init)."""
-    if cfg.lam_scale != "init" or cfg.reg == "none" or cfg.lam == 0:
-        return cfg.lam
-    with torch.no_grad():
-        at_init = float(hgsr_loss(model, reg=cfg.reg, levels=cfg.reg_levels,
-                                  outer=cfg.reg_outer, grouping=cfg.reg_grouping, lam=1.0,
-                                  mix=cfg.mix))
-    return cfg.lam / at_init if at_init > 0 else cfg.lam
+    return (None if step.exact else penalty), prox

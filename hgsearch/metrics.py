@@ -18,6 +18,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from hgsearch.config import check
 from hgsearch.errors import UserError
 from hgsearch.models import PrunableNet
 
@@ -131,8 +132,8 @@ def zero_group_fraction(model: PrunableNet, *, grouping: str, tol: float) -> flo
     same unit, or exactly 0 (so exact zeros count at tol=0 and in a block zero throughout).
     One group per prunable filter, so the denominator is the number of prunable filters.
     """
-    if not 0 <= tol <= 1:
-        raise UserError(f"zero_tol={tol!r}: must be between 0 and 1")
+    if problem := check("zero_tol", tol):    # the key's one range, declared in TrialConfig
+        raise UserError(problem)
     norms = prunable_group_norms(model, grouping=grouping)
     zero = sum(int(((n < tol * n.max()) | (n == 0)).sum()) for n in norms)
     total = sum(n.numel() for n in norms)

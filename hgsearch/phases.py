@@ -107,9 +107,10 @@ def run_phases(cfg: TrialConfig, data: Any, runtime: Runtime, row: dict[str, Any
         raise UserError(problem)
     trial = _Trial(cfg, data, runtime, row, curve, log, checkpoint, store)
     model = runtime.prepare(_initial(cfg, data, row, log, weights))
-    # From the freshly initialized network, also when resuming: lam_scale=init needs it.
-    penalty, prox = hgsr_hooks(cfg, model)
     start = _resume(trial, checkpoint.load() if checkpoint else None, model)
+    # From the freshly initialized network, also when resuming: lam_scale=init needs it. They
+    # act on the network trained (on resume, the checkpoint's).
+    penalty, prox = hgsr_hooks(cfg, model, trained=start.model)
     row.update({k: row[k] or 0 for k in ("images_train", "images_finetune", "images_score")})
     compact = start.compact
     trial.dense = start.model   # timed beside the compact net at the end (_measure); held here

@@ -54,9 +54,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hgsearch.regularizers import check_options, group_values, regularized_weights
-
-SOLVERS = ("subgradient", "proximal")
+from hgsearch.regularizers import Regularizer, regularized_weights
 
 # Degree of homogeneity of one group's term, f_g(s W_g) = s^p f_g(W_g): the kernel measure b
 # (squared L2: 2, L1: 1) under phi (sqrt: 1/2, square: 2), then the outer function at level 2.
@@ -103,45 +101,71 @@ def conv_bn_pairs(model: nn.Module) -> dict[nn.Conv2d, nn.BatchNorm2d]:
     return pairs
 
 
-@torch.no_grad()
+class ProximalStep:
+    """The step described above for one ``Regularizer``'s network.
+
+    Which convs, their BatchNorms, the groups' axes and the family's case are found here, once
+    (the options were checked by the Regularizer); ``step`` then only computes. Like the
+    Regularizer it refuses any network but the one it was built on.
+    """
+
+    def __init__(self, regularizer: Regularizer) -> None:
+        r = self.regularizer = regularizer
+        ids = {id(w) for w in r.weights}
+        bns = conv_bn_pairs(r.model)
+        self.pairs = [(m, bns.get(m)) for m in r.model.modules()
+                      if isinstance(m, nn.Conv2d) and id(m.weight) in ids]
+        self.exact = exact(r.reg, r.levels)
+        self.degree = degree(r.reg, r.levels, r.outer)
+        self.dims = _group_dims(r.grouping)
+
+    @torch.no_grad()
+    def step(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, *,
+             lr: float) -> None:
+        """Apply the step, in place, to every regularized conv of ``model``."""
+        r = self.regularizer
+        r.check_model(model)
+        reg, mix, grouping, dims = r.reg, r.mix, r.grouping, self.dims
+        if reg == "none" or r.lam <= 0 or lr <= 0:
+            return
+        t = lr * r.lam / (1 - _momentum(optimizer))      # one lam for both solvers, see above
+        for conv, bn in self.pairs:
+            w = conv.weight
+            if self.exact:
+                l1_part = t if reg == "l1" else t * (1 - mix)
+                w.copy_(w.sign() * (w.abs() - l1_part).clamp_min(0))
+                if reg == "group_lasso":
+                    norms = torch.linalg.vector_norm(w, dim=dims)
+                    shrink = (1 - t * mix / norms.clamp_min(torch.finfo(w.dtype).tiny)
+                              ).clamp_min(0)
+                    w.mul_(_expand(shrink, grouping))
+                dead = torch.linalg.vector_norm(w, dim=dims) == 0
+            else:
+                norms = torch.linalg.vector_norm(w, dim=dims)
+                f = r.group_values(w)
+                l1 = w.abs().sum(dims)
+                slope = (mix * self.degree * f + (1 - mix) * l1) / norms.clamp_min(
+                    torch.finfo(w.dtype).tiny)
+                dead = (t * slope >= norms) | (norms == 0)
+                w.mul_(_expand((~dead).to(w.dtype), grouping))
+            # No .any() test: it would wait for the GPU on every step.
+            if grouping == "output" and bn is not None:
+                _forget(optimizer, w, _expand(dead, grouping).expand_as(w))
+                for p in (bn.weight, bn.bias):
+                    if p is not None:
+                        p.masked_fill_(dead, 0.0)
+                        _forget(optimizer, p, dead)
+
+
 def proximal_step(model: nn.Module, optimizer: torch.optim.Optimizer | None, *, reg: str,
                   levels: int, outer: str, grouping: str, lam: float, mix: float,
                   lr: float) -> None:
-    """Apply the step described above, in place, to every regularized conv of ``model``."""
-    check_options(reg=reg, levels=levels, outer=outer, grouping=grouping)
-    if reg == "none" or lam <= 0 or lr <= 0:
-        return
-    t = lr * lam / (1 - _momentum(optimizer))      # one lam for both solvers, see above
-    ids = {id(w) for w in regularized_weights(model)}
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and id(m.weight) in ids]
-    bns = conv_bn_pairs(model)
-    for conv in convs:
-        w = conv.weight
-        dims = _group_dims(grouping)
-        if reg == "l1" or (reg == "group_lasso" and levels == 1):
-            l1_part = t if reg == "l1" else t * (1 - mix)
-            w.copy_(w.sign() * (w.abs() - l1_part).clamp_min(0))
-            if reg == "group_lasso":
-                norms = torch.linalg.vector_norm(w, dim=dims)
-                shrink = (1 - t * mix / norms.clamp_min(torch.finfo(w.dtype).tiny)).clamp_min(0)
-                w.mul_(_expand(shrink, grouping))
-            dead = torch.linalg.vector_norm(w, dim=dims) == 0
-        else:
-            norms = torch.linalg.vector_norm(w, dim=dims)
-            f = group_values(w, reg=reg, levels=levels, outer=outer, grouping=grouping)
-            l1 = w.abs().sum(dims)
-            slope = (mix * degree(reg, levels, outer) * f + (1 - mix) * l1) / norms.clamp_min(
-                torch.finfo(w.dtype).tiny)
-            dead = (t * slope >= norms) | (norms == 0)
-            w.mul_(_expand((~dead).to(w.dtype), grouping))
-        bn = bns.get(conv)
-        # No .any() test: it would wait for the GPU on every step.
-        if grouping == "output" and bn is not None:
-            _forget(optimizer, w, _expand(dead, grouping).expand_as(w))
-            for p in (bn.weight, bn.bias):
-                if p is not None:
-                    p.masked_fill_(dead, 0.0)
-                    _forget(optimizer, p, dead)
+    """Apply the step described above, in place, to every regularized conv of ``model``.
+
+    Each call checks the options and finds the convs: a training loop builds one
+    ``ProximalStep`` instead (hgsearch.hgsr_hooks)."""
+    ProximalStep(Regularizer(model, reg=reg, levels=levels, outer=outer, grouping=grouping,
+                             lam=lam, mix=mix)).step(model, optimizer, lr=lr)
 
 
 def _momentum(optimizer: torch.optim.Optimizer | None) -> float:

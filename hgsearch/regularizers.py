@@ -17,18 +17,20 @@ at an exactly zero argument, so a zero kernel or group leaves the loss and its g
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from hgsearch.config import REGS
+from hgsearch.config import FIELDS, TrialConfig, check, type_name
 from hgsearch.errors import UserError
 
-LEVELS = (1, 2)
-OUTERS = ("sqrt", "square")
-GROUPINGS = ("input", "output")
+# The options' allowed values are their trial keys' (config.TrialConfig), declared there once.
+LEVELS = FIELDS["reg_levels"].metadata["choices"]
+OUTERS = FIELDS["reg_outer"].metadata["choices"]
+GROUPINGS = FIELDS["reg_grouping"].metadata["choices"]
 
 
 class _SafeSqrt(torch.autograd.Function):
@@ -55,14 +57,26 @@ def _sqrt(x: Tensor) -> Tensor:
 
 
 def check_options(*, reg: str, levels: int, outer: str, grouping: str) -> None:
-    """Raise UserError naming the first option outside its allowed values."""
-    options = (("reg", reg, REGS), ("reg_levels", levels, LEVELS), ("reg_outer", outer, OUTERS),
-               ("reg_grouping", grouping, GROUPINGS))
-    for key, value, allowed in options:
-        # bool is an int in Python; True must not pass as reg_levels=1
-        if isinstance(value, bool) or value not in allowed:
-            names = ", ".join(str(a) for a in allowed)
-            raise UserError(f"{key}={value!r}: allowed values are {names}")
+    """Raise UserError naming the first option outside its trial key's declared values."""
+    for key, value in (("reg", reg), ("reg_levels", levels), ("reg_outer", outer),
+                       ("reg_grouping", grouping)):
+        _check_key(key, value)
+
+
+def _check_key(key: str, value: object) -> None:
+    """UserError unless ``value`` is allowed for trial key ``key`` (config.check, the key's one
+    declaration). A bool is an int in Python: True must not pass as reg_levels=1."""
+    problem = check(key, value) if not isinstance(value, bool) else \
+        f"{key}={value!r}: expected {type_name(key)}"
+    if problem:
+        raise UserError(problem)
+
+
+def _check_weight(lam: float) -> None:
+    """The weight in use: the key lam, or lam / R(W0) under lam_scale=init (``Regularizer``), so
+    the key's upper bound does not apply to it; only a finite weight >= 0 makes a penalty."""
+    if isinstance(lam, bool) or not (math.isfinite(lam) and lam >= 0):
+        raise UserError(f"lam={lam!r}: must be a finite number >= 0")
 
 
 def _stack_terms(w: Tensor, *, reg: str, levels: int, outer: str,
@@ -106,6 +120,11 @@ def group_values(weight: Tensor, *, reg: str, levels: int, outer: str,
     """R's term of each outer group of one conv weight, shape (in,) or (out,): their sum is
     ``penalty(weight, ...)`` (docs/method.md part 1, table; l1: each group's ||W_g||_1)."""
     check_options(reg=reg, levels=levels, outer=outer, grouping=grouping)
+    return _group_values(weight, reg=reg, levels=levels, outer=outer, grouping=grouping)
+
+
+def _group_values(weight: Tensor, *, reg: str, levels: int, outer: str,
+                  grouping: str) -> Tensor:
     within = 0 if grouping == "input" else 1
     kernel_l1 = weight.abs().sum((-2, -1))                             # (out, in)
     if reg in ("l1", "none"):
@@ -135,12 +154,90 @@ def regularized_weights(model: nn.Module) -> list[nn.Parameter]:
             if isinstance(m, nn.Conv2d) and (tuple(m.kernel_size) == (3, 3) or id(m) in prunable)]
 
 
-def _stacks(weights: list[Tensor]) -> list[Tensor]:
-    """Same-shape weights stacked into (L, out, in, kh, kw): a few ops in all, not per layer."""
-    by_shape: dict[tuple[int, ...], list[Tensor]] = {}
-    for w in weights:
-        by_shape.setdefault(tuple(w.shape), []).append(w)
-    return [torch.stack(ws) if len(ws) > 1 else ws[0].unsqueeze(0) for ws in by_shape.values()]
+class Regularizer:
+    """HGSR of one network, lam (mix sum R(W) + (1 - mix) sum ||W||_1): docs/method.md part 1.
+
+    Built once per trial (hgsearch.hgsr_hooks): the options are checked here, once, and the
+    regularized weights are found and grouped by shape here, once; ``penalty`` then only
+    computes. The structure is that of ``model`` as it was when built. Surgery makes a pruned
+    network another module with other convs, so ``penalty`` refuses any module but ``model``
+    (``on`` builds one for another network); ``model.to(...)`` keeps its parameters' identity
+    and is fine. ``lam`` is the weight in use (see ``from_config``).
+    """
+
+    def __init__(self, model: nn.Module, *, reg: str, levels: int, outer: str, grouping: str,
+                 lam: float, mix: float) -> None:
+        check_options(reg=reg, levels=levels, outer=outer, grouping=grouping)
+        _check_weight(lam)
+        _check_key("mix", mix)
+        self.model = model
+        self.reg, self.levels, self.outer, self.grouping = reg, levels, outer, grouping
+        self.lam, self.mix = lam, mix
+        self.weights = regularized_weights(model)
+        # Same-shape weights are stacked into (L, out, in, kh, kw) per step: a few ops in all,
+        # not per layer. Grouped in order of first appearance.
+        by_shape: dict[tuple[int, ...], list[nn.Parameter]] = {}
+        for w in self.weights:
+            by_shape.setdefault(tuple(w.shape), []).append(w)
+        self.by_shape = list(by_shape.values())
+
+    @classmethod
+    def from_config(cls, cfg: TrialConfig, model: nn.Module) -> Regularizer:
+        """The trial's regularizer on ``model``, its freshly initialized network. Its weight is
+        lam, or under lam_scale=init lam / (the penalty of ``model`` at lam=1)."""
+        out = cls(model, reg=cfg.reg, levels=cfg.reg_levels, outer=cfg.reg_outer,
+                  grouping=cfg.reg_grouping, lam=cfg.lam, mix=cfg.mix)
+        if cfg.lam_scale != "init" or not cfg.regularized:
+            return out
+        with torch.no_grad():
+            at_init = float(out.with_lam(1.0).penalty(model))
+        return out.with_lam(cfg.lam / at_init) if at_init > 0 else out
+
+    def with_lam(self, lam: float) -> Regularizer:
+        """The same options and structure, weighted by ``lam``."""
+        _check_weight(lam)
+        out = copy.copy(self)
+        out.lam = lam
+        return out
+
+    def on(self, model: nn.Module) -> Regularizer:
+        """The same options and weight on another network (a resumed trial's, rebuilt from its
+        checkpoint): its structure found once, here."""
+        return type(self)(model, reg=self.reg, levels=self.levels, outer=self.outer,
+                          grouping=self.grouping, lam=self.lam, mix=self.mix)
+
+    def check_model(self, model: nn.Module) -> None:
+        """ValueError unless ``model`` is the network this regularizer's structure is of."""
+        if model is not self.model:
+            raise ValueError("Regularizer: called on another network than the one it was built "
+                             "on (Regularizer.on builds one for it)")
+
+    def penalty(self, model: nn.Module) -> Tensor:
+        """The penalty of ``model`` (the network built on), a differentiable 0-dim tensor; with
+        reg=none, lam=0 or no regularized conv a zero outside any autograd graph, at no cost."""
+        self.check_model(model)
+        if self.reg == "none" or self.lam == 0 or not self.weights:
+            ref = self.weights[0] if self.weights else next(model.parameters(), torch.zeros(()))
+            return torch.zeros((), dtype=ref.dtype, device=ref.device)
+        # mix=0: only the L1 term is left; do not compute R just to weigh it by 0
+        reg = "l1" if self.mix == 0 else self.reg
+        r_sum: Tensor | float = 0.0
+        l1_sum: Tensor | float = 0.0
+        for ws in self.by_shape:
+            w = torch.stack(ws) if len(ws) > 1 else ws[0].unsqueeze(0)
+            r, l1 = _stack_terms(w, reg=reg, levels=self.levels, outer=self.outer,
+                                 grouping=self.grouping)
+            r_sum, l1_sum = r_sum + r, l1_sum + l1
+        lam, mix = self.lam, self.mix
+        if reg == "l1" or mix == 1:
+            return lam * r_sum    # R is the L1 term itself, or the L1 term has weight 0
+        # scalars folded in plain Python: two multiplications on the device instead of four
+        return (lam * mix) * r_sum + (lam * (1 - mix)) * l1_sum
+
+    def group_values(self, weight: Tensor) -> Tensor:
+        """``group_values`` of one weight under these options (checked already)."""
+        return _group_values(weight, reg=self.reg, levels=self.levels, outer=self.outer,
+                             grouping=self.grouping)
 
 
 def hgsr_loss(model: nn.Module, *, reg: str, levels: int, outer: str, grouping: str,
@@ -149,33 +246,15 @@ def hgsr_loss(model: nn.Module, *, reg: str, levels: int, outer: str, grouping: 
 
     Summed over ``regularized_weights(model)``, layers of the same shape in one stacked
     computation. With ``reg="none"`` or ``lam=0`` it is a zero tensor outside any autograd
-    graph, at no cost.
+    graph, at no cost. Each call checks the options and finds the weights: a training loop builds
+    one ``Regularizer`` instead and calls its ``penalty`` every step.
     """
-    check_options(reg=reg, levels=levels, outer=outer, grouping=grouping)
-    if not (math.isfinite(lam) and lam >= 0):
-        raise UserError(f"lam={lam!r}: must be a finite number >= 0")
-    if not 0 <= mix <= 1:
-        raise UserError(f"mix={mix!r}: must be between 0 and 1")
-    weights = regularized_weights(model)
-    if reg == "none" or lam == 0 or not weights:
-        ref = weights[0] if weights else next(model.parameters(), torch.zeros(()))
-        return torch.zeros((), dtype=ref.dtype, device=ref.device)
-    if mix == 0:
-        reg = "l1"    # only the L1 term is left: do not compute R just to weigh it by 0
-    r_sum: Tensor | float = 0.0
-    l1_sum: Tensor | float = 0.0
-    for w in _stacks(weights):
-        r, l1 = _stack_terms(w, reg=reg, levels=levels, outer=outer, grouping=grouping)
-        r_sum, l1_sum = r_sum + r, l1_sum + l1
-    if reg == "l1" or mix == 1:
-        return lam * r_sum    # R is the L1 term itself, or the L1 term has weight 0
-    # scalars folded in plain Python: two multiplications on the device instead of four
-    return (lam * mix) * r_sum + (lam * (1 - mix)) * l1_sum
+    return Regularizer(model, reg=reg, levels=levels, outer=outer, grouping=grouping, lam=lam,
+                       mix=mix).penalty(model)
 
 
 def group_norms(weight: Tensor, *, grouping: str) -> Tensor:
     """L2 norm ||W_g||_2 of each outer group of a conv weight: shape (in,) or (out,)."""
-    if grouping not in GROUPINGS:
-        raise UserError(f"reg_grouping={grouping!r}: allowed values are {', '.join(GROUPINGS)}")
+    _check_key("reg_grouping", grouping)
     dims = (0, 2, 3) if grouping == "input" else (1, 2, 3)
     return torch.linalg.vector_norm(weight, dim=dims)

@@ -94,6 +94,13 @@ def test_field_types_are_the_four_flat_kinds():
     assert {f.type for f in FIELDS.values()} <= {"bool", "int", "float", "str"}
 
 
+@pytest.mark.parametrize("reg", FIELDS["reg"].metadata["choices"])
+@pytest.mark.parametrize("lam", [0.0, 1e-6, 10.0])
+def test_regularized_is_a_penalty_to_train_with(reg, lam):
+    cfg = make_config({"reg": reg, "lam": lam})
+    assert cfg.regularized is (reg != "none" and lam != 0.0)
+
+
 def test_compose_config_later_sources_win(tmp_path):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("arch: resnet32\nepochs: 7\nout_dir: from_file\n")

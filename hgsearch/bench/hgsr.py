@@ -24,7 +24,8 @@ def measure_overhead(arch: str = "resnet56", batch: int = 128, steps: int = 10, 
     The two variants alternate in ABBA order on one model and ``ratio`` is the median of the
     ratios of neighbouring pairs, so drift in machine load hits both alike. On CPU the same is
     also measured in process CPU time (``cpu_ratio``), which other processes on a shared machine
-    disturb far less than wall time. ``penalty_s`` times ``hgsr_loss`` forward + backward alone.
+    disturb far less than wall time. ``penalty_s`` times the penalty's forward + backward alone
+    (a ``Regularizer`` built once, as a trial's is).
     Random images and labels: only the time is of interest. On CUDA the forward runs as in a
     trial: bf16 autocast, channels_last (``hgsearch.runtime.resolve_runtime``).
     """
@@ -32,7 +33,7 @@ def measure_overhead(arch: str = "resnet56", batch: int = 128, steps: int = 10, 
 
     from hgsearch.bench.workload import plain_optimizer, sgd_step
     from hgsearch.models import build_model
-    from hgsearch.regularizers import hgsr_loss
+    from hgsearch.regularizers import Regularizer
     from hgsearch.runtime import resolve_runtime
 
     torch.manual_seed(seed)
@@ -46,8 +47,7 @@ def measure_overhead(arch: str = "resnet56", batch: int = 128, steps: int = 10, 
     y = torch.randint(0, 10, (batch,), device=dev)
     opts = dict(reg=reg, levels=levels, outer=outer, grouping=grouping, lam=lam, mix=mix)
 
-    def penalty(m: Any) -> Any:
-        return hgsr_loss(m, **opts)
+    penalty = Regularizer(model, **opts).penalty
 
     sync = sync_for(dev)
     t = interleave({"plain": lambda: sgd_step(model, opt, x, y, runtime),
@@ -74,7 +74,8 @@ def measure_overhead(arch: str = "resnet56", batch: int = 128, steps: int = 10, 
 
 def penalty_times(arch: str = "resnet56", *, repeats: int = 20,
                   device: str = "cpu") -> dict[str, float]:
-    """Median seconds of ``hgsr_loss`` forward + backward for every variant, keyed reg-levels-...
+    """Median seconds of the penalty's forward + backward for every variant (a ``Regularizer``
+    built once per variant, as in a trial), keyed reg-levels-...
 
     Shows which variant is the most expensive; mix=0.5 so both terms are computed. The variants
     alternate (ABBA) after two warm-up rounds, so that drift in machine load hits all alike.
@@ -82,16 +83,17 @@ def penalty_times(arch: str = "resnet56", *, repeats: int = 20,
     import torch
 
     from hgsearch.models import build_model
-    from hgsearch.regularizers import GROUPINGS, LEVELS, OUTERS, hgsr_loss
+    from hgsearch.regularizers import GROUPINGS, LEVELS, OUTERS, Regularizer
 
     dev = torch.device(device)
     model = build_model(arch, 10).to(dev)
     variants = [v for v in itertools.product(("l1", "group_lasso", "exclusive", "group_l12"),
                                              LEVELS, OUTERS, GROUPINGS)
                 if not (v[1] == 1 and v[2] == "square")]   # outer is unused at level 1
-    calls = {"-".join(map(str, v)): (lambda v=v: hgsr_loss(
-        model, reg=v[0], levels=v[1], outer=v[2], grouping=v[3], lam=1e-3, mix=0.5).backward())
+    penalties = {"-".join(map(str, v)): Regularizer(
+        model, reg=v[0], levels=v[1], outer=v[2], grouping=v[3], lam=1e-3, mix=0.5).penalty
         for v in variants}
+    calls = {key: (lambda f=f: f(model).backward()) for key, f in penalties.items()}
     times = interleave(calls, rounds=repeats, warmup=2, sync=sync_for(dev))
     return {key: statistics.median(w for w, _ in t) for key, t in times.items()}
 

@@ -56,14 +56,16 @@ def trial_recipe(batch: int, *, epochs: int = 1) -> tuple[Any, Callable[[Any], A
     from dataclasses import replace
 
     from hgsearch.config import TrialConfig
-    from hgsearch.regularizers import hgsr_loss
+    from hgsearch.regularizers import Regularizer
     from hgsearch.train import sgd_settings
 
     cfg = replace(TrialConfig(), batch_size=batch)
+    built: list[Regularizer] = []    # one per network, built at its first step as a trial's is
 
     def penalty(model: Any) -> Any:
-        return hgsr_loss(model, reg=cfg.reg, levels=cfg.reg_levels, outer=cfg.reg_outer,
-                         grouping=cfg.reg_grouping, lam=cfg.lam, mix=cfg.mix)
+        if not built or built[0].model is not model:
+            built[:] = [Regularizer.from_config(cfg, model)]
+        return built[0].penalty(model)
 
     return sgd_settings(cfg, epochs, cfg.lr), penalty
 

@@ -36,12 +36,10 @@ from typing import NamedTuple
 
 import torch
 
+from hgsearch.config import check
 from hgsearch.errors import UserError
 
 log = logging.getLogger(__name__)
-
-TARGETS = ("channels", "params", "macs")
-SCOPES = ("global", "layer")
 
 
 class FilterSelection(NamedTuple):
@@ -145,13 +143,9 @@ def _allowed_below(width: int, *, lo: int, step: int) -> list[int]:
 
 
 def _check(*, ratio: float, target: str, scope: str, min_channels: int, round_to: int) -> None:
-    if not 0 <= ratio < 1:
-        raise UserError(f"prune_ratio={ratio!r}: must be in [0, 1)")
-    if target not in TARGETS:
-        raise UserError(f"prune_target={target!r}: allowed values are {', '.join(TARGETS)}")
-    if scope not in SCOPES:
-        raise UserError(f"prune_scope={scope!r}: allowed values are {', '.join(SCOPES)}")
-    if min_channels < 1:
-        raise UserError(f"min_channels={min_channels}: must be at least 1")
-    if round_to < 1:
-        raise UserError(f"round_to={round_to}: must be at least 1")
+    """UserError naming the first setting outside its trial key's range (config.check, the
+    keys' one declaration)."""
+    for key, value in (("prune_ratio", ratio), ("prune_target", target), ("prune_scope", scope),
+                       ("min_channels", min_channels), ("round_to", round_to)):
+        if problem := check(key, value):
+            raise UserError(problem)

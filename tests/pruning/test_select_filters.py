@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from hgsearch.config import FIELDS, check
 from hgsearch.errors import UserError
 from hgsearch.metrics import count_macs, count_params, inner_channel_costs
 from hgsearch.models import build_model, default_widths
@@ -82,6 +83,21 @@ def test_an_unreachable_target_removes_what_it_may_and_says_so(caplog):
 def test_bad_settings_name_their_key(kwargs, key):
     with pytest.raises(UserError, match=key):
         select_keep(t([0.1, 0.2]), **kwargs)
+
+
+@pytest.mark.parametrize("arg, key", [("ratio", "prune_ratio"), ("min_channels", "min_channels"),
+                                      ("round_to", "round_to")])
+def test_each_setting_has_its_trial_keys_range(arg, key):
+    """One range per key: the bounds are TrialConfig's, refused with config's own message."""
+    lo, hi = FIELDS[key].metadata["lo"], FIELDS[key].metadata["hi"]
+    ok = {"ratio": 0.0, "min_channels": 1, "round_to": 1}
+    step = 0.01 if arg == "ratio" else 1
+    for inside in (lo, hi):
+        select_keep(t([0.1, 0.2]), **{**ok, arg: inside})
+    for outside in (lo - step, hi + step):
+        with pytest.raises(UserError) as err:
+            select_keep(t([0.1, 0.2]), **{**ok, arg: outside})
+        assert err.value.problems == [check(key, outside)]
 
 
 # --- properties over random scores, against the rebuilt network's own counts
