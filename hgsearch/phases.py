@@ -170,10 +170,9 @@ def train_dense(trial: _Trial, model: PrunableNet, penalty: Callable | None, pro
                 first: int, opt_state: dict | None) -> None:
     """Phase 1 (docs/method.md part 1): train the dense network with HGSR, then measure it."""
     cfg, data, row = trial.cfg, trial.data, trial.row
-    regularized = cfg.reg != "none" and cfg.lam > 0
     trial.log(f"trial {cfg.trial_id}: {cfg.arch} on {cfg.dataset} ({len(data.train_y)} train / "
               f"{len(data.val_y)} val / {len(data.test_y)} test images, {data.num_classes} "
-              f"classes) on {trial.runtime.device}; reg={cfg.reg if regularized else 'none'} "
+              f"classes) on {trial.runtime.device}; reg={cfg.reg if cfg.regularized else 'none'} "
               f"lam={cfg.lam:g} solver={cfg.reg_solver}")
     t0 = time.perf_counter()
     if cfg.init_weights and first == 1 and row.get("acc_init") is None \
