@@ -98,6 +98,21 @@ def sgd_optimizer(model: nn.Module, settings: SGDSettings) -> torch.optim.SGD:
                            nesterov=settings.nesterov and settings.momentum > 0)
 
 
+def apply_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, *,
+               penalty: Callable | None = None, after_step: Callable | None = None
+               ) -> torch.Tensor:
+    """One update as every training here takes it: the gradient of ``loss`` plus the penalty
+    (the subgradient solver), the optimizer's step, then ``after_step`` (the proximal one);
+    the loss with the penalty, detached."""
+    total = loss + penalty(model) if penalty is not None else loss
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    if after_step is not None:
+        after_step(model, optimizer)
+    return total.detach()
+
+
 def train(model: nn.Module, train_data, *, settings: SGDSettings, runtime: Runtime,
           generator: torch.Generator, penalty: Callable[[nn.Module], torch.Tensor] | None = None,
           evaluate_each_epoch: Callable[[], tuple[float, float]] | None = None,
@@ -142,12 +157,7 @@ def train(model: nn.Module, train_data, *, settings: SGDSettings, runtime: Runti
             with runtime.autocast():
                 logits = forward(x)
                 loss = F.cross_entropy(logits.float(), y)
-            total = loss + penalty(model) if penalty is not None else loss
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-            if after_step is not None:
-                after_step(model, optimizer)
+            total = apply_step(model, optimizer, loss, penalty=penalty, after_step=after_step)
             loss_sum += loss.detach().double() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)

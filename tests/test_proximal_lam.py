@@ -13,7 +13,7 @@ import torch
 
 from hgsearch.config import make_config
 from hgsearch.hgsr_hooks import hgsr_hooks
-from hgsearch.train import SGDSettings, lr_factor, sgd_optimizer
+from hgsearch.train import SGDSettings, apply_step, lr_factor, sgd_optimizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -68,12 +68,7 @@ def solve(a: torch.Tensor, *, solver: str, reg: str, mix: float, momentum: float
         for group in optimizer.param_groups:
             group["lr"] = lr * (lr_factor(step, steps, schedule) if schedule else 1.0)
         loss = 0.5 * (conv.weight - a).square().sum()
-        total = loss + penalty(model) if penalty is not None else loss
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        if after_step is not None:
-            after_step(model, optimizer)
+        apply_step(model, optimizer, loss, penalty=penalty, after_step=after_step)
     return conv.weight.detach()
 
 

@@ -37,13 +37,11 @@ def sgd_step(model: Any, optimizer: Any, x: Any, y: Any, runtime: Any,
     """One plain SGD step as a trial takes it: autocast forward, fp32 loss, backward, update."""
     import torch.nn.functional as F
 
-    optimizer.zero_grad(set_to_none=True)
+    from hgsearch.train import apply_step
+
     with runtime.autocast():
         loss = F.cross_entropy(model(x).float(), y)
-    if penalty is not None:
-        loss = loss + penalty(model)
-    loss.backward()
-    optimizer.step()
+    apply_step(model, optimizer, loss, penalty=penalty)
 
 
 def trial_recipe(batch: int, *, epochs: int = 1) -> tuple[Any, Callable[[Any], Any]]:
