@@ -33,7 +33,6 @@ def zero_share(*, arch: str, reg: str, lam: float, lam_scale: str, epochs: int,
     """Train one dense network with the proximal solver; its share of exactly zero filters."""
     import torch
 
-    from hgsearch.config import make_config
     from hgsearch.data import DeviceData, load_dataset
     from hgsearch.hgsr_hooks import hgsr_hooks
     from hgsearch.metrics import zero_filter_fraction
@@ -41,15 +40,13 @@ def zero_share(*, arch: str, reg: str, lam: float, lam_scale: str, epochs: int,
     from hgsearch.runtime import resolve_runtime
     from hgsearch.train import sgd_settings, train
 
-    cfg = make_config({"dataset": "synthetic", "synthetic_train_size": train_size,
-                       "arch": arch, "reg": reg, "reg_levels": 1, "mix": 1.0,
-                       "reg_grouping": "input", "reg_solver": "proximal", "lam": lam,
-                       "lam_scale": lam_scale, "epochs": epochs, "batch_size": batch_size,
-                       "seed": seed, "device": "cpu", **(extra or {})})
+    cfg = _config(arch, reg, lam=lam, lam_scale=lam_scale, epochs=epochs,
+                  train_size=train_size, batch_size=batch_size, seed=seed, extra=extra)
     data = load_dataset(cfg)
     runtime = resolve_runtime("cpu")
     torch.manual_seed(cfg.seed)
     model = runtime.prepare(build_model(cfg.arch, data.num_classes))
+    at_init = initial_penalty(cfg, model)
     penalty, prox = hgsr_hooks(cfg, model)
     split = DeviceData(data.train_x, data.train_y, mean=data.mean, std=data.std,
                        device=runtime.device)
@@ -58,8 +55,46 @@ def zero_share(*, arch: str, reg: str, lam: float, lam_scale: str, epochs: int,
                   runtime=runtime, generator=torch.Generator().manual_seed(cfg.seed),
                   penalty=penalty, after_step=prox, log=None)
     return {"arch": arch, "reg": reg, "lam_scale": lam_scale, "lam": lam,
-            "zero_filter_fraction": zero_filter_fraction(model),
+            "initial_penalty": at_init, "zero_filter_fraction": zero_filter_fraction(model),
             "train_acc": curve[-1]["train_acc"], "seconds": time.perf_counter() - t0}
+
+
+def _config(arch: str, reg: str, *, lam: float = 1.0, lam_scale: str = "none",
+            epochs: int = 1, train_size: int = 1000, batch_size: int = 32, seed: int = 0,
+            extra: dict[str, Any] | None = None) -> Any:
+    from hgsearch.config import make_config
+
+    return make_config({"dataset": "synthetic", "synthetic_train_size": train_size,
+                        "arch": arch, "reg": reg, "reg_levels": 1, "mix": 1.0,
+                        "reg_grouping": "input", "reg_solver": "proximal", "lam": lam,
+                        "lam_scale": lam_scale, "epochs": epochs, "batch_size": batch_size,
+                        "seed": seed, "device": "cpu", **(extra or {})})
+
+
+def initial_penalty(cfg: Any, model: Any) -> float:
+    """The family's penalty of ``model`` at lam 1: what lam_scale=init divides lam by."""
+    import torch
+
+    from hgsearch.regularizers import Regularizer
+
+    with torch.no_grad():
+        return float(Regularizer(model, reg=cfg.reg, levels=cfg.reg_levels, outer=cfg.reg_outer,
+                                 grouping=cfg.reg_grouping, lam=1.0, mix=cfg.mix).penalty(model))
+
+
+def initial_penalties(arch: str, families: Sequence[str], seed: int = 0,
+                      num_classes: int = 10) -> dict[str, float]:
+    """Each family's initial penalty of ``arch`` as ``zero_share`` builds it (no training)."""
+    import torch
+
+    from hgsearch.models import build_model
+
+    out = {}
+    for reg in families:
+        cfg = _config(arch, reg, seed=seed)
+        torch.manual_seed(cfg.seed)
+        out[reg] = initial_penalty(cfg, build_model(cfg.arch, num_classes))
+    return out
 
 
 def sweep(*, arch: str, families: Sequence[str], scales: Sequence[str], epochs: int,
@@ -104,9 +139,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lams", nargs="+", type=float, help="the grid (default: LAMS per scale)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", required=True, help="JSON file for the rows")
+    p.add_argument("--out", help="JSON file for the rows")
+    p.add_argument("--initial-penalties", action="store_true",
+                   help="print each family's penalty of the initial network (lam_scale=init "
+                        "divides lam by it) and stop: no training")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
+    if a.initial_penalties:
+        for reg, value in initial_penalties(a.arch, a.families).items():
+            print(f"{a.arch} {reg:12s} initial penalty {value:,.0f}")
+        return
+    if not a.out:
+        p.error("--out is required (unless --initial-penalties)")
     started = utc_now("seconds")
     rows = sweep(arch=a.arch, families=a.families, scales=a.lam_scale, epochs=a.epochs,
                  train_size=a.train_size, batch_size=a.batch_size, lams=a.lams)

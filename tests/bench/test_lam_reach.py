@@ -31,3 +31,17 @@ def test_main_writes_a_row_per_grid_point(tmp_path, monkeypatch):
     assert rows[0]["zero_filter_fraction"] == 0.0 and rows[1]["zero_filter_fraction"] == 1.0
     onset = json.loads(out.read_text())["onset"]
     assert onset == [{"reg": "l1", "lam_scale": "none", "share": 0.1, "lam": 3.0}]
+
+
+def test_the_initial_l1_penalty_is_the_sum_of_the_regularized_weights_magnitudes():
+    import torch
+
+    from hgsearch.models import build_model
+    from hgsearch.regularizers import regularized_weights
+
+    torch.manual_seed(0)
+    model = build_model("resnet20", 10)
+    by_hand = sum(float(w.detach().double().abs().sum()) for w in regularized_weights(model))
+    got = lam_reach.initial_penalties("resnet20", ["l1", "group_lasso"])
+    assert got["l1"] == pytest.approx(by_hand, rel=1e-5)
+    assert 0 < got["group_lasso"] < got["l1"]      # sum of group norms <= sum of magnitudes
