@@ -53,6 +53,10 @@ def test_diverged_trial_exits_1_with_its_row(tmp_path):
     (["dataset=tinyimagenet", "data_dir=/nonexistent/folder"], "/nonexistent/folder"),
     (["dataset=imagefolder", "data_dir=/nonexistent/folder"], "/nonexistent/folder"),
     (["epochs"], "expected KEY=VALUE"),
+    (["data_path=stream"], "data_path=stream: dataset=synthetic is always held in memory"),
+    (["data_workers=999"], "data_workers=999: must be between 0 and 256"),
+    (["data_path=disk"], "data_path='disk': allowed values are auto, memory, stream"),
+    (["data_memory_gb=-1"], "data_memory_gb=-1.0: must be between 0 and"),
 ])
 def test_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path, settings, fragment):
     result = run_cli("trial", "--set", *settings, f"out_dir={tmp_path / 'res'}",
@@ -61,7 +65,7 @@ def test_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path, settings, f
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("hgsearch: error: ")
     assert fragment in lines[0] and "Traceback" not in result.stderr
-    assert not (tmp_path / "res").exists()
+    assert not (tmp_path / "res").exists() and not (tmp_path / "c").exists()
 
 
 def test_missing_config_file(tmp_path):
