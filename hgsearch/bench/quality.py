@@ -6,8 +6,11 @@ criterion; for each of the two ratios of parameters removed the compact network 
 validation accuracy measured before fine-tuning, after BatchNorm recalibration (on a copy) and
 after fine-tuning. Every criterion of a (setting, seed) starts from the same trained network and
 fine-tunes with the same batch order, so the differences are the criteria's. The report holds
-every run and, per (setting, criterion, ratio), the mean and spread over seeds. It is rewritten
-after each (seed, setting), so a run cut short keeps what it finished.
+every run and, per (setting, criterion, ratio), the mean and spread over seeds. Then the best
+pruned network of each ratio is read against its controls - its widths and a uniformly thin
+network of its size from scratch, and Torch-Pruning's group-magnitude pruning when installed
+(hgsearch/bench/quality_controls.py). The report is rewritten after each (seed, setting) and each
+control, so a run cut short keeps what it finished.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hgsearch.bench import torch_pruning_peer
+from hgsearch.bench.quality_controls import control_tasks, run_control, summarize_controls
+from hgsearch.bench.runs import accuracy, device_splits, in_processes
 from hgsearch.fileio import utc_now, versions, write_json_atomic
 
 FORMAT = "hgsearch-bench-quality-v1"
@@ -45,6 +51,8 @@ class QualityScale:
     criteria: tuple[str, ...] = CRITERIA
     settings: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(SETTINGS))
     recalibrate: int = 1024                  # training images for BatchNorm recalibration
+    # After the grid: the best pruned network against these (hgsearch/bench/quality_controls.py)
+    controls: tuple[str, ...] = ("scratch", "uniform", "torch_pruning")
 
 
 # 4500 training images x 12 epochs at lr 0.05: every seed above 85% validation accuracy
@@ -65,11 +73,12 @@ TINY = QualityScale(base={**FULL.base, "synthetic_train_size": 300, "synthetic_t
 
 def run_quality(scale: QualityScale, *, device: str = "cpu", out: str | Path | None = None,
                 log: Callable[[str], None] | None = print, jobs: int = 1) -> dict[str, Any]:
-    """Run the grid of ``scale``; return the report (and keep ``out`` up to date when given).
+    """Run the grid of ``scale``, then its controls (hgsearch/bench/quality_controls.py);
+    return the report (and keep ``out`` up to date when given).
 
-    ``jobs`` > 1 runs that many (seed, setting) pairs at once, each in its own process on one
-    thread (a CPU core each). Each pair seeds its own generators, so the figures do not depend
-    on ``jobs``; the report lists the pairs in grid order whatever order they finish in.
+    ``jobs`` > 1 runs that many (seed, setting) pairs, then controls, at once, each in its own
+    process on one thread (a CPU core each). Each seeds its own generators, so the figures do
+    not depend on ``jobs``; the report lists them in grid order whatever order they finish in.
     """
     from hgsearch.bench.harness import load_average, machine_info
     from hgsearch.runtime import resolve_runtime
@@ -79,64 +88,69 @@ def run_quality(scale: QualityScale, *, device: str = "cpu", out: str | Path | N
     t0 = time.perf_counter()
     report: dict[str, Any] = {"format": FORMAT, "started_at": utc_now("seconds"), "device": str(
         runtime.device), "scale": asdict(scale), "machine": machine_info(runtime.device),
-        "versions": versions(), "jobs": jobs, "dense": [], "runs": [], "complete": False}
-    grid = [(seed, name) for seed in scale.seeds for name in scale.settings]
-    done: dict[tuple[int, str], tuple[dict, list]] = {}
-    for (seed, name), (dense, runs) in _pairs(scale, grid, device, jobs):
-        done[(seed, name)] = (dense, runs)
-        if dense.get("diverged"):
-            log(f"[{name} seed {seed}] diverged: {dense['error']}")
-        else:
-            log(f"[{name} seed {seed}] dense val {100 * dense['val_acc']:.1f}%, "
-                f"{100 * dense['zero_filter_fraction']:.1f}% of filters exactly zero (without "
-                f"them {100 * dense['acc_zero_pruned']:.1f}%), {dense['train_s']:.0f} s")
-        for run in runs:
-            log(f"  {run['criterion']:13s} {run['ratio']:.0%} params: val "
-                f"{100 * run['acc_pruned']:.1f}% -> recal {100 * run['acc_recalibrated']:.1f}%"
-                f" -> fine-tuned {100 * run['acc_final']:.1f}%")
-        ordered = [key for key in grid if key in done]
-        report["dense"] = [done[key][0] for key in ordered]
-        report["runs"] = [run for key in ordered for run in done[key][1]]
-        report["summary"] = summarize(report)
+        "versions": versions(), "jobs": jobs, "dense": [], "runs": [], "peers": [],
+        "controls": [], "complete": False}
+    if "torch_pruning" in scale.controls:
+        report["versions"]["torch_pruning"] = torch_pruning_peer.version()
+        if not torch_pruning_peer.available():
+            log("torch_pruning: not installed (pip install torch-pruning), so no peer runs")
+
+    def save() -> None:
         report["seconds"] = time.perf_counter() - t0
         report["machine"]["load_average_end"] = load_average()
         if out is not None:
             write_json_atomic(out, report, indent=1)
+
+    grid = [(scale, seed, name, device) for seed in scale.seeds for name in scale.settings]
+    done: dict[tuple[int, str], tuple[dict, list, list]] = {}
+    for (_, seed, name, _), (dense, runs, peers) in in_processes(run_pair, grid, jobs):
+        done[(seed, name)] = (dense, runs, peers)
+        _log_pair(log, dense, runs, peers)
+        ordered = [(s, n) for _, s, n, _ in grid if (s, n) in done]
+        report["dense"] = [done[key][0] for key in ordered]
+        report["runs"] = [run for key in ordered for run in done[key][1]]
+        report["peers"] = [peer for key in ordered for peer in done[key][2]]
+        report["summary"] = summarize(report)
+        save()
+    tasks = [(scale.base, task, device) for task in control_tasks(report, scale.controls)]
+    if tasks:
+        log(f"controls: {len(tasks)} networks from scratch, the best pruned network's size")
+    finished: dict[int, dict] = {}
+    for (_, task, _), record in in_processes(run_control, tasks, jobs):
+        finished[tasks.index((scale.base, task, device))] = record
+        log(f"[{record['kind']} of {record['ratio']:.0%}, seed {record['seed']}] "
+            + (f"diverged: {record['error']}" if record["diverged"] else
+               f"val {100 * record['val_acc']:.1f}%, test {100 * record['test_acc']:.1f}% at "
+               f"{record['params_ratio']:.3f} of the parameters, {record['train_s']:.0f} s"))
+        report["controls"] = [finished[i] for i in sorted(finished)]
+        report["control_summary"] = summarize_controls(report)
+        save()
+    report["control_summary"] = summarize_controls(report)
     report["complete"] = True
     report["finished_at"] = utc_now("seconds")
-    if out is not None:
-        write_json_atomic(out, report, indent=1)
+    save()
     return report
 
 
-def _pairs(scale: QualityScale, grid: list[tuple[int, str]], device: str,
-           jobs: int) -> Iterator[tuple[tuple[int, str], tuple[dict, list]]]:
-    """((seed, setting), (dense record, runs)) for each pair of ``grid``, as each finishes."""
-    if jobs <= 1:
-        for seed, name in grid:
-            yield (seed, name), run_pair(scale, seed, name, device)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    # spawn: a fresh interpreter per worker (fork would copy torch's thread pools).
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_one_thread) as pool:
-        futures = {pool.submit(run_pair, scale, seed, name, device): (seed, name)
-                   for seed, name in grid}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+def _log_pair(log: Callable[[str], None], dense: dict, runs: list, peers: list) -> None:
+    name, seed = dense["setting"], dense["seed"]
+    if dense.get("diverged"):
+        log(f"[{name} seed {seed}] diverged: {dense['error']}")
+    else:
+        log(f"[{name} seed {seed}] dense val {100 * dense['val_acc']:.1f}%, "
+            f"{100 * dense['zero_filter_fraction']:.1f}% of filters exactly zero (without "
+            f"them {100 * dense['acc_zero_pruned']:.1f}%), {dense['train_s']:.0f} s")
+    for run in [*runs, *({**p, "criterion": "torch_pruning"} for p in peers)]:
+        recal = (f" -> recal {100 * run['acc_recalibrated']:.1f}%"
+                 if "acc_recalibrated" in run else "")
+        log(f"  {run['criterion']:13s} {run['ratio']:.0%} params: val "
+            f"{100 * run['acc_pruned']:.1f}%{recal} -> fine-tuned {100 * run['acc_final']:.1f}%")
 
 
-def _one_thread() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def run_pair(scale: QualityScale, seed: int, name: str,
-             device: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One (seed, setting): its dense network's record and its pruned runs."""
+def run_pair(scale: QualityScale, seed: int, name: str, device: str
+             ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """One (seed, setting): its dense network's record, its pruned runs and, for the
+    unregularized setting with Torch-Pruning installed, that peer's runs."""
     import torch
 
     from hgsearch.config import make_config
@@ -147,30 +161,20 @@ def run_pair(scale: QualityScale, seed: int, name: str,
     runtime = resolve_runtime(device)
     cfg = make_config({**scale.base, **scale.settings[name], "seed": seed, "device": device})
     data = load_dataset(cfg)                       # the data do not depend on the seed
-    splits = _splits(data, runtime)
+    splits = device_splits(data, runtime)
     gen = torch.Generator().manual_seed(seed)      # batches, then the scoring samples
     try:
         model, dense = _train_dense(cfg, splits, data.num_classes, runtime, gen)
     except Diverged as err:      # a result, not a crash: the pair has no pruned runs
-        return {"setting": name, "seed": seed, "diverged": True, "error": str(err)}, []
+        return {"setting": name, "seed": seed, "diverged": True, "error": str(err)}, [], []
     runs = [{"setting": name, "seed": seed, **run} for run in
             _pruned_runs(cfg, model, splits, scale, data.image_size, runtime, gen)]
-    return {"setting": name, "seed": seed, **dense}, runs
-
-
-def _splits(data: Any, runtime: Any) -> dict[str, Any]:
-    from hgsearch.data import DeviceData
-
-    return {s: DeviceData(getattr(data, f"{s}_x"), getattr(data, f"{s}_y"), mean=data.mean,
-                          std=data.std, device=runtime.device,
-                          channels_last=runtime.channels_last)
-            for s in ("train", "val", "test")}
-
-
-def _accuracy(net: Any, split: Any, cfg: Any, runtime: Any) -> float:
-    from hgsearch.train import evaluate
-
-    return evaluate(net, split.eval_batches(cfg.eval_batch_size), runtime)[1]
+    peers = []
+    if (not cfg.regularized and "torch_pruning" in scale.controls
+            and torch_pruning_peer.available()):
+        peers = [{"setting": name, "seed": seed, **run} for run in
+                 _peer_runs(cfg, model, splits, scale, data.image_size, runtime)]
+    return {"setting": name, "seed": seed, **dense}, runs, peers
 
 
 def _train_dense(cfg: Any, splits: dict[str, Any], num_classes: int, runtime: Any,
@@ -193,10 +197,10 @@ def _train_dense(cfg: Any, splits: dict[str, Any], num_classes: int, runtime: An
           runtime=runtime, generator=gen, penalty=penalty, after_step=prox, log=None)
     train_s = time.perf_counter() - t1
     free = runtime.prepare(prune_model(model, nonzero_keep(model)))   # what HGSR zeroed, gone
-    return model, {"val_acc": _accuracy(model, splits["val"], cfg, runtime),
-                   "test_acc": _accuracy(model, splits["test"], cfg, runtime),
+    return model, {"val_acc": accuracy(model, splits["val"], cfg, runtime),
+                   "test_acc": accuracy(model, splits["test"], cfg, runtime),
                    "zero_filter_fraction": zero_filter_fraction(model),
-                   "acc_zero_pruned": _accuracy(free, splits["val"], cfg, runtime),
+                   "acc_zero_pruned": accuracy(free, splits["val"], cfg, runtime),
                    "train_s": train_s, "diverged": False}
 
 
@@ -209,7 +213,7 @@ def _pruned_runs(cfg: Any, model: Any, splits: dict[str, Any], scale: QualitySca
 
     from hgsearch.metrics import count_params, inner_channel_costs
     from hgsearch.pruning import exact_math, get_criterion, prune_model, select_filters
-    from hgsearch.train import recalibrate_bn, sgd_settings, train
+    from hgsearch.train import recalibrate_bn
 
     seed = cfg.seed
     costs = [c.params for c in inner_channel_costs(model, (image_size, image_size))]
@@ -223,21 +227,47 @@ def _pruned_runs(cfg: Any, model: Any, splits: dict[str, Any], scale: QualitySca
             keep = select_filters(scores, ratio=ratio, target="params",
                                   cost_per_channel=costs, total_cost=total).keep
             compact = runtime.prepare(prune_model(model, keep))
-            run = {"criterion": crit, "ratio": ratio,
+            run = {"criterion": crit, "ratio": ratio, "widths": list(compact.widths),
+                   "params": count_params(compact),
                    "params_ratio": count_params(compact) / total,
-                   "acc_pruned": _accuracy(compact, splits["val"], cfg, runtime)}
+                   "acc_pruned": accuracy(compact, splits["val"], cfg, runtime)}
             recal = copy.deepcopy(compact)
             xr, _ = splits["train"].sample(scale.recalibrate,
                                            generator=torch.Generator().manual_seed(seed))
             recalibrate_bn(recal, xr, batch_size=cfg.batch_size, runtime=runtime)
-            run["acc_recalibrated"] = _accuracy(recal, splits["val"], cfg, runtime)
-            # Same batch order for every criterion: a paired comparison.
-            train(compact, splits["train"],
-                  settings=sgd_settings(cfg, cfg.finetune_epochs, cfg.finetune_lr),
-                  runtime=runtime, generator=torch.Generator().manual_seed(seed + 1), log=None)
-            run.update(acc_final=_accuracy(compact, splits["val"], cfg, runtime),
-                       test_acc_final=_accuracy(compact, splits["test"], cfg, runtime))
-            yield run
+            run["acc_recalibrated"] = accuracy(recal, splits["val"], cfg, runtime)
+            yield {**run, **_finetuned(compact, cfg, splits, runtime)}
+
+
+def _finetuned(compact: Any, cfg: Any, splits: dict[str, Any], runtime: Any
+               ) -> dict[str, float]:
+    """Fine-tune ``compact`` in place; its validation and test accuracy after. The same batch
+    order for every pruned network of a seed: a paired comparison."""
+    import torch
+
+    from hgsearch.train import sgd_settings, train
+
+    train(compact, splits["train"],
+          settings=sgd_settings(cfg, cfg.finetune_epochs, cfg.finetune_lr),
+          runtime=runtime, generator=torch.Generator().manual_seed(cfg.seed + 1), log=None)
+    return {"acc_final": accuracy(compact, splits["val"], cfg, runtime),
+            "test_acc_final": accuracy(compact, splits["test"], cfg, runtime)}
+
+
+def _peer_runs(cfg: Any, model: Any, splits: dict[str, Any], scale: QualityScale,
+               image_size: int, runtime: Any) -> Iterator[dict[str, Any]]:
+    """Per ratio: Torch-Pruning's global group-magnitude pruning of ``model`` to the budget,
+    then the same fine-tuning as hgsearch's pruned networks."""
+    from hgsearch.metrics import count_params
+
+    total = count_params(model)
+    for ratio in scale.ratios:
+        compact = runtime.prepare(torch_pruning_peer.group_magnitude_pruned(
+            model, ratio, image_size))
+        run = {"ratio": ratio, "params": count_params(compact),
+               "params_ratio": count_params(compact) / total,
+               "acc_pruned": accuracy(compact, splits["val"], cfg, runtime)}
+        yield {**run, **_finetuned(compact, cfg, splits, runtime)}
 
 
 def summarize(report: dict[str, Any]) -> dict[str, Any]:

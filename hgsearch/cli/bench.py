@@ -124,6 +124,7 @@ def quality_command(*, device: str, quick: bool, out: str | Path,
     import torch
 
     from hgsearch.bench import quality
+    from hgsearch.bench.quality_controls import format_controls
 
     torch.set_num_threads(threads or 1)   # one thread: fastest on a shared, loaded CPU
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -132,7 +133,8 @@ def quality_command(*, device: str, quick: bool, out: str | Path,
         raise UserError(f"--jobs {jobs}: expected a number of processes >= 1")
     report = quality.run_quality(quality.TINY if quick else quality.FULL, device=device,
                                  out=path, jobs=jobs)
-    for line in [*quality.format_dense(report), "", *quality.format_quality(report)]:
+    for line in [*quality.format_dense(report), "", *quality.format_quality(report), "",
+                 *format_controls(report)]:
         print(line)
     print(f"{report['seconds']:.0f} s; written to {path}")
     return 0

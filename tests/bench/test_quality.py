@@ -69,8 +69,9 @@ def test_two_jobs_give_the_report_of_one(tmp_path):
     pooled = run_quality(scale, device="cpu", log=None, jobs=2)
 
     def figures(report):
-        dense = [{k: v for k, v in d.items() if k != "train_s"} for d in report["dense"]]
-        return dense, report["runs"]
+        dense, controls = ([{k: v for k, v in d.items() if k != "train_s"} for d in report[part]]
+                           for part in ("dense", "controls"))
+        return dense, report["runs"], report["peers"], controls
 
     assert figures(pooled) == figures(serial)
     assert [(d["seed"], d["setting"]) for d in pooled["dense"]] == [(0, "none"), (1, "none")]
@@ -107,7 +108,7 @@ def test_a_diverged_training_is_a_result_not_a_crash(tmp_path, monkeypatch):
               "batch_size": 40, "score_samples": 16, "cache_dir": str(tmp_path / "cache")},
         seeds=(0,), ratios=(0.5,), recalibrate=16, criteria=("bn_scale",),
         settings={"boom": {"reg": "none", "lam": 0.0, "lr": 0.123},
-                  "none": {"reg": "none", "lam": 0.0}})
+                  "none": {"reg": "none", "lam": 0.0}}, controls=())
     out = tmp_path / "q.json"
     report = run_quality(scale, device="cpu", out=out, log=None)
     boom, fine = json.loads(out.read_text())["dense"]
