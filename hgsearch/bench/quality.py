@@ -71,10 +71,16 @@ TINY = QualityScale(base={**FULL.base, "synthetic_train_size": 300, "synthetic_t
                     seeds=(0,), recalibrate=64)
 
 
+def _print_now(line: str) -> None:
+    print(line, flush=True)      # a run of an hour redirected to a file shows its progress
+
+
 def run_quality(scale: QualityScale, *, device: str = "cpu", out: str | Path | None = None,
-                log: Callable[[str], None] | None = print, jobs: int = 1) -> dict[str, Any]:
+                log: Callable[[str], None] | None = _print_now, jobs: int = 1
+                ) -> dict[str, Any]:
     """Run the grid of ``scale``, then its controls (hgsearch/bench/quality_controls.py);
-    return the report (and keep ``out`` up to date when given).
+    return the report (and keep ``out`` up to date when given). ``log`` gets a line per pair
+    and control (default: printed at once, also into a file or pipe).
 
     ``jobs`` > 1 runs that many (seed, setting) pairs, then controls, at once, each in its own
     process on one thread (a CPU core each). Each seeds its own generators, so the figures do

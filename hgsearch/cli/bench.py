@@ -131,8 +131,10 @@ def quality_command(*, device: str, quick: bool, out: str | Path,
     path = Path(out) / f"quality-{'tiny-' if quick else ''}{stamp}.json"
     if jobs < 1:
         raise UserError(f"--jobs {jobs}: expected a number of processes >= 1")
-    report = quality.run_quality(quality.TINY if quick else quality.FULL, device=device,
-                                 out=path, jobs=jobs)
+    scale = quality.TINY if quick else quality.FULL
+    print(f"quality: {len(scale.seeds) * len(scale.settings)} (seed, setting) pairs, then the "
+          f"controls, {jobs} at a time; the report is kept up to date in {path}", flush=True)
+    report = quality.run_quality(scale, device=device, out=path, jobs=jobs)
     for line in [*quality.format_dense(report), "", *quality.format_quality(report), "",
                  *format_controls(report)]:
         print(line)
