@@ -24,7 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from hgsearch.bench import torch_pruning_peer
-from hgsearch.bench.quality_controls import control_tasks, run_control, summarize_controls
+from hgsearch.bench.quality_controls import (
+    control_order,
+    control_tasks,
+    run_control,
+    summarize_controls,
+)
 from hgsearch.bench.runs import accuracy, device_splits, in_processes
 from hgsearch.fileio import utc_now, versions, write_json_atomic
 
@@ -121,14 +126,12 @@ def run_quality(scale: QualityScale, *, device: str = "cpu", out: str | Path | N
     tasks = [(scale.base, task, device) for task in control_tasks(report, scale.controls)]
     if tasks:
         log(f"controls: {len(tasks)} networks from scratch, the best pruned network's size")
-    finished: dict[int, dict] = {}
-    for (_, task, _), record in in_processes(run_control, tasks, jobs):
-        finished[tasks.index((scale.base, task, device))] = record
+    for _, record in in_processes(run_control, tasks, jobs):
         log(f"[{record['kind']} of {record['ratio']:.0%}, seed {record['seed']}] "
             + (f"diverged: {record['error']}" if record["diverged"] else
                f"val {100 * record['val_acc']:.1f}%, test {100 * record['test_acc']:.1f}% at "
                f"{record['params_ratio']:.3f} of the parameters, {record['train_s']:.0f} s"))
-        report["controls"] = [finished[i] for i in sorted(finished)]
+        report["controls"] = sorted([*report["controls"], record], key=control_order)
         report["control_summary"] = summarize_controls(report)
         save()
     report["control_summary"] = summarize_controls(report)

@@ -40,6 +40,11 @@ def control_tasks(report: dict[str, Any], kinds: tuple[str, ...]) -> list[dict[s
     return tasks
 
 
+def control_order(record: dict[str, Any]) -> tuple:
+    """The order of ``control_tasks`` (ratio, seed, kind), whatever order they finish in."""
+    return record["ratio"], record["seed"], KINDS.index(record["kind"])
+
+
 def _best_runs(report: dict[str, Any], ratio: float, best: dict[str, Any]) -> list[dict]:
     return [r for r in report["runs"] if r["ratio"] == ratio and
             (r["setting"], r["criterion"]) == (best["setting"], best["criterion"])]
