@@ -7,8 +7,6 @@ import json
 import time
 
 import pytest
-import torch
-import yaml
 
 from hgsearch.analysis.confirm import paired
 from hgsearch.analysis.front import pareto_front
@@ -17,20 +15,14 @@ from hgsearch.cli import main
 from hgsearch.errors import UserError
 from hgsearch.results import load_results
 from hgsearch.search.confirm import check_count, confirm_keys, run_confirmation
-from hgsearch.search.driver import run_sweep
-from tests.search.test_controls import _space
+from tests.search.test_controls import sweep_one_pruned_trial
 
 
 @pytest.fixture(scope="module")
 def confirmed(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("confirm")
-    space = tmp / "confirm.yaml"
     # one pruned trial, the baseline and one control: each kind of pair once, at least cost
-    space.write_text(yaml.safe_dump(_space(
-        search={"prune_ratio": {"choice": [0.5]}}, num_samples=1, baseline=True,
-        controls={"kinds": ["scratch"], "of": "selected"})))
-    torch.set_num_threads(1)
-    swept = run_sweep(space, name="c", results=tmp / "r", num_cpus=2, log=lambda _l: None)
+    swept, _ = sweep_one_pruned_trial(tmp_path_factory.mktemp("confirm"), baseline=True,
+                                      kinds=["scratch"], log=lambda _l: None)
     chosen = select_trial(swept.rows, rule="knee")
     lines: list[str] = []
     start = time.perf_counter()

@@ -96,17 +96,22 @@ def test_validate_says_what_the_controls_cost():
         "to 6 more trial(s) from scratch, each of its trial's epochs + finetune_epochs" in lines
 
 
+def sweep_one_pruned_trial(tmp, *, baseline: bool, kinds: list[str], log):
+    """A sweep of one pruned trial (prune_ratio 0.5), the baseline if asked, and the
+    selection's controls of ``kinds``: the least a sweep with controls runs; (result, space)."""
+    space = tmp / "space.yaml"
+    space.write_text(yaml.safe_dump(_space(
+        search={"prune_ratio": {"choice": [0.5]}}, num_samples=1, baseline=baseline,
+        controls={"kinds": kinds, "of": "selected"})))
+    torch.set_num_threads(1)
+    return run_sweep(space, name="c", results=tmp / "r", num_cpus=2, log=log), space
+
+
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("controls")
-    space = tmp / "controls.yaml"
-    # one pruned trial and its two controls: the least a sweep with controls runs
-    space.write_text(yaml.safe_dump(_space(
-        search={"prune_ratio": {"choice": [0.5]}}, num_samples=1, baseline=False,
-        controls={"kinds": ["scratch", "uniform"], "of": "selected"})))
     lines: list[str] = []
-    torch.set_num_threads(1)
-    result = run_sweep(space, name="c", results=tmp / "r", num_cpus=2, log=lines.append)
+    result, space = sweep_one_pruned_trial(tmp_path_factory.mktemp("controls"), baseline=False,
+                                           kinds=["scratch", "uniform"], log=lines.append)
     return result, lines, space
 
 
